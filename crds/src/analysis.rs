@@ -1,0 +1,605 @@
+//! `AnalysisTemplate`, `ClusterAnalysisTemplate` and `AnalysisRun`: the metrics that gate
+//! each step of a rollout, and one evaluation of them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ObjectFieldSelector, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::HumanDuration;
+
+fn default_consecutive_error_limit() -> i32 {
+    4
+}
+fn default_pass_threshold() -> f64 {
+    95.0
+}
+fn default_marginal_threshold() -> f64 {
+    75.0
+}
+fn default_confidence() -> f64 {
+    0.98
+}
+fn default_ratio() -> f64 {
+    1.0
+}
+fn default_group() -> String {
+    "default".into()
+}
+
+/// A reference from a Rollout to an AnalysisTemplate or ClusterAnalysisTemplate.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateRef {
+    /// Name of the template.
+    pub template_name: String,
+
+    /// True to use a ClusterAnalysisTemplate instead of an AnalysisTemplate in the
+    /// Rollout's namespace.
+    #[serde(default)]
+    pub cluster_scope: bool,
+}
+
+/// An argument of an analysis: declared by a template (a missing value must then be given
+/// by the Rollout) or given by a Rollout. Referenced in queries as `{{args.NAME}}`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.value) && has(self.valueFrom))").message("an arg sets value or valueFrom, not both"))]
+pub struct AnalysisRunArgument {
+    /// Name of the argument, as used in `{{args.NAME}}`.
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_.-]*$')").message("arg names start with a letter or _ and contain letters, digits, _, . and -"))]
+    pub name: String,
+
+    /// A literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+
+    /// Where to read the value from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ArgumentValueFrom>,
+}
+
+/// A value read at run time: exactly one source.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.secretKeyRef) ? 1 : 0) + (has(self.fieldRef) ? 1 : 0) + (has(self.podTemplateHashValue) ? 1 : 0) == 1").message("valueFrom must set exactly one of secretKeyRef, fieldRef and podTemplateHashValue"))]
+pub struct ArgumentValueFrom {
+    /// A key of a Secret in the namespace of the analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeySelector>,
+
+    /// A field of the Rollout, such as `metadata.labels['app']`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<ObjectFieldSelector>,
+
+    /// The pod-template hash of one of the Rollout's revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash_value: Option<PodTemplateHashValue>,
+}
+
+/// Which revision's pod-template hash an argument takes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PodTemplateHashValue {
+    /// The stable revision.
+    Stable,
+    /// The revision being rolled out.
+    Latest,
+    /// The dedicated baseline ReplicaSet when the Rollout runs one, else the stable revision.
+    Baseline,
+}
+
+/// The metrics to evaluate, their arguments and which of them only report (dry run).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("size(self.metrics) > 0").message("an analysis needs at least one metric"),
+    validation = Rule::new("self.metrics.all(m, self.metrics.filter(n, n.name == m.name).size() == 1)").message("metric names must be unique"),
+    validation = Rule::new("!has(self.dryRun) || self.dryRun.all(d, d.metricName == '*' || self.metrics.exists(m, m.name == d.metricName))").message("every dryRun.metricName must name a metric of this analysis, or be *"),
+    validation = Rule::new("!has(self.measurementRetention) || self.measurementRetention.all(r, r.metricName == '*' || self.metrics.exists(m, m.name == r.metricName))").message("every measurementRetention.metricName must name a metric of this analysis, or be *")
+)]
+pub struct AnalysisSpec {
+    /// Arguments the metrics use as `{{args.NAME}}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub args: Vec<AnalysisRunArgument>,
+
+    /// The metrics to measure.
+    #[schemars(length(max = 50))]
+    pub metrics: Vec<Metric>,
+
+    /// Metrics that are measured and reported but never fail the analysis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub dry_run: Vec<DryRun>,
+
+    /// How many measurements to keep per metric in the AnalysisRun status (default 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub measurement_retention: Vec<MeasurementRetention>,
+}
+
+/// A metric whose results are reported but never decide the analysis.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    /// Name of the metric, or `*` for all.
+    #[schemars(length(max = 253))]
+    pub metric_name: String,
+}
+
+/// How many measurements of a metric to keep.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementRetention {
+    /// Name of the metric, or `*` for all.
+    #[schemars(length(max = 253))]
+    pub metric_name: String,
+    /// Measurements to keep.
+    #[x_kube(validation = Rule::new("self >= 1").message("measurementRetention.limit must be at least 1"))]
+    pub limit: i32,
+}
+
+/// One metric: a query, how often to run it, and what result counts as success.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.count) || self.count <= 1 || has(self.interval)").message("a metric measured more than once needs an interval"),
+    validation = Rule::new("has(self.provider.judge) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition")
+)]
+pub struct Metric {
+    /// Name of the metric, unique within the analysis.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("size(self) > 0").message("metric name must not be empty"))]
+    pub name: String,
+
+    /// Time between measurements (`1m`, `30s`). Without it the metric is measured once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<HumanDuration>,
+
+    /// Time to wait before the first measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<HumanDuration>,
+
+    /// Number of measurements to take. Without it, one measurement when there is no
+    /// interval, and measurements until the analysis ends when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("count must be at least 1"))]
+    pub count: Option<i32>,
+
+    /// CEL over `result` that marks a measurement Successful, e.g. `result[0] >= 0.99`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<String>,
+
+    /// CEL over `result` that marks a measurement Failed, e.g. `result[0] > 0.05`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<String>,
+
+    /// Failed measurements tolerated; one more fails the metric. Defaults to 0.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub failure_limit: i32,
+
+    /// Inconclusive measurements tolerated; one more makes the metric Inconclusive.
+    /// Defaults to 0.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub inconclusive_limit: i32,
+
+    /// Errors in a row tolerated; one more makes the metric Error. Defaults to 4.
+    #[serde(default = "default_consecutive_error_limit")]
+    #[schemars(range(min = 0))]
+    pub consecutive_error_limit: i32,
+
+    /// Where the measurement comes from: exactly one provider.
+    pub provider: MetricProvider,
+}
+
+/// The source of a metric's measurements: exactly one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.prometheus) != has(self.judge)").message("provider must set exactly one of prometheus and judge"))]
+pub struct MetricProvider {
+    /// A PromQL query; `result` is its value(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetric>,
+
+    /// The built-in canary-versus-baseline statistical judge (Kayenta's algorithm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeMetric>,
+}
+
+/// How to reach a Prometheus server.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusConnection {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    pub address: String,
+
+    /// Time limit of one query (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+
+    /// Extra HTTP headers sent with every query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpHeader>,
+
+    /// Credentials sent with every query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<PrometheusAuthentication>,
+}
+
+/// An HTTP header.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHeader {
+    /// Header name.
+    pub key: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// Credentials for Prometheus.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusAuthentication {
+    /// A Secret key holding a bearer token, sent as `Authorization: Bearer <token>`.
+    pub bearer_token: SecretKeySelector,
+}
+
+/// A Prometheus query.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetric {
+    /// The server to ask.
+    #[serde(flatten)]
+    pub connection: PrometheusConnection,
+
+    /// PromQL; `{{args.NAME}}` is replaced by the argument's value.
+    pub query: String,
+
+    /// Run as a range query over the last `lookback`, every `step`, instead of an
+    /// instant query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_query: Option<RangeQuery>,
+}
+
+/// The window of a range query, ending at the time of the measurement.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RangeQuery {
+    /// How far back the window reaches.
+    pub lookback: HumanDuration,
+    /// Resolution of the window.
+    pub step: HumanDuration,
+}
+
+/// The statistical judge: per signal, compares the canary series with the baseline series
+/// (Mann-Whitney U confidence interval of the shift), then scores the share of passing
+/// signals. `result` is the score (0 to 100); without conditions a score at or above
+/// `thresholds.pass` is Successful, at or above `thresholds.marginal` Inconclusive, and
+/// below it Failed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.thresholds.marginal <= self.thresholds.pass").message("judge thresholds.marginal must not exceed thresholds.pass"))]
+pub struct JudgeMetric {
+    /// The server to ask.
+    #[serde(flatten)]
+    pub connection: PrometheusConnection,
+
+    /// How far back the compared series reach, ending at the time of the measurement.
+    pub lookback: HumanDuration,
+
+    /// Resolution of the compared series.
+    pub step: HumanDuration,
+
+    /// The signals to compare.
+    #[schemars(length(min = 1, max = 50))]
+    pub signals: Vec<JudgeSignal>,
+
+    /// Relative weight of each signal group in the score; groups not listed weigh the same
+    /// share of what is left.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_weights: BTreeMap<String, f64>,
+
+    /// Score thresholds.
+    #[serde(default)]
+    pub thresholds: JudgeThresholds,
+
+    /// Confidence level of the shift interval. Defaults to 0.98.
+    #[serde(default = "default_confidence")]
+    #[schemars(range(min = 0.5, max = 0.9999))]
+    pub confidence: f64,
+}
+
+/// Score thresholds of the judge, in percent.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeThresholds {
+    /// Minimum score for Pass. Defaults to 95.
+    #[serde(default = "default_pass_threshold")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub pass: f64,
+    /// Minimum score for Marginal (Inconclusive). Defaults to 75.
+    #[serde(default = "default_marginal_threshold")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub marginal: f64,
+}
+
+impl Default for JudgeThresholds {
+    fn default() -> Self {
+        JudgeThresholds {
+            pass: default_pass_threshold(),
+            marginal: default_marginal_threshold(),
+        }
+    }
+}
+
+/// One signal compared between canary and baseline.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeSignal {
+    /// Name of the signal, shown in measurements.
+    pub name: String,
+
+    /// PromQL range query for the canary series.
+    pub canary_query: String,
+
+    /// PromQL range query for the baseline series.
+    pub baseline_query: String,
+
+    /// Which deviation is bad. Defaults to Increase (e.g. latency, error rate).
+    #[serde(default)]
+    pub direction: JudgeDirection,
+
+    /// Smallest canary/baseline mean ratio that counts as High. Defaults to 1.0.
+    #[serde(default = "default_ratio")]
+    pub allowed_increase: f64,
+
+    /// Largest canary/baseline mean ratio that counts as Low. Defaults to 1.0.
+    #[serde(default = "default_ratio")]
+    pub allowed_decrease: f64,
+
+    /// What to do with NaN samples. Defaults to Remove.
+    #[serde(default)]
+    pub nan_strategy: NanStrategy,
+
+    /// Drop outliers (beyond 3 interquartile ranges) before comparing.
+    #[serde(default)]
+    pub outlier_removal: bool,
+
+    /// A failure of this signal fails the whole judgement (score 0).
+    #[serde(default)]
+    pub critical: bool,
+
+    /// No data on either side fails the signal instead of leaving it out.
+    #[serde(default)]
+    pub must_have_data: bool,
+
+    /// Group for weighting. Defaults to `default`.
+    #[serde(default = "default_group")]
+    pub group: String,
+}
+
+/// Which deviation of a signal is bad.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JudgeDirection {
+    /// Higher is worse.
+    #[default]
+    Increase,
+    /// Lower is worse.
+    Decrease,
+    /// Any significant change is bad.
+    Either,
+}
+
+/// How NaN samples are treated.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NanStrategy {
+    /// Drop NaN samples.
+    #[default]
+    Remove,
+    /// Replace NaN samples by 0.
+    Replace,
+}
+
+/// A reusable analysis in one namespace.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "AnalysisTemplate",
+    plural = "analysistemplates",
+    shortname = "at",
+    category = "sluice",
+    namespaced,
+    status = "AnalysisTemplateStatus",
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct AnalysisTemplateSpec {
+    /// The metrics, args and dry-run settings.
+    #[serde(flatten)]
+    pub analysis: AnalysisSpec,
+}
+
+/// A reusable analysis for every namespace.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "ClusterAnalysisTemplate",
+    plural = "clusteranalysistemplates",
+    shortname = "cat",
+    category = "sluice",
+    status = "AnalysisTemplateStatus",
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct ClusterAnalysisTemplateSpec {
+    /// The metrics, args and dry-run settings.
+    #[serde(flatten)]
+    pub analysis: AnalysisSpec,
+}
+
+/// Whether a template is usable.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `InvalidSpec` when a condition does not compile or an arg is unusable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One evaluation of an analysis, created and owned by a Rollout.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "AnalysisRun",
+    plural = "analysisruns",
+    shortname = "ar",
+    category = "sluice",
+    namespaced,
+    status = "AnalysisRunStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunSpec {
+    /// The metrics with their arguments resolved.
+    #[serde(flatten)]
+    pub analysis: AnalysisSpec,
+
+    /// Set to stop measuring; the run ends with the verdict reached so far.
+    #[serde(default)]
+    pub terminate: bool,
+}
+
+/// The verdict of an analysis, a metric, or a measurement.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnalysisPhase {
+    /// Not started.
+    Pending,
+    /// Measuring.
+    Running,
+    /// Passed.
+    Successful,
+    /// Failed: the rollout is aborted.
+    Failed,
+    /// Could not be measured: the rollout is aborted.
+    Error,
+    /// Neither passed nor failed: the rollout pauses for a human.
+    Inconclusive,
+}
+
+/// Observed state of an AnalysisRun.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Verdict of the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<AnalysisPhase>,
+
+    /// Why the run has its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Results per metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_results: Vec<MetricResult>,
+
+    /// When the first measurement started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+
+    /// When the run reached its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+
+    /// Standard conditions, e.g. `InvalidSpec`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Results of one metric.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    /// Name of the metric.
+    pub name: String,
+
+    /// Verdict of the metric.
+    pub phase: AnalysisPhase,
+
+    /// The latest measurements, newest last (see `measurementRetention`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+
+    /// Measurements taken.
+    #[serde(default)]
+    pub count: i32,
+
+    /// Successful measurements.
+    #[serde(default)]
+    pub successful: i32,
+
+    /// Failed measurements.
+    #[serde(default)]
+    pub failed: i32,
+
+    /// Inconclusive measurements.
+    #[serde(default)]
+    pub inconclusive: i32,
+
+    /// Measurements that could not be taken.
+    #[serde(default)]
+    pub error: i32,
+
+    /// Errors in a row, reset by a measurement that succeeds.
+    #[serde(default)]
+    pub consecutive_error: i32,
+
+    /// True when the metric is in dry-run mode and cannot decide the run.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// Why the metric has its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One measurement of a metric.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    /// Verdict of this measurement.
+    pub phase: AnalysisPhase,
+
+    /// The value that the conditions saw, as text (e.g. `[0.993]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+
+    /// When the query was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+
+    /// When the answer was judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+
+    /// Details: the error, or that the result was empty or NaN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,573 @@
+//! `Rollout`: a Deployment replacement that shifts traffic to a new version in steps
+//! (canary) or after a preview (blue-green).
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{AnalysisRunArgument, AnalysisTemplateRef};
+use crate::duration::HumanDuration;
+
+/// The label sluice puts on every ReplicaSet and pod it manages, and into the selectors of
+/// the Services it points at a revision.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
+
+fn default_replicas() -> i32 {
+    1
+}
+fn default_revision_history_limit() -> i32 {
+    10
+}
+fn default_progress_deadline_seconds() -> i32 {
+    600
+}
+fn default_scale_down_delay_seconds() -> i32 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_surge() -> IntOrString {
+    IntOrString::String("25%".into())
+}
+fn default_max_unavailable() -> IntOrString {
+    IntOrString::String("25%".into())
+}
+fn default_nginx_annotation_prefix() -> String {
+    "nginx.ingress.kubernetes.io".into()
+}
+
+/// Desired state of a Rollout: a pod template, like a Deployment's, and the strategy by
+/// which a new template replaces the running one.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Rollout",
+    plural = "rollouts",
+    shortname = "ro",
+    category = "all",
+    category = "sluice",
+    namespaced,
+    status = "RolloutStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.hpaReplicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn = r#"{"name":"Strategy","type":"string","jsonPath":".status.strategy","description":"Canary or BlueGreen"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Progressing, Paused, Healthy or Degraded"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.stepProgress","description":"Current canary step out of the total"}"#,
+    printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canary.weights.canary","description":"Traffic weight of the new version"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.replicas","description":"Desired replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas","description":"Ready replicas"}"#,
+    printcolumn = r#"{"name":"Available","type":"integer","jsonPath":".status.availableReplicas","description":"Available replicas"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// Number of desired pods of the stable version once a rollout completes. Defaults to 1.
+    /// Scaled by `kubectl scale` and HorizontalPodAutoscalers through the scale subresource.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 0").message("replicas must not be negative"))]
+    pub replicas: i32,
+
+    /// Label query over the pods the Rollout manages. Must match the labels of `template`.
+    pub selector: LabelSelector,
+
+    /// The pod template, as in a Deployment. Changing it starts a new rollout.
+    pub template: PodTemplateSpec,
+
+    /// Minimum seconds a new pod must be ready, without any container crashing, to count
+    /// as available. Defaults to 0.
+    #[serde(default)]
+    pub min_ready_seconds: i32,
+
+    /// How many old ReplicaSets to keep for rollback. Defaults to 10.
+    #[serde(default = "default_revision_history_limit")]
+    pub revision_history_limit: i32,
+
+    /// Pauses the rollout where it stands: no step advances until this is false again.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Seconds a rollout may make no progress before it is reported with
+    /// `Progressing=False` reason `ProgressDeadlineExceeded`. Defaults to 600.
+    #[serde(default = "default_progress_deadline_seconds")]
+    pub progress_deadline_seconds: i32,
+
+    /// Abort the rollout (traffic back to stable) when the progress deadline is exceeded,
+    /// instead of only reporting it. Defaults to false.
+    #[serde(default)]
+    pub progress_deadline_abort: bool,
+
+    /// Restart every pod created before this time, one batch at a time within the
+    /// `maxUnavailable` budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<Time>,
+
+    /// Revisions that may be rolled back to at once, skipping the steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
+
+    /// How a new pod template replaces the current one: exactly one of `canary` and
+    /// `blueGreen`.
+    pub strategy: RolloutStrategy,
+}
+
+/// How far back a template change may go and still be rolled back at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    /// Number of previous revisions whose template, when applied again, is rolled out at
+    /// once without running the steps.
+    #[x_kube(validation = Rule::new("self >= 0").message("rollbackWindow.revisions must not be negative"))]
+    pub revisions: i32,
+}
+
+/// Exactly one of `canary` and `blueGreen`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.canary) != has(self.blueGreen)").message("strategy must set exactly one of canary and blueGreen"))]
+pub struct RolloutStrategy {
+    /// Shift traffic to the new version in steps, with analysis between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+
+    /// Bring the new version up beside the old one behind a preview Service, then switch
+    /// the active Service to it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
+}
+
+/// Canary: the new version receives a growing share of traffic, step by step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.canaryService) || !has(self.stableService) || self.canaryService != self.stableService").message("canaryService and stableService must name different Services"),
+    validation = Rule::new("!has(self.trafficRouting) || (has(self.canaryService) && has(self.stableService))").message("trafficRouting needs both canaryService and stableService"),
+    validation = Rule::new("!(type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') || !(type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%')").message("maxSurge and maxUnavailable must not both be zero"),
+    validation = Rule::new("!self.dynamicStableScale || has(self.trafficRouting)").message("dynamicStableScale needs trafficRouting: without a router the stable size is what splits traffic")
+)]
+pub struct CanaryStrategy {
+    /// Service whose selector sluice points at the new version's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_service: Option<String>,
+
+    /// Service whose selector sluice points at the stable version's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_service: Option<String>,
+
+    /// How traffic is split. Without it the split is approximated by replica counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<TrafficRouting>,
+
+    /// The steps of the canary, run in order. Each step has exactly one action.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub steps: Vec<CanaryStep>,
+
+    /// Analysis that runs in the background for the whole rollout, from `startingStep` on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<BackgroundAnalysis>,
+
+    /// Run a baseline ReplicaSet of the stable template at the canary's size while the
+    /// rollout progresses, so that analysis compares like with like (same age, same load).
+    #[serde(default)]
+    pub dedicated_baseline: bool,
+
+    /// Most pods above `replicas` during an update: a number or a percentage. Defaults to 25%.
+    #[serde(default = "default_max_surge")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("maxSurge must be a non-negative number or a percentage such as 25%"))]
+    pub max_surge: IntOrString,
+
+    /// Most pods below `replicas` that may be unavailable during an update: a number or a
+    /// percentage. Defaults to 25%.
+    #[serde(default = "default_max_unavailable")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("maxUnavailable must be a non-negative number or a percentage such as 25%"))]
+    pub max_unavailable: IntOrString,
+
+    /// Seconds to keep the old ReplicaSet up after traffic has moved off it. Defaults to 30.
+    #[serde(default = "default_scale_down_delay_seconds")]
+    pub scale_down_delay_seconds: i32,
+
+    /// Seconds to keep the canary ReplicaSet up after an abort. Defaults to 30.
+    #[serde(default = "default_scale_down_delay_seconds")]
+    pub abort_scale_down_delay_seconds: i32,
+
+    /// With a traffic router, scale the stable ReplicaSet down as its weight falls instead
+    /// of keeping it at full size until promotion.
+    #[serde(default)]
+    pub dynamic_stable_scale: bool,
+}
+
+/// Exactly one traffic router.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.nginx) != has(self.gatewayAPI)").message("trafficRouting must set exactly one of nginx and gatewayAPI"))]
+pub struct TrafficRouting {
+    /// NGINX Ingress: sluice owns a second, canary Ingress next to the stable one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxTrafficRouting>,
+
+    /// Gateway API: sluice sets the weights of the HTTPRoute's backendRefs.
+    #[serde(
+        default,
+        rename = "gatewayAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_api: Option<GatewayApiTrafficRouting>,
+}
+
+/// NGINX Ingress canary routing.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NginxTrafficRouting {
+    /// Name of the user's Ingress that routes to `stableService`. It is never modified;
+    /// sluice copies its rules into `<rollout>-<ingress>-canary`.
+    pub stable_ingress: String,
+
+    /// Prefix of the canary annotations. Defaults to `nginx.ingress.kubernetes.io`.
+    #[serde(default = "default_nginx_annotation_prefix")]
+    pub annotation_prefix: String,
+
+    /// Extra annotations for the canary Ingress, for example `canary-by-header`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub additional_ingress_annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Gateway API HTTPRoute routing.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiTrafficRouting {
+    /// Name of the HTTPRoute whose backendRefs to `canaryService` and `stableService`
+    /// get the weights.
+    pub http_route: String,
+
+    /// Namespace of the HTTPRoute. Defaults to the Rollout's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// One canary step: exactly one of `setWeight`, `pause`, `setCanaryScale`, `analysis`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1").message("each step must set exactly one of setWeight, pause, setCanaryScale and analysis"))]
+pub struct CanaryStep {
+    /// Percentage of traffic (0 to 100) to send to the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("setWeight must be between 0 and 100"))]
+    pub set_weight: Option<i32>,
+
+    /// Wait: for `duration`, or until promoted when no duration is given (`pause: {}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseStep>,
+
+    /// Size the canary independently of its traffic weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_canary_scale: Option<SetCanaryScale>,
+
+    /// Run an analysis and wait for its verdict before the next step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+}
+
+/// A pause step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseStep {
+    /// How long to pause (`30s`, `5m`, or a number of seconds). Without it the rollout
+    /// waits until promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+}
+
+/// Canary size independent of the traffic weight: exactly one of the three.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.replicas) ? 1 : 0) + (has(self.weight) ? 1 : 0) + (self.matchTrafficWeight ? 1 : 0) == 1").message("setCanaryScale must set exactly one of replicas, weight and matchTrafficWeight"))]
+pub struct SetCanaryScale {
+    /// Run exactly this many canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("setCanaryScale.replicas must not be negative"))]
+    pub replicas: Option<i32>,
+
+    /// Run this percentage (0 to 100) of `spec.replicas` as canary pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("setCanaryScale.weight must be between 0 and 100"))]
+    pub weight: Option<i32>,
+
+    /// Go back to sizing the canary by its traffic weight.
+    #[serde(default)]
+    pub match_traffic_weight: bool,
+}
+
+/// Analysis run from one or more templates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.templates) > 0").message("analysis must name at least one template"))]
+pub struct RolloutAnalysis {
+    /// The AnalysisTemplates or ClusterAnalysisTemplates whose metrics are run together.
+    #[schemars(length(max = 20))]
+    pub templates: Vec<AnalysisTemplateRef>,
+
+    /// Values for the templates' args.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisRunArgument>,
+}
+
+/// Analysis that runs for the whole rollout.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackgroundAnalysis {
+    /// The templates and args of the analysis.
+    #[serde(flatten)]
+    pub analysis: RolloutAnalysis,
+
+    /// Index of the step at which the background analysis starts. Defaults to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_step: Option<i32>,
+}
+
+/// Blue-green: the new version comes up behind `previewService`, then `activeService`
+/// switches to it at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("size(self.activeService) > 0").message("blueGreen.activeService is required: it names the Service that receives production traffic"),
+    validation = Rule::new("!has(self.previewService) || self.previewService != self.activeService").message("previewService and activeService must name different Services")
+)]
+pub struct BlueGreenStrategy {
+    /// Service that receives production traffic; sluice points its selector at the
+    /// active revision. Required.
+    #[serde(default)]
+    pub active_service: String,
+
+    /// Service that sluice points at the new revision before promotion, for testing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<String>,
+
+    /// Pods of the new revision while in preview. Defaults to `spec.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("previewReplicaCount must not be negative"))]
+    pub preview_replica_count: Option<i32>,
+
+    /// Promote without a human once the new revision is ready. Defaults to true.
+    #[serde(default = "default_true")]
+    pub auto_promotion_enabled: bool,
+
+    /// Seconds to wait in preview before promoting automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promotion_seconds: Option<i32>,
+
+    /// Seconds to keep the old revision up after the switch, so that a failed
+    /// post-promotion analysis can switch back at once. Defaults to 30.
+    #[serde(default = "default_scale_down_delay_seconds")]
+    pub scale_down_delay_seconds: i32,
+
+    /// Seconds to keep the new revision up after an abort. Defaults to 30.
+    #[serde(default = "default_scale_down_delay_seconds")]
+    pub abort_scale_down_delay_seconds: i32,
+
+    /// Analysis that must pass before `activeService` switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<RolloutAnalysis>,
+
+    /// Analysis run after the switch; failing it switches `activeService` back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<RolloutAnalysis>,
+}
+
+/// Coarse state of a Rollout.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RolloutPhase {
+    /// A new revision is being rolled out.
+    Progressing,
+    /// Waiting for a pause to end or for a human to promote.
+    Paused,
+    /// The desired revision is stable and fully available.
+    Healthy,
+    /// Aborted, invalid, or past the progress deadline.
+    Degraded,
+}
+
+/// Which strategy a Rollout uses, for display.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StrategyKind {
+    /// `spec.strategy.canary`.
+    Canary,
+    /// `spec.strategy.blueGreen`.
+    BlueGreen,
+}
+
+/// Why a rollout is paused.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PauseReason {
+    /// A canary `pause` step.
+    CanaryPauseStep,
+    /// Blue-green waiting for promotion.
+    BlueGreenPause,
+    /// An analysis was inconclusive and needs a human.
+    InconclusiveAnalysis,
+}
+
+/// One reason the rollout is paused, and since when.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseCondition {
+    /// Why the rollout is paused.
+    pub reason: PauseReason,
+    /// When the pause started.
+    pub start_time: Time,
+}
+
+/// Observed state of a Rollout, written only by the controller (and by user actions,
+/// which are status patches: abort, retry, promote, promote-full).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The `metadata.generation` this status describes, as an integer so that kstatus
+    /// (Flux, Helm) can compare it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Progressing, Paused, Healthy or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RolloutPhase>,
+
+    /// Human-readable detail of the phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Canary or BlueGreen, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyKind>,
+
+    /// Current step out of the total, such as `3/8`, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_progress: Option<String>,
+
+    /// Pod-template hash of the desired revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_pod_hash: Option<String>,
+
+    /// Pod-template hash of the stable revision.
+    #[serde(default, rename = "stableRS", skip_serializing_if = "Option::is_none")]
+    pub stable_rs: Option<String>,
+
+    /// Index of the canary step being run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_index: Option<i32>,
+
+    /// Hash of `spec.strategy.canary.steps`; a change restarts the steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_hash: Option<String>,
+
+    /// Why the rollout is paused, if it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_conditions: Vec<PauseCondition>,
+
+    /// Set by the abort action: traffic goes back to stable and the new revision is
+    /// scaled down. Cleared by retry.
+    #[serde(default)]
+    pub abort: bool,
+
+    /// When the rollout was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_at: Option<Time>,
+
+    /// Set by the promote-full action: skip the remaining steps and analysis.
+    #[serde(default)]
+    pub promote_full: bool,
+
+    /// Total pods of all revisions.
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Pods of the desired revision.
+    #[serde(default)]
+    pub updated_replicas: i32,
+
+    /// Ready pods of all revisions.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Available pods of all revisions.
+    #[serde(default)]
+    pub available_replicas: i32,
+
+    /// Replica count reported to the scale subresource (HPA, `kubectl scale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa_replicas: Option<i32>,
+
+    /// Label selector of the Rollout's pods, as a string, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// Canary progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+
+    /// Blue-green progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStatus>,
+
+    /// Ready, Reconciling, Stalled, Paused, Available, Progressing and InvalidSpec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Canary progress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// Traffic weights as last set by sluice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<TrafficWeights>,
+
+    /// Name of the AnalysisRun of the current analysis step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_analysis_run: Option<String>,
+
+    /// Name of the background AnalysisRun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_background_analysis_run: Option<String>,
+}
+
+/// Traffic split between the new and the stable version.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficWeights {
+    /// Percentage of traffic sent to the new version.
+    pub canary: i32,
+    /// Percentage of traffic sent to the stable version.
+    pub stable: i32,
+    /// True once the router was read back and shows these weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+}
+
+/// Blue-green progress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStatus {
+    /// Pod-template hash that `activeService` selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_selector: Option<String>,
+
+    /// Pod-template hash that `previewService` selects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_selector: Option<String>,
+
+    /// Name of the pre-promotion AnalysisRun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis_run: Option<String>,
+
+    /// Name of the post-promotion AnalysisRun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis_run: Option<String>,
+}
