@@ -50,6 +50,7 @@ pub struct AnalysisTemplateRef {
 #[x_kube(validation = Rule::new("!(has(self.value) && has(self.valueFrom))").message("an arg sets value or valueFrom, not both"))]
 pub struct AnalysisRunArgument {
     /// Name of the argument, as used in `{{args.NAME}}`.
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_.-]*$')").message("arg names start with a letter or _ and contain letters, digits, _, . and -"))]
     pub name: String,
 

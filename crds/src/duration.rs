@@ -96,6 +96,8 @@ impl JsonSchema for HumanDuration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "x-kubernetes-int-or-string": true,
+            // Bounds the cost the apiserver estimates for the regex rule.
+            "maxLength": 64,
             "x-kubernetes-validations": [{
                 "rule": cel_rule(),
                 "message": CEL_MESSAGE,

@@ -155,10 +155,12 @@ pub struct RolloutStrategy {
 pub struct CanaryStrategy {
     /// Service whose selector sluice points at the new version's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub canary_service: Option<String>,
 
     /// Service whose selector sluice points at the stable version's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub stable_service: Option<String>,
 
     /// How traffic is split. Without it the split is approximated by replica counts.
@@ -182,12 +184,14 @@ pub struct CanaryStrategy {
     /// Most pods above `replicas` during an update: a number or a percentage. Defaults to 25%.
     #[serde(default = "default_max_surge")]
     #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("maxSurge must be a non-negative number or a percentage such as 25%"))]
+    #[schemars(extend("maxLength" = 10))]
     pub max_surge: IntOrString,
 
     /// Most pods below `replicas` that may be unavailable during an update: a number or a
     /// percentage. Defaults to 25%.
     #[serde(default = "default_max_unavailable")]
     #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("maxUnavailable must be a non-negative number or a percentage such as 25%"))]
+    #[schemars(extend("maxLength" = 10))]
     pub max_unavailable: IntOrString,
 
     /// Seconds to keep the old ReplicaSet up after traffic has moved off it. Defaults to 30.
@@ -316,6 +320,7 @@ pub struct RolloutAnalysis {
 
     /// Values for the templates' args.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub args: Vec<AnalysisRunArgument>,
 }
 
@@ -344,10 +349,12 @@ pub struct BlueGreenStrategy {
     /// Service that receives production traffic; sluice points its selector at the
     /// active revision. Required.
     #[serde(default)]
+    #[schemars(length(max = 63))]
     pub active_service: String,
 
     /// Service that sluice points at the new revision before promotion, for testing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub preview_service: Option<String>,
 
     /// Pods of the new revision while in preview. Defaults to `spec.replicas`.
