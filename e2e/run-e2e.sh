@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the end-to-end test crate against the local control plane. Starts the plane when it
+# is not running and then always stops it again, failure or not; a plane that was already
+# running (a developer's `make up`) is left running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+plane=e2e/controlplane/plane.sh
+
+if "$plane" status >/dev/null 2>&1; then
+    echo "e2e: reusing the running control plane"
+else
+    trap '"$plane" down' EXIT
+    "$plane" up
+fi
+# KUBECONFIG, SLUICE_E2E_KUBECONFIG, and the plane's own kubectl first on PATH.
+eval "$("$plane" env)"
+cargo test -p sluice-e2e -- "$@"

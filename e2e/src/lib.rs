@@ -1,0 +1,186 @@
+//! Harness for sluice's end-to-end tests against the real local control plane
+//! (`e2e/controlplane/plane.sh up`).
+//!
+//! The tests only ever talk to the cluster named by `SLUICE_E2E_KUBECONFIG`, never to
+//! whatever `KUBECONFIG` happens to point at, so they cannot touch a real cluster by
+//! accident. `make test` sets it from `plane.sh env`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::{
+    api::core::v1::Namespace,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+/// Field manager of everything the tests apply.
+pub const FIELD_MANAGER: &str = "sluice-e2e";
+
+/// The kubeconfig of the local control plane.
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os("SLUICE_E2E_KUBECONFIG") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "SLUICE_E2E_KUBECONFIG is not set. The end-to-end tests run against the local \
+             control plane only: run `make test`, or `e2e/controlplane/plane.sh up` and \
+             `eval \"$(e2e/controlplane/plane.sh env)\"` before `cargo test -p sluice-e2e`."
+        ),
+    }
+}
+
+/// A client for the local control plane.
+pub async fn client() -> Result<Client> {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("building client config")?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Output of a finished command.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the control plane's own kubectl (`SLUICE_E2E_KUBECTL`, else `kubectl` on PATH)
+/// against the local control plane.
+pub fn kubectl(args: &[&str]) -> Result<Output> {
+    let kubectl = std::env::var("SLUICE_E2E_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let out = Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(args)
+        .output()
+        .with_context(|| format!("running {kubectl}"))?;
+    Ok(Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Server-side applies sluice's CRDs from `crds/yaml/` and waits until they are served.
+pub async fn install_crds(client: &Client) -> Result<Vec<String>> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    let dir = repo_root().join("crds/yaml");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying {}", file.display()))?;
+        names.push(name);
+    }
+    for name in &names {
+        wait_crd_established(client, name).await?;
+    }
+    Ok(names)
+}
+
+/// Waits until a CRD reports `Established=True`.
+pub async fn wait_crd_established(client: &Client, name: &str) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    wait_for(
+        &format!("CRD {name} to be established"),
+        Duration::from_secs(30),
+        || async {
+            let crd = api.get(name).await?;
+            Ok(crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True"))
+        },
+    )
+    .await
+}
+
+/// Polls `check` every 200 ms until it returns true, failing after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let start = Instant::now();
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if start.elapsed() > timeout {
+            match last_error {
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A namespace of its own for one test, so tests run in parallel without meeting.
+/// Delete it with [`TestNamespace::delete`] at the end of the test.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &Client, prefix: &str) -> Result<Self> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+        let name = format!("e2e-{prefix}-{:x}", nanos ^ std::process::id());
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": name, "labels": { "sluice.dev/e2e": "true" } },
+        }))?;
+        api.create(&PostParams::default(), &ns).await?;
+        Ok(TestNamespace {
+            name,
+            client: client.clone(),
+        })
+    }
+
+    pub async fn delete(self) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client);
+        api.delete(&self.name, &DeleteParams::background()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,776 @@
+//! Smoke tests of the foundation against the real local control plane: the CRDs are
+//! served and documented, valid Rollouts are admitted, every CEL rule rejects what it is
+//! meant to reject, the scale subresource works, and ReplicaSet → Pod → Ready works
+//! through kube-controller-manager, kube-scheduler and kwok.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use anyhow::Result;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Node, Pod},
+};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, ListParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+use sluice_e2e::{TestNamespace, client, install_crds, kubectl, wait_crd_established, wait_for};
+
+fn api_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind),
+        plural,
+    )
+}
+
+fn rollouts(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &api_resource("Rollout", "rollouts"))
+}
+
+fn analysis_templates(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &api_resource("AnalysisTemplate", "analysistemplates"),
+    )
+}
+
+fn pod_template(app: &str) -> Value {
+    json!({
+        "metadata": { "labels": { "app": app } },
+        "spec": { "containers": [{ "name": "app", "image": "registry.k8s.io/pause:3.10" }] },
+    })
+}
+
+/// A canary Rollout that uses every canary feature; the base of the rejection cases.
+fn valid_canary() -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "canary" },
+        "spec": {
+            "replicas": 4,
+            "selector": { "matchLabels": { "app": "canary" } },
+            "template": pod_template("canary"),
+            "rollbackWindow": { "revisions": 2 },
+            "strategy": { "canary": {
+                "canaryService": "web-canary",
+                "stableService": "web-stable",
+                "trafficRouting": { "nginx": { "stableIngress": "web" } },
+                "maxSurge": 1,
+                "maxUnavailable": "0%",
+                "steps": [
+                    { "setWeight": 20 },
+                    { "pause": { "duration": "5s" } },
+                    { "setCanaryScale": { "replicas": 2 } },
+                    { "analysis": {
+                        "templates": [{ "templateName": "success-rate" }],
+                        "args": [
+                            { "name": "service", "value": "web" },
+                            { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+                        ],
+                    } },
+                    { "setWeight": 50 },
+                    { "pause": { "duration": 30 } },
+                    { "pause": {} },
+                ],
+                "analysis": {
+                    "templates": [{ "templateName": "latency", "clusterScope": true }],
+                    "startingStep": 1,
+                },
+            } },
+        },
+    })
+}
+
+fn valid_blue_green() -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "blue-green" },
+        "spec": {
+            "replicas": 3,
+            "selector": { "matchLabels": { "app": "blue-green" } },
+            "template": pod_template("blue-green"),
+            "strategy": { "blueGreen": {
+                "activeService": "web-active",
+                "previewService": "web-preview",
+                "previewReplicaCount": 1,
+                "autoPromotionEnabled": false,
+                "prePromotionAnalysis": { "templates": [{ "templateName": "smoke" }] },
+            } },
+        },
+    })
+}
+
+fn valid_template() -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": { "name": "success-rate" },
+        "spec": {
+            "args": [{ "name": "service" }],
+            "metrics": [
+                {
+                    "name": "success-rate",
+                    "interval": "1m",
+                    "count": 5,
+                    "successCondition": "result[0] >= 0.99",
+                    "failureLimit": 1,
+                    "provider": { "prometheus": {
+                        "address": "http://127.0.0.1:9090",
+                        "query": "sum(rate(http_requests_total{service=\"{{args.service}}\",code!~\"5..\"}[1m])) / sum(rate(http_requests_total{service=\"{{args.service}}\"}[1m]))",
+                    } },
+                },
+                {
+                    "name": "judge",
+                    "provider": { "judge": {
+                        "address": "http://127.0.0.1:9090",
+                        "lookback": "10m",
+                        "step": "30s",
+                        "signals": [{
+                            "name": "latency",
+                            "canaryQuery": "latency{version=\"canary\"}",
+                            "baselineQuery": "latency{version=\"stable\"}",
+                        }],
+                    } },
+                },
+            ],
+            "dryRun": [{ "metricName": "judge" }],
+            "measurementRetention": [{ "metricName": "*", "limit": 20 }],
+        },
+    })
+}
+
+/// Sets (or, with `Value::Null`, removes) the value at a JSON pointer.
+fn with(mut doc: Value, edits: &[(&str, Value)]) -> Value {
+    for (pointer, value) in edits {
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+        let target = doc
+            .pointer_mut(parent)
+            .unwrap_or_else(|| panic!("no {parent} in the base document"));
+        match target {
+            Value::Object(map) if value.is_null() => {
+                map.remove(key);
+            }
+            Value::Object(map) => {
+                map.insert(key.to_string(), value.clone());
+            }
+            Value::Array(items) => {
+                let i: usize = key.parse().expect("array index");
+                items[i] = value.clone();
+            }
+            _ => panic!("{parent} is not a container"),
+        }
+    }
+    doc
+}
+
+const CANARY: &str = "/spec/strategy/canary";
+const BG: &str = "/spec/strategy/blueGreen";
+
+/// Each case: a valid base with one edit, and the message of the one rule it breaks.
+fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
+    let canary = valid_canary;
+    let p = |suffix: &str| format!("{CANARY}{suffix}");
+    let b = |suffix: &str| format!("{BG}{suffix}");
+    vec![
+        (
+            "negative replicas",
+            with(canary(), &[("/spec/replicas", json!(-1))]),
+            "replicas must not be negative",
+        ),
+        (
+            "negative rollback window",
+            with(canary(), &[("/spec/rollbackWindow/revisions", json!(-1))]),
+            "rollbackWindow.revisions must not be negative",
+        ),
+        (
+            "both strategies",
+            with(
+                canary(),
+                &[(
+                    BG,
+                    valid_blue_green()["spec"]["strategy"]["blueGreen"].clone(),
+                )],
+            ),
+            "strategy must set exactly one of canary and blueGreen",
+        ),
+        (
+            "no strategy",
+            with(canary(), &[(CANARY, Value::Null)]),
+            "strategy must set exactly one of canary and blueGreen",
+        ),
+        (
+            "same canary and stable service",
+            with(canary(), &[(&p("/canaryService"), json!("web-stable"))]),
+            "canaryService and stableService must name different Services",
+        ),
+        (
+            "router without services",
+            with(canary(), &[(&p("/canaryService"), Value::Null)]),
+            "trafficRouting needs both canaryService and stableService",
+        ),
+        (
+            "zero surge and unavailable",
+            with(
+                canary(),
+                &[
+                    (&p("/maxSurge"), json!("0%")),
+                    (&p("/maxUnavailable"), json!(0)),
+                ],
+            ),
+            "maxSurge and maxUnavailable must not both be zero",
+        ),
+        (
+            "dynamicStableScale without router",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting"), Value::Null),
+                    (&p("/dynamicStableScale"), json!(true)),
+                ],
+            ),
+            "dynamicStableScale needs trafficRouting",
+        ),
+        (
+            "bad maxSurge",
+            with(canary(), &[(&p("/maxSurge"), json!("lots"))]),
+            "maxSurge must be a non-negative number or a percentage",
+        ),
+        (
+            "bad maxUnavailable",
+            with(canary(), &[(&p("/maxUnavailable"), json!(-2))]),
+            "maxUnavailable must be a non-negative number or a percentage",
+        ),
+        (
+            "two routers",
+            with(
+                canary(),
+                &[(
+                    &p("/trafficRouting/gatewayAPI"),
+                    json!({ "httpRoute": "web" }),
+                )],
+            ),
+            "trafficRouting must set exactly one of nginx and gatewayAPI",
+        ),
+        (
+            "step with two actions",
+            with(
+                canary(),
+                &[(&p("/steps/0"), json!({ "setWeight": 20, "pause": {} }))],
+            ),
+            "each step must set exactly one of setWeight, pause, setCanaryScale and analysis",
+        ),
+        (
+            "step with no action",
+            with(canary(), &[(&p("/steps/0"), json!({}))]),
+            "each step must set exactly one of setWeight, pause, setCanaryScale and analysis",
+        ),
+        (
+            "weight above 100",
+            with(canary(), &[(&p("/steps/0"), json!({ "setWeight": 101 }))]),
+            "setWeight must be between 0 and 100",
+        ),
+        (
+            "negative weight",
+            with(canary(), &[(&p("/steps/0"), json!({ "setWeight": -5 }))]),
+            "setWeight must be between 0 and 100",
+        ),
+        (
+            "unparsable pause duration",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/1"),
+                    json!({ "pause": { "duration": "5 parsecs" } }),
+                )],
+            ),
+            "must be a duration such as 30s",
+        ),
+        (
+            "canary scale with two sizes",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/2"),
+                    json!({ "setCanaryScale": { "replicas": 2, "weight": 10 } }),
+                )],
+            ),
+            "setCanaryScale must set exactly one of replicas, weight and matchTrafficWeight",
+        ),
+        (
+            "negative canary scale",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/2"),
+                    json!({ "setCanaryScale": { "replicas": -1 } }),
+                )],
+            ),
+            "setCanaryScale.replicas must not be negative",
+        ),
+        (
+            "canary scale weight above 100",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/2"),
+                    json!({ "setCanaryScale": { "weight": 150 } }),
+                )],
+            ),
+            "setCanaryScale.weight must be between 0 and 100",
+        ),
+        (
+            "analysis without templates",
+            with(canary(), &[(&p("/steps/3/analysis/templates"), json!([]))]),
+            "analysis must name at least one template",
+        ),
+        (
+            "arg with value and valueFrom",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/3/analysis/args/0/valueFrom"),
+                    json!({ "podTemplateHashValue": "Stable" }),
+                )],
+            ),
+            "an arg sets value or valueFrom, not both",
+        ),
+        (
+            "bad arg name",
+            with(
+                canary(),
+                &[(&p("/steps/3/analysis/args/0/name"), json!("9 lives"))],
+            ),
+            "arg names start with a letter or _",
+        ),
+        (
+            "valueFrom with two sources",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/3/analysis/args/1/valueFrom/fieldRef"),
+                    json!({ "fieldPath": "metadata.name" }),
+                )],
+            ),
+            "valueFrom must set exactly one of secretKeyRef, fieldRef and podTemplateHashValue",
+        ),
+        (
+            "blue-green without activeService",
+            with(valid_blue_green(), &[(&b("/activeService"), Value::Null)]),
+            "blueGreen.activeService is required",
+        ),
+        (
+            "same active and preview service",
+            with(
+                valid_blue_green(),
+                &[(&b("/previewService"), json!("web-active"))],
+            ),
+            "previewService and activeService must name different Services",
+        ),
+        (
+            "negative preview count",
+            with(
+                valid_blue_green(),
+                &[(&b("/previewReplicaCount"), json!(-1))],
+            ),
+            "previewReplicaCount must not be negative",
+        ),
+    ]
+}
+
+fn template_cases() -> Vec<(&'static str, Value, &'static str)> {
+    let t = valid_template;
+    vec![
+        (
+            "no metrics",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics", json!([])),
+                    ("/spec/dryRun", Value::Null),
+                    ("/spec/measurementRetention", Value::Null),
+                ],
+            ),
+            "an analysis needs at least one metric",
+        ),
+        (
+            "duplicate metric names",
+            with(t(), &[("/spec/metrics/1/name", json!("success-rate"))]),
+            "metric names must be unique",
+        ),
+        (
+            "dryRun of an unknown metric",
+            with(t(), &[("/spec/dryRun/0/metricName", json!("nope"))]),
+            "every dryRun.metricName must name a metric",
+        ),
+        (
+            "retention of an unknown metric",
+            with(
+                t(),
+                &[("/spec/measurementRetention/0/metricName", json!("nope"))],
+            ),
+            "every measurementRetention.metricName must name a metric",
+        ),
+        (
+            "zero retention",
+            with(t(), &[("/spec/measurementRetention/0/limit", json!(0))]),
+            "measurementRetention.limit must be at least 1",
+        ),
+        (
+            "repeated metric without interval",
+            with(t(), &[("/spec/metrics/0/interval", Value::Null)]),
+            "a metric measured more than once needs an interval",
+        ),
+        (
+            "prometheus metric without condition",
+            with(t(), &[("/spec/metrics/0/successCondition", Value::Null)]),
+            "a prometheus metric needs a successCondition or a failureCondition",
+        ),
+        (
+            "empty metric name",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1/name", json!("")),
+                    ("/spec/dryRun", Value::Null),
+                ],
+            ),
+            "metric name must not be empty",
+        ),
+        (
+            "zero count",
+            with(t(), &[("/spec/metrics/0/count", json!(0))]),
+            "count must be at least 1",
+        ),
+        (
+            "two providers",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1/provider/prometheus",
+                    json!({ "address": "http://x", "query": "up" }),
+                )],
+            ),
+            "provider must set exactly one of prometheus and judge",
+        ),
+        (
+            "no provider",
+            with(t(), &[("/spec/metrics/1/provider/judge", Value::Null)]),
+            "provider must set exactly one of prometheus and judge",
+        ),
+        (
+            "judge thresholds inverted",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1/provider/judge/thresholds",
+                    json!({ "pass": 50, "marginal": 80 }),
+                )],
+            ),
+            "judge thresholds.marginal must not exceed thresholds.pass",
+        ),
+        (
+            "unparsable interval",
+            with(t(), &[("/spec/metrics/0/interval", json!("every minute"))]),
+            "must be a duration such as 30s",
+        ),
+    ]
+}
+
+async fn setup(prefix: &str) -> Result<(Client, TestNamespace)> {
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    Ok((client, ns))
+}
+
+fn to_object(v: &Value) -> DynamicObject {
+    serde_json::from_value(v.clone()).expect("test documents are valid objects")
+}
+
+#[tokio::test]
+async fn crds_are_served_and_documented() -> Result<()> {
+    let client = client().await?;
+    let names = install_crds(&client).await?;
+    let expected = BTreeSet::from([
+        "analysisruns.sluice.dev",
+        "analysistemplates.sluice.dev",
+        "clusteranalysistemplates.sluice.dev",
+        "rollouts.sluice.dev",
+    ]);
+    assert_eq!(
+        names.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        expected
+    );
+
+    let out = kubectl(&["explain", "rollout.spec.strategy.canary.steps"])?;
+    assert!(out.success, "kubectl explain failed: {}", out.stderr);
+    for doc in [
+        "The steps of the canary, run in order",
+        "Percentage of traffic (0 to 100) to send to the new version",
+        "setCanaryScale",
+    ] {
+        assert!(
+            out.stdout.contains(doc),
+            "explain output lacks {doc:?}:\n{}",
+            out.stdout
+        );
+    }
+    let out = kubectl(&[
+        "explain",
+        "analysistemplate.spec.metrics.provider.judge.signals",
+    ])?;
+    assert!(out.success, "kubectl explain failed: {}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("PromQL range query for the canary series"),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn valid_rollouts_are_accepted_with_defaults() -> Result<()> {
+    let (client, ns) = setup("valid").await?;
+    let api = rollouts(&client, &ns.name);
+    let canary = api
+        .create(&PostParams::default(), &to_object(&valid_canary()))
+        .await?;
+    let spec = &canary.data["spec"];
+    // Defaults come from the CRD schema, applied by the apiserver.
+    assert_eq!(spec["revisionHistoryLimit"], json!(10));
+    assert_eq!(spec["progressDeadlineSeconds"], json!(600));
+    assert_eq!(
+        spec["strategy"]["canary"]["scaleDownDelaySeconds"],
+        json!(30)
+    );
+    assert_eq!(
+        spec["strategy"]["canary"]["trafficRouting"]["nginx"]["annotationPrefix"],
+        json!("nginx.ingress.kubernetes.io")
+    );
+
+    let bg = api
+        .create(&PostParams::default(), &to_object(&valid_blue_green()))
+        .await?;
+    assert_eq!(
+        bg.data["spec"]["strategy"]["blueGreen"]["scaleDownDelaySeconds"],
+        json!(30)
+    );
+    assert_eq!(
+        bg.data["spec"]["strategy"]["blueGreen"]["autoPromotionEnabled"],
+        json!(false)
+    );
+
+    let templates = analysis_templates(&client, &ns.name);
+    let t = templates
+        .create(&PostParams::default(), &to_object(&valid_template()))
+        .await?;
+    assert_eq!(
+        t.data["spec"]["metrics"][0]["consecutiveErrorLimit"],
+        json!(4)
+    );
+    assert_eq!(
+        t.data["spec"]["metrics"][1]["provider"]["judge"]["confidence"],
+        json!(0.98)
+    );
+
+    // The printer columns are the ones an operator expects from `kubectl get ro`.
+    let out = kubectl(&["get", "ro", "-n", &ns.name])?;
+    assert!(out.success, "{}", out.stderr);
+    let header: Vec<&str> = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STRATEGY",
+            "PHASE",
+            "STEP",
+            "WEIGHT",
+            "DESIRED",
+            "READY",
+            "AVAILABLE",
+            "AGE"
+        ]
+    );
+    assert!(
+        out.stdout.contains("canary") && out.stdout.contains("blue-green"),
+        "{}",
+        out.stdout
+    );
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn every_cel_rule_rejects_its_invalid_manifest() -> Result<()> {
+    let (client, ns) = setup("cel").await?;
+    let mut failures = Vec::new();
+    let mut covered = BTreeSet::new();
+    for (api, cases) in [
+        (rollouts(&client, &ns.name), rollout_cases()),
+        (analysis_templates(&client, &ns.name), template_cases()),
+    ] {
+        for (i, (case, doc, message)) in cases.into_iter().enumerate() {
+            let mut obj = to_object(&doc);
+            obj.metadata.name = Some(format!("case-{i}"));
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => failures.push(format!(
+                    "{case}: accepted, expected rejection with {message:?}"
+                )),
+                Err(kube::Error::Api(status))
+                    if status.code == 422 && status.message.contains(message) =>
+                {
+                    covered.insert(message);
+                }
+                Err(e) => failures.push(format!("{case}: expected {message:?}, got {e}")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "CEL rules misbehaved:\n{}",
+        failures.join("\n")
+    );
+
+    // Every rule of every CRD must have a case above, so removing any rule fails this test.
+    let mut untested = Vec::new();
+    for (_, crd) in sluice_api::crdgen::all() {
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema)?;
+        let mut messages = Vec::new();
+        collect_rule_messages(&schema, &mut messages);
+        for m in messages {
+            if !covered.iter().any(|c| m.starts_with(c)) {
+                untested.push(format!(
+                    "{}: {m}",
+                    crd.metadata.name.clone().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    untested.sort();
+    untested.dedup();
+    assert!(
+        untested.is_empty(),
+        "rules without a rejection case:\n{}",
+        untested.join("\n")
+    );
+    ns.delete().await
+}
+
+fn collect_rule_messages(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Array(rules)) = map.get("x-kubernetes-validations") {
+                for r in rules {
+                    out.push(r["message"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            map.values().for_each(|v| collect_rule_messages(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_rule_messages(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn kubectl_scale_changes_rollout_replicas() -> Result<()> {
+    let (client, ns) = setup("scale").await?;
+    let api = rollouts(&client, &ns.name);
+    api.create(&PostParams::default(), &to_object(&valid_canary()))
+        .await?;
+    let out = kubectl(&["scale", "-n", &ns.name, "rollout/canary", "--replicas=5"])?;
+    assert!(out.success, "kubectl scale failed: {}", out.stderr);
+    let ro = api.get("canary").await?;
+    assert_eq!(ro.data["spec"]["replicas"], json!(5));
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn gateway_api_crds_are_installed() -> Result<()> {
+    let client = client().await?;
+    for crd in [
+        "httproutes.gateway.networking.k8s.io",
+        "gateways.gateway.networking.k8s.io",
+    ] {
+        wait_crd_established(&client, crd).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn fake_nodes_are_ready() -> Result<()> {
+    let client = client().await?;
+    let nodes = Api::<Node>::all(client)
+        .list(&ListParams::default())
+        .await?;
+    assert!(!nodes.items.is_empty(), "the local plane has no nodes");
+    for node in &nodes.items {
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert!(ready, "node {:?} is not Ready", node.metadata.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn deployment_becomes_available_through_kcm_scheduler_and_kwok() -> Result<()> {
+    let (client, ns) = setup("deploy").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": 3,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": pod_template("web"),
+        },
+    }))?;
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await?;
+    wait_for(
+        "deployment web to be 3/3 available",
+        Duration::from_secs(90),
+        || async {
+            let d = deployments.get("web").await?;
+            Ok(d.status.and_then(|s| s.available_replicas) == Some(3))
+        },
+    )
+    .await?;
+
+    // The pods were really scheduled onto (fake) nodes and report Ready.
+    let pods: Api<Pod> = Api::namespaced(client, &ns.name);
+    let pods = pods.list(&ListParams::default().labels("app=web")).await?;
+    assert_eq!(pods.items.len(), 3);
+    for pod in &pods.items {
+        let spec_node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        assert!(
+            spec_node.is_some(),
+            "pod {:?} was not scheduled",
+            pod.metadata.name
+        );
+        let status = pod.status.as_ref().expect("pod status");
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(
+            status
+                .conditions
+                .as_ref()
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        );
+    }
+    ns.delete().await
+}
