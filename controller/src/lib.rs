@@ -3,5 +3,5 @@
 //! Layering (see `docs/architecture.md`), arrows pointing one way:
 //! `sluice-api` ← `core` (pure planning: no client, no tokio, no clock) ← `adapters`
 //! (Kubernetes writes, traffic routers, metric providers) ← `runtime` (Controller wiring,
-//! leader election, metrics) ← binaries. The reconcile loop itself lands with the canary
-//! issue; this crate currently only fixes the layering.
+//! leader election, metrics) ← binaries.
+pub mod core;

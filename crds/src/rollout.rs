@@ -477,6 +477,17 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pause_conditions: Vec<PauseCondition>,
 
+    /// True while the rollout waits at a pause the controller entered (a pause step or a
+    /// blue-green preview). A promote clears `pauseConditions` but not this, which is how
+    /// the controller tells "promoted" from "not paused yet".
+    #[serde(default)]
+    pub controller_pause: bool,
+
+    /// When the rollout last made progress (a step advanced, pods became available);
+    /// the progress deadline counts from here, and not while paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressed_at: Option<Time>,
+
     /// Set by the abort action: traffic goes back to stable and the new revision is
     /// scaled down. Cleared by retry.
     #[serde(default)]

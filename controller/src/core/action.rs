@@ -1,0 +1,47 @@
+//! What the planner asks the adapters to do. A small closed set; each action is idempotent
+//! (server-side apply), so executing a plan twice is harmless.
+
+use k8s_openapi::jiff::Timestamp;
+use sluice_api::rollout::RolloutAnalysis;
+
+/// One change to make in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the ReplicaSet `<rollout>-<hash>` from the Rollout's template.
+    CreateReplicaSet {
+        hash: String,
+        revision: i64,
+        replicas: i32,
+    },
+    /// Set a ReplicaSet's size, and its scale-down deadline annotation (None removes it).
+    ScaleReplicaSet {
+        name: String,
+        replicas: i32,
+        scale_down_at: Option<Timestamp>,
+    },
+    /// Delete an old ReplicaSet past `revisionHistoryLimit`.
+    DeleteReplicaSet { name: String },
+    /// Point a Service's selector at a revision.
+    SetServiceSelector { service: String, hash: String },
+    /// Set the traffic router's weights: `weight`% to the canary, the rest to stable.
+    SetCanaryWeight { weight: i32 },
+    /// Start an AnalysisRun.
+    CreateAnalysisRun {
+        name: String,
+        analysis: RolloutAnalysis,
+        /// Which part of the rollout it gates, for its labels: `step-N` or `background`.
+        role: String,
+    },
+    /// Stop an AnalysisRun (its verdict so far stands).
+    TerminateAnalysisRun { name: String },
+}
+
+/// A Kubernetes Event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    /// Normal or Warning.
+    pub warning: bool,
+    /// CamelCase reason, e.g. `StepCompleted`.
+    pub reason: String,
+    pub message: String,
+}

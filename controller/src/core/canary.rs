@@ -1,0 +1,1004 @@
+//! Canary planning: from the spec, the observed ReplicaSets / Services / router / runs and
+//! `now`, decide the step the rollout is at, the size of each ReplicaSet, the traffic
+//! weight, and what changes that takes.
+//!
+//! The work is split into small pure stages with explicit inputs, in this order:
+//! [`revision`] (which template is new, which is stable), [`walk_steps`] (how far the
+//! steps have got), [`targets`] (sizes and weight for that position), [`scale_actions`]
+//! (bounded moves towards them), then the status and conditions.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use sluice_api::analysis::AnalysisPhase;
+use sluice_api::rollout::{
+    CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason, Rollout, RolloutStatus,
+    TrafficWeights,
+};
+
+use super::action::{Action, PlannedEvent};
+use super::observed::{Observed, ReplicaSetState};
+use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
+
+/// The traffic weight and canary size in force at a position in the steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StepSetting {
+    /// Canary traffic weight set by the last `setWeight` at or before the position.
+    pub weight: i32,
+    /// Canary size set by the last `setCanaryScale` (None: follow the weight).
+    pub canary_scale: Option<CanaryScale>,
+}
+
+/// A `setCanaryScale` in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryScale {
+    Replicas(i32),
+    Weight(i32),
+}
+
+/// The setting in force while working on step `index` (steps before it, and the step
+/// itself when it is a `setWeight` or `setCanaryScale`).
+pub fn setting_at(steps: &[CanaryStep], index: usize) -> StepSetting {
+    let mut setting = StepSetting::default();
+    for step in steps.iter().take(index + 1) {
+        if let Some(w) = step.set_weight {
+            setting.weight = w;
+        }
+        if let Some(scale) = &step.set_canary_scale {
+            setting.canary_scale = if scale.match_traffic_weight {
+                None
+            } else if let Some(r) = scale.replicas {
+                Some(CanaryScale::Replicas(r))
+            } else {
+                scale.weight.map(CanaryScale::Weight)
+            };
+        }
+    }
+    setting
+}
+
+/// Desired sizes and weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Targets {
+    pub canary: i32,
+    pub stable: i32,
+    /// Canary traffic weight to send to the router (with a router) or to report.
+    pub weight: i32,
+}
+
+/// Sizes and weight for a setting. With a router the stable ReplicaSet stays at full size
+/// (unless `dynamicStableScale`) and the canary runs beside it; without one, the replica
+/// ratio is the traffic split.
+pub fn targets(
+    replicas: i32,
+    setting: StepSetting,
+    has_router: bool,
+    dynamic_stable: bool,
+) -> Targets {
+    let by_weight = replicas_for_weight(setting.weight, replicas);
+    let canary = match setting.canary_scale {
+        Some(CanaryScale::Replicas(r)) => r.max(0),
+        Some(CanaryScale::Weight(w)) => replicas_for_weight(w, replicas),
+        // A router sends `weight`% to the canary; it needs at least one pod to take it.
+        None if has_router && setting.weight > 0 => by_weight.max(1),
+        None => by_weight,
+    };
+    let stable = if has_router && !dynamic_stable {
+        replicas
+    } else {
+        (replicas - by_weight).max(0)
+    };
+    Targets {
+        canary,
+        stable,
+        weight: setting.weight,
+    }
+}
+
+/// The full plan for a canary Rollout (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryPlan {
+    pub actions: Vec<Action>,
+    pub status: RolloutStatus,
+    pub requeue_after: Option<Duration>,
+    pub events: Vec<PlannedEvent>,
+}
+
+/// Where the rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The desired template is the stable one: everything at stable, nothing in flight.
+    Stable,
+    /// Working through the steps; the index is into `steps`.
+    Canary,
+    /// All steps done (or promote-full): bring the canary to full size and make it stable.
+    Promoting,
+    /// Aborted: traffic at stable, canary going down.
+    Aborted,
+}
+
+fn secs(n: i32) -> SignedDuration {
+    SignedDuration::from_secs(n.max(0) as i64)
+}
+
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let d = at.duration_since(now);
+    if d.is_negative() {
+        Duration::ZERO
+    } else {
+        d.unsigned_abs()
+    }
+}
+
+/// Keeps the earliest wake-up time.
+#[derive(Debug, Default)]
+struct Wake(Option<Timestamp>);
+
+impl Wake {
+    fn at(&mut self, t: Timestamp) {
+        self.0 = Some(self.0.map_or(t, |w| w.min(t)));
+    }
+}
+
+/// What walking the steps found.
+#[derive(Debug)]
+struct Walk {
+    index: usize,
+    /// True when stopped at a pause (step, inconclusive analysis) waiting for time or a human.
+    paused_at_step: bool,
+    /// Set when a step's analysis failed: abort with this message.
+    abort_reason: Option<String>,
+}
+
+/// Plans one reconcile of a canary Rollout.
+pub fn plan(
+    rollout: &Rollout,
+    canary: &CanaryStrategy,
+    observed: &Observed,
+    template_hash: &str,
+    steps_hash: &str,
+    now: Timestamp,
+) -> CanaryPlan {
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let spec = &rollout.spec;
+    let replicas = spec.replicas.max(0);
+    let old = rollout.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let mut actions = Vec::new();
+    let mut events = Vec::new();
+    let mut wake = Wake::default();
+    let has_router = canary.traffic_routing.is_some();
+    let steps = &canary.steps;
+
+    // --- revision: which template is new, which is stable -------------------------------
+    let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
+    if new_revision || old.current_step_hash.as_deref() != Some(steps_hash) {
+        status.current_step_index = Some(0);
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+        status.promote_full = false;
+        if let Some(run) = status
+            .canary
+            .as_mut()
+            .and_then(|c| c.current_step_analysis_run.take())
+        {
+            actions.push(Action::TerminateAnalysisRun { name: run });
+        }
+        if new_revision {
+            // A new template supersedes an aborted or in-flight one.
+            status.abort = false;
+            status.aborted_at = None;
+            status.progressed_at = Some(Time(now));
+            if old.current_pod_hash.is_some() {
+                events.push(PlannedEvent {
+                    warning: false,
+                    reason: "NewRevision".into(),
+                    message: format!("pod template changed: rolling out revision {template_hash}"),
+                });
+            }
+        }
+    }
+    status.current_pod_hash = Some(template_hash.to_string());
+    status.current_step_hash = Some(steps_hash.to_string());
+
+    // The first revision, or a stable revision whose ReplicaSet is gone, has nothing to
+    // compare with: it becomes stable directly.
+    let stable_hash = match old.stable_rs.as_deref() {
+        Some(h) if h == template_hash || observed.replica_set(h).is_some() => h.to_string(),
+        _ => template_hash.to_string(),
+    };
+    status.stable_rs = Some(stable_hash.clone());
+
+    // The abort action only sets `abort`; the delay counts from the first plan that sees it.
+    if status.abort && status.aborted_at.is_none() {
+        status.aborted_at = Some(Time(now));
+    }
+
+    let mut mode = if stable_hash == template_hash {
+        Mode::Stable
+    } else if status.abort {
+        Mode::Aborted
+    } else if status.promote_full {
+        Mode::Promoting
+    } else {
+        Mode::Canary
+    };
+
+    let current_rs = observed.replica_set(template_hash);
+    let stable_rs = observed.replica_set(&stable_hash);
+
+    // --- steps ---------------------------------------------------------------------------
+    let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(steps.len());
+    let mut paused_at_step = false;
+    let mut abort_reason = None;
+    if mode == Mode::Canary {
+        let walk = walk_steps(
+            &name,
+            template_hash,
+            steps,
+            index,
+            &mut status,
+            observed,
+            current_rs,
+            stable_rs,
+            replicas,
+            has_router,
+            canary.dynamic_stable_scale,
+            spec.paused,
+            now,
+            &mut actions,
+            &mut wake,
+        );
+        if walk.index != index {
+            events.push(PlannedEvent {
+                warning: false,
+                reason: "StepCompleted".into(),
+                message: format!("completed step {}/{}", walk.index, steps.len()),
+            });
+        }
+        index = walk.index;
+        paused_at_step = walk.paused_at_step;
+        if let Some(reason) = walk.abort_reason {
+            status.abort = true;
+            status.aborted_at = Some(Time(now));
+            abort_reason = Some(reason);
+            mode = Mode::Aborted;
+        } else if index >= steps.len() {
+            mode = Mode::Promoting;
+        }
+    }
+    if mode == Mode::Stable || mode == Mode::Promoting {
+        index = steps.len();
+    }
+    status.current_step_index = Some(index as i32);
+
+    // --- targets -------------------------------------------------------------------------
+    let full = Targets {
+        canary: replicas,
+        stable: if has_router { replicas } else { 0 },
+        weight: 100,
+    };
+    let t = match mode {
+        Mode::Stable => Targets {
+            canary: replicas,
+            stable: replicas,
+            weight: 0,
+        },
+        // `spec.paused` freezes the rollout as it stands, as a paused Deployment does.
+        Mode::Canary if spec.paused => Targets {
+            canary: current_rs.map_or(0, |rs| rs.replicas),
+            stable: stable_rs.map_or(0, |rs| rs.replicas),
+            weight: observed
+                .router_weight
+                .or_else(|| old.canary.as_ref()?.weights.as_ref().map(|w| w.canary))
+                .unwrap_or(0),
+        },
+        Mode::Canary => targets(
+            replicas,
+            setting_at(steps, index),
+            has_router,
+            canary.dynamic_stable_scale,
+        ),
+        Mode::Promoting => full,
+        Mode::Aborted => Targets {
+            canary: 0,
+            stable: replicas,
+            weight: 0,
+        },
+    };
+
+    // Promotion completes once the canary is fully available: it becomes stable, and the
+    // previous stable ReplicaSet stays up for scaleDownDelaySeconds (traffic may still be
+    // draining from it through the router or the Service's endpoints).
+    let mut demoted: Option<String> = None;
+    if mode == Mode::Promoting
+        && current_rs.is_some_and(|rs| rs.replicas == replicas && rs.available >= replicas)
+    {
+        demoted = Some(stable_hash.clone());
+        status.stable_rs = Some(template_hash.to_string());
+        status.promote_full = false;
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+        mode = Mode::Stable;
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "RolloutCompleted".into(),
+            message: format!("revision {template_hash} is now stable"),
+        });
+    }
+    let stable_hash = status.stable_rs.clone().unwrap_or_default();
+
+    // --- traffic -------------------------------------------------------------------------
+    // The router only gets weight for pods that are available, and gets it back at once
+    // when the canary shrinks or the rollout aborts.
+    let desired_weight = match mode {
+        Mode::Stable | Mode::Aborted => 0,
+        Mode::Canary | Mode::Promoting => {
+            let canary_available = current_rs.map_or(0, |rs| rs.available);
+            if canary_available >= t.canary {
+                t.weight
+            } else {
+                t.weight.min(observed.router_weight.unwrap_or(0))
+            }
+        }
+    };
+    if has_router && observed.router_weight != Some(desired_weight) {
+        actions.push(Action::SetCanaryWeight {
+            weight: desired_weight,
+        });
+    }
+
+    // Services: stable at the stable revision, canary at the new one (or at stable when
+    // nothing is in flight).
+    let canary_service_hash = if mode == Mode::Stable || current_rs.is_none() {
+        stable_hash.clone()
+    } else {
+        template_hash.to_string()
+    };
+    for (service, hash) in [
+        (canary.stable_service.as_ref(), &stable_hash),
+        (canary.canary_service.as_ref(), &canary_service_hash),
+    ] {
+        if let Some(service) = service
+            && observed
+                .services
+                .get(service)
+                .is_some_and(|h| h.as_deref() != Some(hash))
+            && observed.replica_set(hash).is_some()
+        {
+            actions.push(Action::SetServiceSelector {
+                service: service.clone(),
+                hash: hash.clone(),
+            });
+        }
+    }
+
+    // --- ReplicaSets ---------------------------------------------------------------------
+    let delay_applies = has_router || canary.stable_service.is_some();
+    scale_actions(
+        observed,
+        template_hash,
+        &stable_hash,
+        mode,
+        t,
+        replicas,
+        Budget::new(replicas, &canary.max_surge, &canary.max_unavailable),
+        has_router,
+        demoted.as_deref(),
+        delay_applies.then_some(canary.scale_down_delay_seconds),
+        status
+            .aborted_at
+            .as_ref()
+            .map(|t| t.0 + secs(canary.abort_scale_down_delay_seconds)),
+        spec.revision_history_limit,
+        now,
+        &mut actions,
+        &mut wake,
+    );
+
+    // --- status --------------------------------------------------------------------------
+    let all = &observed.replica_sets;
+    status.replicas = all.iter().map(|rs| rs.current).sum();
+    status.ready_replicas = all.iter().map(|rs| rs.ready).sum();
+    status.available_replicas = all.iter().map(|rs| rs.available).sum();
+    status.updated_replicas = current_rs.map_or(0, |rs| rs.current);
+    status.hpa_replicas = Some(status.replicas);
+    status.step_progress =
+        (!steps.is_empty()).then(|| format!("{}/{}", (index + 1).min(steps.len()), steps.len()));
+    let verified = if has_router {
+        observed.router_weight == Some(desired_weight)
+    } else {
+        current_rs.is_some_and(|rs| rs.available >= t.canary.min(rs.replicas))
+    };
+    let reported_weight = if has_router { desired_weight } else { t.weight };
+    let canary_status = status.canary.get_or_insert_with(CanaryStatus::default);
+    canary_status.weights = Some(TrafficWeights {
+        canary: if mode == Mode::Stable {
+            0
+        } else {
+            reported_weight
+        },
+        stable: 100
+            - if mode == Mode::Stable {
+                0
+            } else {
+                reported_weight
+            },
+        verified: Some(verified),
+    });
+
+    // A revision draining behind its scale-down deadline does not keep the rollout from
+    // being done: it serves no new traffic and goes away on its own.
+    let draining = |rs: &ReplicaSetState| {
+        demoted.as_deref() == Some(rs.hash.as_str()) || rs.scale_down_at.is_some_and(|at| now < at)
+    };
+    let settled = mode == Mode::Stable
+        && stable_rs_settled(observed, &stable_hash, replicas)
+        && all
+            .iter()
+            .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs));
+    let paused = spec.paused || paused_at_step;
+
+    CanaryPlan {
+        actions,
+        status,
+        requeue_after: wake.0.map(|w| until(now, w)),
+        events,
+    }
+    .with_phase(PhaseInput {
+        mode_aborted: mode == Mode::Aborted,
+        abort_reason,
+        settled,
+        paused,
+        generation: rollout.metadata.generation,
+        progress_deadline_seconds: spec.progress_deadline_seconds,
+        progress_deadline_abort: spec.progress_deadline_abort,
+        min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
+            .min_available,
+        old,
+        now,
+    })
+}
+
+fn stable_rs_settled(observed: &Observed, hash: &str, replicas: i32) -> bool {
+    observed.replica_set(hash).is_some_and(|rs| {
+        rs.replicas == replicas && rs.available >= replicas && rs.current == replicas
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_steps(
+    rollout: &str,
+    template_hash: &str,
+    steps: &[CanaryStep],
+    start: usize,
+    status: &mut RolloutStatus,
+    observed: &Observed,
+    current_rs: Option<&ReplicaSetState>,
+    stable_rs: Option<&ReplicaSetState>,
+    replicas: i32,
+    has_router: bool,
+    dynamic_stable: bool,
+    spec_paused: bool,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+    wake: &mut Wake,
+) -> Walk {
+    let mut index = start;
+    while index < steps.len() {
+        let step = &steps[index];
+        // `spec.paused` holds the rollout at the step it is on; the step's pods and weight
+        // stay as they are.
+        if spec_paused {
+            return Walk {
+                index,
+                paused_at_step: false,
+                abort_reason: None,
+            };
+        }
+        let done = if step.set_weight.is_some() || step.set_canary_scale.is_some() {
+            let t = targets(
+                replicas,
+                setting_at(steps, index),
+                has_router,
+                dynamic_stable,
+            );
+            let canary_ready = current_rs
+                .is_some_and(|rs| rs.replicas == t.canary && rs.available >= t.canary)
+                || (t.canary == 0 && current_rs.is_none_or(|rs| rs.current == 0));
+            let stable_ready =
+                stable_rs.is_some_and(|rs| rs.replicas == t.stable && rs.available >= t.stable);
+            let traffic_ready = !has_router || observed.router_weight == Some(t.weight);
+            canary_ready && stable_ready && traffic_ready
+        } else if let Some(pause) = &step.pause {
+            match pause_state(
+                status,
+                PauseReason::CanaryPauseStep,
+                pause.duration.as_ref(),
+                now,
+                wake,
+            ) {
+                PauseState::Waiting => {
+                    return Walk {
+                        index,
+                        paused_at_step: true,
+                        abort_reason: None,
+                    };
+                }
+                PauseState::Over => true,
+            }
+        } else if let Some(analysis) = &step.analysis {
+            let run_name = {
+                let canary_status = status.canary.get_or_insert_with(CanaryStatus::default);
+                match &canary_status.current_step_analysis_run {
+                    Some(run) => run.clone(),
+                    None => {
+                        let run =
+                            next_run_name(observed, &format!("{rollout}-{template_hash}-{index}"));
+                        canary_status.current_step_analysis_run = Some(run.clone());
+                        actions.push(Action::CreateAnalysisRun {
+                            name: run.clone(),
+                            analysis: analysis.clone(),
+                            role: format!("step-{index}"),
+                        });
+                        run
+                    }
+                }
+            };
+            let verdict = observed
+                .analysis_run(&run_name)
+                .and_then(|r| r.phase.map(|p| (p, r.message.clone())));
+            match verdict {
+                Some((AnalysisPhase::Successful, _)) => {
+                    if let Some(c) = status.canary.as_mut() {
+                        c.current_step_analysis_run = None;
+                    }
+                    true
+                }
+                Some((phase @ (AnalysisPhase::Failed | AnalysisPhase::Error), message)) => {
+                    return Walk {
+                        index,
+                        paused_at_step: false,
+                        abort_reason: Some(format!(
+                            "analysis {run_name} of step {} ended {phase:?}{}",
+                            index + 1,
+                            message.map(|m| format!(": {m}")).unwrap_or_default()
+                        )),
+                    };
+                }
+                Some((AnalysisPhase::Inconclusive, _)) => {
+                    match pause_state(status, PauseReason::InconclusiveAnalysis, None, now, wake) {
+                        PauseState::Waiting => {
+                            return Walk {
+                                index,
+                                paused_at_step: true,
+                                abort_reason: None,
+                            };
+                        }
+                        PauseState::Over => {
+                            if let Some(c) = status.canary.as_mut() {
+                                c.current_step_analysis_run = None;
+                            }
+                            true
+                        }
+                    }
+                }
+                _ => false,
+            }
+        } else {
+            // Admission guarantees one action per step; an empty one is skipped.
+            true
+        };
+        if !done {
+            break;
+        }
+        index += 1;
+        status.progressed_at = Some(Time(now));
+    }
+    Walk {
+        index,
+        paused_at_step: false,
+        abort_reason: None,
+    }
+}
+
+enum PauseState {
+    Waiting,
+    Over,
+}
+
+/// A pause the controller enters: the first visit records it; it ends when its duration
+/// has passed or when a promote cleared `pauseConditions`.
+fn pause_state(
+    status: &mut RolloutStatus,
+    reason: PauseReason,
+    duration: Option<&sluice_api::HumanDuration>,
+    now: Timestamp,
+    wake: &mut Wake,
+) -> PauseState {
+    if !status.controller_pause {
+        status.controller_pause = true;
+        status.pause_conditions.push(PauseCondition {
+            reason,
+            start_time: Time(now),
+        });
+    }
+    let Some(cond) = status.pause_conditions.iter().find(|c| c.reason == reason) else {
+        // The controller paused here and the condition is gone: promoted.
+        status.controller_pause = false;
+        return PauseState::Over;
+    };
+    // Admission refuses unparsable durations; one that slips through waits for a human.
+    let duration = duration.and_then(|d| d.to_duration().ok());
+    if let Some(d) = duration {
+        let end = cond.start_time.0 + SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+        if now >= end {
+            status.pause_conditions.retain(|c| c.reason != reason);
+            status.controller_pause = false;
+            return PauseState::Over;
+        }
+        wake.at(end);
+    }
+    PauseState::Waiting
+}
+
+/// `base-N` with the first N not taken, so a retry never reuses a finished run.
+fn next_run_name(observed: &Observed, base: &str) -> String {
+    (1..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| observed.analysis_run(candidate).is_none())
+        .expect("an unbounded range always yields a free name")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scale_actions(
+    observed: &Observed,
+    template_hash: &str,
+    stable_hash: &str,
+    mode: Mode,
+    t: Targets,
+    replicas: i32,
+    budget: Budget,
+    has_router: bool,
+    demoted: Option<&str>,
+    scale_down_delay: Option<i32>,
+    abort_scale_down_at: Option<Timestamp>,
+    revision_history_limit: i32,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+    wake: &mut Wake,
+) {
+    let current = observed.replica_set(template_hash);
+    let next_revision = observed
+        .replica_sets
+        .iter()
+        .map(|rs| rs.revision)
+        .max()
+        .unwrap_or(0)
+        + 1;
+
+    // Traffic returns to stable before anything is scaled down: while the router still
+    // sends the canary a share, no non-stable ReplicaSet shrinks.
+    let hold_non_stable = has_router
+        && matches!(mode, Mode::Stable | Mode::Aborted)
+        && observed.router_weight.is_some_and(|w| w > 0);
+
+    // Target of every ReplicaSet, and the order in which scale-ups are served.
+    let mut plan: Vec<(Option<&ReplicaSetState>, i32, Option<Timestamp>)> = Vec::new();
+    let canary_target = match mode {
+        Mode::Stable => replicas,
+        Mode::Aborted if hold_non_stable => current.map_or(0, |rs| rs.replicas),
+        Mode::Aborted => match abort_scale_down_at {
+            // With a router the aborted canary stays up (no traffic) for the delay, ready
+            // for a retry; without one its pods are the traffic split and go at once.
+            Some(at) if has_router && now < at => {
+                wake.at(at);
+                current.map_or(0, |rs| rs.replicas)
+            }
+            _ => 0,
+        },
+        _ => t.canary,
+    };
+    let stable_target = if mode == Mode::Stable {
+        replicas
+    } else {
+        t.stable
+    };
+    let canary_first = mode != Mode::Aborted;
+    if template_hash != stable_hash {
+        if canary_first {
+            plan.push((current, canary_target, None));
+            plan.push((observed.replica_set(stable_hash), stable_target, None));
+        } else {
+            plan.push((observed.replica_set(stable_hash), stable_target, None));
+            plan.push((current, canary_target, None));
+        }
+    } else {
+        plan.push((current, stable_target, None));
+    }
+    for rs in &observed.replica_sets {
+        if rs.hash == template_hash || rs.hash == stable_hash {
+            continue;
+        }
+        // The ReplicaSet demoted by this promotion keeps serving for the delay; so does one
+        // demoted earlier whose deadline (an annotation, so it survives restarts) is ahead.
+        let deadline = match (
+            demoted == Some(rs.hash.as_str()),
+            scale_down_delay,
+            rs.scale_down_at,
+        ) {
+            (true, Some(delay), _) if delay > 0 && rs.replicas > 0 => Some(now + secs(delay)),
+            (_, _, Some(at)) if rs.replicas > 0 && now < at => Some(at),
+            _ => None,
+        };
+        match deadline {
+            Some(at) => {
+                wake.at(at);
+                plan.push((Some(rs), rs.replicas, Some(at)));
+            }
+            None if hold_non_stable => plan.push((Some(rs), rs.replicas, rs.scale_down_at)),
+            None => plan.push((Some(rs), 0, None)),
+        }
+    }
+
+    // With a router the canary runs beside a full-size stable by design, so the surge
+    // budget counts on top of it.
+    let budget = if has_router {
+        Budget {
+            max_total: budget.max_total + canary_target.max(0),
+            ..budget
+        }
+    } else {
+        budget
+    };
+    let sizing: Vec<Sizing> = plan
+        .iter()
+        .map(|(rs, target, _)| Sizing {
+            current: rs.map_or(0, |rs| rs.replicas),
+            available: rs.map_or(0, |rs| rs.available),
+            target: *target,
+        })
+        .collect();
+    let next = step_towards(budget, &sizing);
+    for ((rs, _, deadline), replicas) in plan.iter().zip(next) {
+        match rs {
+            Some(rs) if rs.replicas != replicas || rs.scale_down_at != *deadline => {
+                actions.push(Action::ScaleReplicaSet {
+                    name: rs.name.clone(),
+                    replicas,
+                    scale_down_at: *deadline,
+                });
+            }
+            Some(_) => {}
+            None if replicas > 0 => actions.push(Action::CreateReplicaSet {
+                hash: template_hash.to_string(),
+                revision: next_revision,
+                replicas,
+            }),
+            None => {}
+        }
+    }
+
+    // Old revisions beyond revisionHistoryLimit, once scaled to zero, are deleted.
+    let mut old: Vec<&ReplicaSetState> = observed
+        .replica_sets
+        .iter()
+        .filter(|rs| {
+            rs.hash != template_hash
+                && rs.hash != stable_hash
+                && rs.replicas == 0
+                && rs.current == 0
+        })
+        .collect();
+    old.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
+    for rs in old.into_iter().skip(revision_history_limit.max(0) as usize) {
+        actions.push(Action::DeleteReplicaSet {
+            name: rs.name.clone(),
+        });
+    }
+}
+
+/// Inputs of the phase and condition computation.
+struct PhaseInput {
+    mode_aborted: bool,
+    /// Why this plan aborted the rollout, when it did.
+    abort_reason: Option<String>,
+    settled: bool,
+    paused: bool,
+    generation: Option<i64>,
+    progress_deadline_seconds: i32,
+    progress_deadline_abort: bool,
+    min_available: i32,
+    old: RolloutStatus,
+    now: Timestamp,
+}
+
+impl CanaryPlan {
+    fn with_phase(mut self, input: PhaseInput) -> Self {
+        use super::conditions::{self as c, types};
+        use sluice_api::rollout::RolloutPhase;
+        let now = input.now;
+        let status = &mut self.status;
+        let g = input.generation;
+        let was_paused = input.old.phase == Some(RolloutPhase::Paused);
+
+        // Pods becoming available is progress. The deadline does not run while paused and
+        // restarts when the pause ends.
+        let counts_changed = (status.updated_replicas, status.available_replicas)
+            != (input.old.updated_replicas, input.old.available_replicas);
+        if counts_changed || (was_paused && !input.paused) || status.progressed_at.is_none() {
+            status.progressed_at = Some(Time(now));
+        }
+        let progressed_at = status.progressed_at.as_ref().map(|t| t.0).unwrap_or(now);
+        let deadline = progressed_at + secs(input.progress_deadline_seconds);
+        let in_flight = !input.settled && !input.mode_aborted && !input.paused;
+        let deadline_exceeded = in_flight && now >= deadline;
+        if in_flight && !deadline_exceeded {
+            self.requeue_after = Some(
+                self.requeue_after
+                    .map_or(until(now, deadline), |r| r.min(until(now, deadline))),
+            );
+        }
+        if deadline_exceeded && input.progress_deadline_abort && !status.abort {
+            // Picked up as an abort (traffic to stable) by the next reconcile.
+            status.abort = true;
+            status.aborted_at = Some(Time(now));
+        }
+
+        let (phase, message) = if input.mode_aborted {
+            let kept = (input.old.phase == Some(RolloutPhase::Degraded) && input.old.abort)
+                .then(|| input.old.message.clone())
+                .flatten();
+            (
+                RolloutPhase::Degraded,
+                input.abort_reason.or(kept).unwrap_or_else(|| {
+                    "rollout aborted: traffic is back on the stable revision".into()
+                }),
+            )
+        } else if deadline_exceeded {
+            (
+                RolloutPhase::Degraded,
+                format!(
+                    "no progress for {}s (progressDeadlineSeconds)",
+                    input.progress_deadline_seconds
+                ),
+            )
+        } else if input.paused {
+            (
+                RolloutPhase::Paused,
+                "paused: waiting for the pause to end or a promote".into(),
+            )
+        } else if input.settled {
+            (
+                RolloutPhase::Healthy,
+                "the stable revision is fully available".into(),
+            )
+        } else {
+            (RolloutPhase::Progressing, "rolling out".into())
+        };
+        status.phase = Some(phase);
+        status.message = Some(message.clone());
+
+        let cs = &mut status.conditions;
+        c::set(
+            cs,
+            types::READY,
+            phase == RolloutPhase::Healthy,
+            &format!("{phase:?}"),
+            &message,
+            g,
+            now,
+        );
+        c::set(
+            cs,
+            types::RECONCILING,
+            matches!(phase, RolloutPhase::Progressing | RolloutPhase::Paused),
+            &format!("{phase:?}"),
+            &message,
+            g,
+            now,
+        );
+        c::set(
+            cs,
+            types::STALLED,
+            phase == RolloutPhase::Degraded,
+            if input.mode_aborted {
+                "RolloutAborted"
+            } else if deadline_exceeded {
+                "ProgressDeadlineExceeded"
+            } else {
+                "NotStalled"
+            },
+            &message,
+            g,
+            now,
+        );
+        c::set(
+            cs,
+            types::PAUSED,
+            input.paused,
+            if input.paused { "Paused" } else { "NotPaused" },
+            &message,
+            g,
+            now,
+        );
+        let available = status.available_replicas >= input.min_available;
+        c::set(
+            cs,
+            types::AVAILABLE,
+            available,
+            if available {
+                "MinimumReplicasAvailable"
+            } else {
+                "MinimumReplicasUnavailable"
+            },
+            &format!(
+                "{} of at least {} pods available",
+                status.available_replicas, input.min_available
+            ),
+            g,
+            now,
+        );
+        if input.mode_aborted {
+            c::set(
+                cs,
+                types::PROGRESSING,
+                false,
+                "RolloutAborted",
+                &message,
+                g,
+                now,
+            );
+        } else if deadline_exceeded {
+            c::set(
+                cs,
+                types::PROGRESSING,
+                false,
+                "ProgressDeadlineExceeded",
+                &message,
+                g,
+                now,
+            );
+        } else if input.paused {
+            c::set_unknown(cs, types::PROGRESSING, "RolloutPaused", &message, g, now);
+        } else if input.settled {
+            c::set(
+                cs,
+                types::PROGRESSING,
+                true,
+                "NewReplicaSetAvailable",
+                &message,
+                g,
+                now,
+            );
+        } else {
+            c::set(
+                cs,
+                types::PROGRESSING,
+                true,
+                "ReplicaSetUpdated",
+                &message,
+                g,
+                now,
+            );
+        }
+        c::set(cs, types::INVALID_SPEC, false, "Valid", "", g, now);
+
+        if input.old.phase != Some(phase) {
+            let (warning, reason) = match phase {
+                RolloutPhase::Degraded if input.mode_aborted => (true, "RolloutAborted"),
+                RolloutPhase::Degraded => (true, "ProgressDeadlineExceeded"),
+                RolloutPhase::Paused => (false, "RolloutPaused"),
+                RolloutPhase::Healthy => (false, "RolloutHealthy"),
+                RolloutPhase::Progressing => (false, "RolloutProgressing"),
+            };
+            self.events.push(PlannedEvent {
+                warning,
+                reason: reason.into(),
+                message,
+            });
+        }
+        self
+    }
+}

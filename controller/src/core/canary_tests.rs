@@ -1,0 +1,840 @@
+//! Tables and walks of the canary planner: (spec, observed, now) → (actions, status).
+//!
+//! `World` is a minimal stand-in for the cluster that applies the planner's actions the
+//! way the adapters will (new pods become available one tick later, router weights apply
+//! at once), so a test can drive a rollout through its steps and check invariants at
+//! every intermediate state. Nothing here decides what the planner should do.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use sluice_api::analysis::AnalysisPhase;
+use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
+
+use super::conditions::{get, is_true, types};
+use super::hash::pod_template_hash;
+use super::{Action, AnalysisRunState, Observed, Plan, ReplicaSetState, plan};
+
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn after(secs: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(secs)
+}
+
+fn rollout_json(image: &str, replicas: i32, canary: Value) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": { "name": "web", "namespace": "default", "generation": 1 },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "web", "image": image }] },
+            },
+            "strategy": { "canary": canary },
+        },
+    })
+}
+
+fn rollout(image: &str, replicas: i32, canary: Value) -> Rollout {
+    serde_json::from_value(rollout_json(image, replicas, canary)).unwrap()
+}
+
+fn standard_steps() -> Value {
+    json!([
+        { "setWeight": 20 },
+        { "pause": { "duration": "5s" } },
+        { "setWeight": 50 },
+        { "pause": {} },
+        { "setWeight": 100 },
+    ])
+}
+
+fn hash_of(r: &Rollout) -> String {
+    pod_template_hash(&r.spec.template)
+}
+
+/// The cluster as the planner's actions leave it.
+#[derive(Debug, Clone, Default)]
+struct World {
+    rs: Vec<ReplicaSetState>,
+    services: BTreeMap<String, Option<String>>,
+    router: Option<i32>,
+    runs: Vec<AnalysisRunState>,
+    /// When false, new pods never become available (a broken image).
+    pods_become_ready: bool,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            pods_become_ready: true,
+            ..World::default()
+        }
+    }
+
+    fn with_services(mut self, names: &[&str]) -> Self {
+        for n in names {
+            self.services.insert(n.to_string(), None);
+        }
+        self
+    }
+
+    fn with_router(mut self) -> Self {
+        self.router = Some(0);
+        self
+    }
+
+    fn observed(&self) -> Observed {
+        Observed {
+            replica_sets: self.rs.clone(),
+            services: self.services.clone(),
+            router_weight: self.router,
+            analysis_runs: self.runs.clone(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// Pods created by the last actions become available (one tick of kubelet/kwok).
+    fn tick(&mut self) {
+        for rs in &mut self.rs {
+            rs.current = rs.replicas;
+            if self.pods_become_ready || rs.revision == 1 {
+                rs.ready = rs.replicas;
+                rs.available = rs.replicas;
+            } else {
+                rs.ready = rs.ready.min(rs.replicas);
+                rs.available = rs.available.min(rs.replicas);
+            }
+        }
+    }
+
+    fn apply(&mut self, actions: &[Action]) {
+        for a in actions {
+            match a {
+                Action::CreateReplicaSet {
+                    hash,
+                    revision,
+                    replicas,
+                } => {
+                    assert!(self.rs.iter().all(|rs| &rs.hash != hash), "created twice");
+                    self.rs.push(ReplicaSetState {
+                        name: format!("web-{hash}"),
+                        hash: hash.clone(),
+                        revision: *revision,
+                        replicas: *replicas,
+                        current: 0,
+                        ready: 0,
+                        available: 0,
+                        scale_down_at: None,
+                    });
+                }
+                Action::ScaleReplicaSet {
+                    name,
+                    replicas,
+                    scale_down_at,
+                } => {
+                    let rs = self
+                        .rs
+                        .iter_mut()
+                        .find(|rs| &rs.name == name)
+                        .expect("scaled RS exists");
+                    rs.replicas = *replicas;
+                    rs.scale_down_at = *scale_down_at;
+                    // Scale-downs remove pods at once, unavailable ones first.
+                    rs.current = rs.current.min(*replicas);
+                    rs.available = rs.available.min(*replicas);
+                    rs.ready = rs.ready.min(*replicas);
+                }
+                Action::DeleteReplicaSet { name } => self.rs.retain(|rs| &rs.name != name),
+                Action::SetServiceSelector { service, hash } => {
+                    self.services.insert(service.clone(), Some(hash.clone()));
+                }
+                Action::SetCanaryWeight { weight } => self.router = Some(*weight),
+                Action::CreateAnalysisRun { name, .. } => self.runs.push(AnalysisRunState {
+                    name: name.clone(),
+                    phase: Some(AnalysisPhase::Running),
+                    message: None,
+                }),
+                Action::TerminateAnalysisRun { .. } => {}
+            }
+        }
+    }
+
+    fn sizes(&self, r: &Rollout, stable_hash: &str) -> (i32, i32) {
+        let h = hash_of(r);
+        let size = |hash: &str| {
+            self.rs
+                .iter()
+                .find(|rs| rs.hash == hash)
+                .map_or(0, |rs| rs.replicas)
+        };
+        (size(&h), size(stable_hash))
+    }
+}
+
+/// Plans and applies until nothing changes any more (or `max` rounds), checking the
+/// surge/availability budget after every round. Returns the last plan.
+fn settle(r: &mut Rollout, w: &mut World, now: Timestamp, budget: Option<(i32, i32)>) -> Plan {
+    let mut last = None;
+    for _ in 0..50 {
+        let p = plan(r, &w.observed(), now);
+        w.apply(&p.actions);
+        if let Some((max_total, min_available)) = budget {
+            let total: i32 = w.rs.iter().map(|rs| rs.replicas).sum();
+            let available: i32 = w.rs.iter().map(|rs| rs.available).sum();
+            assert!(
+                total <= max_total,
+                "surge broken: {total} pods > {max_total}: {:?}",
+                w.rs
+            );
+            assert!(
+                available >= min_available,
+                "availability broken: {available} < {min_available}: {:?}",
+                w.rs
+            );
+        }
+        w.tick();
+        let unchanged = p.actions.is_empty() && r.status.as_ref() == Some(&p.status);
+        r.status = Some(p.status.clone());
+        last = Some(p);
+        if unchanged {
+            return last.unwrap();
+        }
+    }
+    panic!("the plan did not settle in 50 rounds: {last:#?}");
+}
+
+fn phase(r: &Rollout) -> RolloutPhase {
+    r.status.as_ref().and_then(|s| s.phase).expect("phase set")
+}
+
+fn step_index(r: &Rollout) -> i32 {
+    r.status
+        .as_ref()
+        .and_then(|s| s.current_step_index)
+        .unwrap()
+}
+
+fn set_image(r: &mut Rollout, image: &str) {
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+}
+
+fn promote(r: &mut Rollout) {
+    r.status.as_mut().unwrap().pause_conditions.clear();
+}
+
+/// A Rollout at v1, fully rolled out in `w`.
+fn stable_at_v1(canary: Value, replicas: i32, w: &mut World) -> (Rollout, String) {
+    let mut r = rollout("app:v1", replicas, canary);
+    let p = settle(&mut r, w, t0(), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy, "{p:#?}");
+    let h = hash_of(&r);
+    (r, h)
+}
+
+#[test]
+fn first_revision_becomes_stable_directly() {
+    let mut w = World::new().with_services(&["web-stable", "web-canary"]);
+    let mut r = rollout(
+        "app:v1",
+        5,
+        json!({ "canaryService": "web-canary", "stableService": "web-stable", "steps": standard_steps() }),
+    );
+    let first = plan(&r, &w.observed(), t0());
+    let h = hash_of(&r);
+    assert_eq!(
+        first.actions,
+        vec![Action::CreateReplicaSet {
+            hash: h.clone(),
+            revision: 1,
+            replicas: 5
+        }],
+        "no steps for the first revision"
+    );
+    assert_eq!(first.status.stable_rs.as_deref(), Some(h.as_str()));
+    settle(&mut r, &mut w, t0(), None);
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(s.current_step_index, Some(5));
+    assert_eq!(s.step_progress.as_deref(), Some("5/5"));
+    assert!(is_true(&s.conditions, types::READY));
+    assert!(!is_true(&s.conditions, types::RECONCILING));
+    // Both Services point at the only revision.
+    assert_eq!(w.services["web-stable"].as_deref(), Some(h.as_str()));
+    assert_eq!(w.services["web-canary"].as_deref(), Some(h.as_str()));
+    assert_eq!(s.selector.as_deref(), Some("app=web"));
+    assert_eq!(s.available_replicas, 5);
+}
+
+#[test]
+fn replica_ratio_canary_walks_the_steps() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(json!({ "steps": standard_steps() }), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    // replicas 5, maxSurge 25% → 2, maxUnavailable 25% → 1.
+    let budget = Some((7, 4));
+
+    settle(&mut r, &mut w, t0(), budget);
+    // Step 1 (setWeight 20) done: 1 canary pod of 5; now in the timed pause.
+    assert_eq!(w.sizes(&r, &v1), (1, 4));
+    assert_eq!(step_index(&r), 1);
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.pause_conditions[0].reason, PauseReason::CanaryPauseStep);
+    assert_eq!(s.step_progress.as_deref(), Some("2/5"));
+    assert_eq!(
+        s.canary.as_ref().unwrap().weights.as_ref().unwrap().canary,
+        20
+    );
+    assert!(is_true(&s.conditions, types::PAUSED));
+
+    // Before the pause ends nothing moves, and the plan asks to be woken at its end.
+    let p = settle(&mut r, &mut w, after(3), budget);
+    assert_eq!(step_index(&r), 1);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(2)));
+
+    // After 5s: setWeight 50 → 3 of 5 (2.5 rounds up), then the indefinite pause.
+    let p = settle(&mut r, &mut w, after(5), budget);
+    assert_eq!(w.sizes(&r, &v1), (3, 2));
+    assert_eq!(step_index(&r), 3);
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    assert_eq!(
+        p.requeue_after, None,
+        "an indefinite pause waits for a human, not a timer"
+    );
+
+    // It stays there however long we wait.
+    settle(&mut r, &mut w, after(3600), budget);
+    assert_eq!(step_index(&r), 3);
+
+    // Promote: setWeight 100, then the canary becomes stable.
+    promote(&mut r);
+    settle(&mut r, &mut w, after(3601), budget);
+    let v2 = hash_of(&r);
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.stable_rs.as_deref(), Some(v2.as_str()));
+    assert_eq!(w.sizes(&r, &v1), (5, 0));
+    assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(s.step_progress.as_deref(), Some("5/5"));
+    assert!(is_true(&s.conditions, types::READY));
+}
+
+#[test]
+fn surge_and_unavailability_bound_every_transition() {
+    for (surge, unavailable, max_total, min_available) in [
+        (json!(1), json!(0), 11, 10),
+        (json!(0), json!(1), 10, 9),
+        (json!("50%"), json!("20%"), 15, 8),
+    ] {
+        let mut w = World::new();
+        let canary = json!({
+            "steps": [{ "setWeight": 30 }, { "setWeight": 70 }, { "setWeight": 100 }],
+            "maxSurge": surge,
+            "maxUnavailable": unavailable,
+        });
+        let (mut r, v1) = stable_at_v1(canary, 10, &mut w);
+        set_image(&mut r, "app:v2");
+        // `settle` checks the budget after every single round.
+        settle(&mut r, &mut w, t0(), Some((max_total, min_available)));
+        assert_eq!(w.sizes(&r, &v1), (10, 0));
+        assert_eq!(phase(&r), RolloutPhase::Healthy);
+    }
+}
+
+#[test]
+fn router_keeps_stable_full_and_sets_weights_after_pods_are_ready() {
+    let mut w = World::new()
+        .with_services(&["web-stable", "web-canary"])
+        .with_router();
+    let canary = json!({
+        "canaryService": "web-canary",
+        "stableService": "web-stable",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 20 }, { "pause": {} }, { "setWeight": 60 }, { "pause": {} }],
+    });
+    let (mut r, v1) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+
+    // First round: the canary is created, but gets no traffic before its pods are ready.
+    let p = plan(&r, &w.observed(), t0());
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| !matches!(a, Action::SetCanaryWeight { weight } if *weight > 0)),
+        "{p:#?}"
+    );
+
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(
+        w.sizes(&r, &v1),
+        (1, 5),
+        "stable stays at full size with a router"
+    );
+    assert_eq!(w.router, Some(20));
+    assert_eq!(w.services["web-canary"].as_deref(), Some(v2.as_str()));
+    assert_eq!(w.services["web-stable"].as_deref(), Some(v1.as_str()));
+    let weights = r
+        .status
+        .as_ref()
+        .unwrap()
+        .canary
+        .clone()
+        .unwrap()
+        .weights
+        .unwrap();
+    assert_eq!(
+        (weights.canary, weights.stable, weights.verified),
+        (20, 80, Some(true))
+    );
+
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(w.sizes(&r, &v1), (3, 5));
+    assert_eq!(w.router, Some(60));
+
+    // Last pause promoted: canary to full size, then it becomes stable; the old stable
+    // stays up for scaleDownDelaySeconds (30s by default) behind a deadline annotation.
+    promote(&mut r);
+    let p = settle(&mut r, &mut w, after(2), None);
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v2.as_str())
+    );
+    assert_eq!(w.router, Some(0));
+    assert_eq!(w.services["web-stable"].as_deref(), Some(v2.as_str()));
+    let old = w.rs.iter().find(|rs| rs.hash == v1).unwrap();
+    assert_eq!(old.replicas, 5);
+    assert_eq!(old.scale_down_at, Some(after(32)));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(30)));
+    assert_eq!(
+        phase(&r),
+        RolloutPhase::Healthy,
+        "done while the old revision drains"
+    );
+
+    // A restarted controller (a fresh plan from the observed annotation) honours it.
+    settle(&mut r, &mut w, after(20), None);
+    assert_eq!(w.rs.iter().find(|rs| rs.hash == v1).unwrap().replicas, 5);
+    settle(&mut r, &mut w, after(32), None);
+    assert_eq!(w.rs.iter().find(|rs| rs.hash == v1).unwrap().replicas, 0);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
+
+#[test]
+fn dynamic_stable_scale_shrinks_stable_with_its_weight() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "gatewayAPI": { "httpRoute": "web" } },
+        "dynamicStableScale": true,
+        "steps": [{ "setWeight": 40 }, { "pause": {} }],
+    });
+    let (mut r, v1) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.sizes(&r, &v1), (2, 3));
+    assert_eq!(w.router, Some(40));
+}
+
+#[test]
+fn set_canary_scale_sizes_the_canary_independently_of_its_weight() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [
+            { "setCanaryScale": { "replicas": 3 } }, { "setWeight": 10 }, { "pause": {} },
+            { "setCanaryScale": { "weight": 80 } }, { "pause": {} },
+            { "setCanaryScale": { "matchTrafficWeight": true } }, { "pause": {} },
+        ],
+    });
+    let (mut r, v1) = stable_at_v1(canary, 10, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(
+        w.sizes(&r, &v1),
+        (3, 10),
+        "3 canary pods although the weight is 10%"
+    );
+    assert_eq!(w.router, Some(10));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(w.sizes(&r, &v1), (8, 10));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2), None);
+    assert_eq!(w.sizes(&r, &v1), (1, 10), "back to 10% of 10");
+}
+
+#[test]
+fn abort_returns_traffic_first_then_scales_canary_down_after_the_delay() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "abortScaleDownDelaySeconds": 10,
+        "steps": [{ "setWeight": 40 }, { "pause": {} }, { "setWeight": 80 }],
+    });
+    let (mut r, v1) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.router, Some(40));
+
+    // The abort action: a status patch.
+    r.status.as_mut().unwrap().abort = true;
+    let p = plan(&r, &w.observed(), after(1));
+    assert_eq!(
+        p.actions.first(),
+        Some(&Action::SetCanaryWeight { weight: 0 }),
+        "traffic first"
+    );
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleReplicaSet { replicas: 0, .. })),
+        "nothing scaled down in the same breath: {p:#?}"
+    );
+    settle(&mut r, &mut w, after(1), None);
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.phase, Some(RolloutPhase::Degraded));
+    assert!(is_true(&s.conditions, types::STALLED));
+    assert_eq!(
+        get(&s.conditions, types::PROGRESSING).unwrap().reason,
+        "RolloutAborted"
+    );
+    assert_eq!(w.router, Some(0));
+    assert_eq!(
+        w.sizes(&r, &v1),
+        (2, 5),
+        "canary kept for abortScaleDownDelaySeconds"
+    );
+
+    settle(&mut r, &mut w, after(12), None);
+    assert_eq!(w.sizes(&r, &v1), (0, 5));
+    assert_eq!(phase(&r), RolloutPhase::Degraded);
+
+    // Retry clears the abort: the rollout resumes at the step it was on.
+    r.status.as_mut().unwrap().abort = false;
+    settle(&mut r, &mut w, after(13), None);
+    assert_eq!(w.sizes(&r, &v1), (2, 5));
+    assert_eq!(w.router, Some(40));
+    assert_eq!(step_index(&r), 1);
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+
+    // promote-full skips the remaining steps.
+    r.status.as_mut().unwrap().promote_full = true;
+    settle(&mut r, &mut w, after(14), None);
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(hash_of(&r).as_str())
+    );
+    assert!(
+        !r.status.as_ref().unwrap().promote_full,
+        "cleared once done"
+    );
+}
+
+#[test]
+fn abort_without_router_scales_canary_away_within_the_budget() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(
+        json!({ "steps": [{ "setWeight": 60 }, { "pause": {} }] }),
+        5,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), Some((7, 4)));
+    assert_eq!(w.sizes(&r, &v1), (3, 2));
+    r.status.as_mut().unwrap().abort = true;
+    settle(&mut r, &mut w, after(1), Some((7, 4)));
+    assert_eq!(w.sizes(&r, &v1), (0, 5));
+    assert_eq!(
+        r.status
+            .as_ref()
+            .unwrap()
+            .canary
+            .clone()
+            .unwrap()
+            .weights
+            .unwrap()
+            .canary,
+        0
+    );
+}
+
+#[test]
+fn promote_skips_past_a_timed_pause_too() {
+    let mut w = World::new();
+    let (mut r, _) = stable_at_v1(
+        json!({ "steps": [{ "pause": { "duration": "1h" } }, { "setWeight": 20 }, { "pause": {} }] }),
+        5,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(step_index(&r), 0);
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(step_index(&r), 2);
+}
+
+#[test]
+fn spec_paused_holds_the_rollout_at_its_step() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(
+        json!({ "steps": [{ "setWeight": 20 }, { "setWeight": 60 }, { "pause": {} }] }),
+        5,
+        &mut w,
+    );
+    r.spec.paused = true;
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.sizes(&r, &v1), (0, 5));
+    assert_eq!(step_index(&r), 0);
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    assert_eq!(
+        get(&r.status.as_ref().unwrap().conditions, types::PROGRESSING)
+            .unwrap()
+            .status,
+        "Unknown"
+    );
+    r.spec.paused = false;
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(w.sizes(&r, &v1), (3, 2));
+    assert_eq!(step_index(&r), 2);
+}
+
+#[test]
+fn template_back_to_stable_rolls_back_at_once() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(
+        json!({ "steps": [{ "setWeight": 40 }, { "pause": {} }, { "setWeight": 80 }] }),
+        5,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.sizes(&r, &v1), (2, 3));
+    set_image(&mut r, "app:v1");
+    let p = settle(&mut r, &mut w, after(1), Some((7, 4)));
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.current_pod_hash.as_deref(), Some(v1.as_str()));
+    assert_eq!(s.stable_rs.as_deref(), Some(v1.as_str()));
+    assert_eq!(s.current_step_index, Some(3), "steps skipped");
+    assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(w.rs.iter().find(|rs| rs.hash == v1).unwrap().replicas, 5);
+    assert!(
+        w.rs.iter()
+            .filter(|rs| rs.hash != v1)
+            .all(|rs| rs.replicas == 0),
+        "{:?}",
+        w.rs
+    );
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn a_new_template_mid_canary_supersedes_the_old_canary() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(
+        json!({ "steps": [{ "setWeight": 40 }, { "pause": {} }, { "setWeight": 80 }] }),
+        5,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    let v2 = hash_of(&r);
+    set_image(&mut r, "app:v3");
+    let v3 = hash_of(&r);
+    settle(&mut r, &mut w, after(1), Some((7, 4)));
+    let size = |h: &str| {
+        w.rs.iter()
+            .find(|rs| rs.hash == h)
+            .map_or(0, |rs| rs.replicas)
+    };
+    assert_eq!((size(&v3), size(&v2), size(&v1)), (2, 0, 3));
+    assert_eq!(
+        step_index(&r),
+        1,
+        "steps restarted for v3 and stopped at its pause"
+    );
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v1.as_str())
+    );
+}
+
+#[test]
+fn progress_deadline_degrades_and_optionally_aborts() {
+    for abort in [false, true] {
+        let mut w = World::new();
+        let canary = json!({ "steps": [{ "setWeight": 40 }, { "pause": {} }] });
+        let mut r = rollout("app:v1", 5, canary);
+        r.spec.progress_deadline_seconds = 60;
+        r.spec.progress_deadline_abort = abort;
+        settle(&mut r, &mut w, t0(), None);
+        let v1 = hash_of(&r);
+        w.pods_become_ready = false; // v2's pods never become ready
+        set_image(&mut r, "app:v2");
+        let p = settle(&mut r, &mut w, after(1), None);
+        assert_eq!(phase(&r), RolloutPhase::Progressing);
+        assert_eq!(
+            p.requeue_after,
+            Some(Duration::from_secs(60)),
+            "woken at the deadline"
+        );
+        settle(&mut r, &mut w, after(61), None);
+        let s = r.status.as_ref().unwrap();
+        assert_eq!(s.phase, Some(RolloutPhase::Degraded), "abort={abort}");
+        assert!(is_true(&s.conditions, types::STALLED));
+        let progressing = get(&s.conditions, types::PROGRESSING).unwrap();
+        assert_eq!(progressing.status, "False");
+        if abort {
+            assert!(s.abort);
+            assert_eq!(progressing.reason, "RolloutAborted");
+            assert_eq!(w.sizes(&r, &v1).0, 0, "aborted canary scaled away");
+        } else {
+            assert!(!s.abort);
+            assert_eq!(progressing.reason, "ProgressDeadlineExceeded");
+        }
+    }
+}
+
+#[test]
+fn a_settled_rollout_plans_no_writes_and_a_stable_status() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 50 }, { "pause": {} }],
+    });
+    let (mut r, _) = stable_at_v1(canary, 4, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    // Paused at a step and steady: later reconciles change nothing, not even timestamps.
+    let a = plan(&r, &w.observed(), after(100));
+    let b = plan(&r, &w.observed(), after(200));
+    assert!(a.actions.is_empty() && b.actions.is_empty(), "{a:#?}");
+    assert_eq!(a.status, b.status);
+    assert_eq!(Some(&a.status), r.status.as_ref());
+    assert!(a.events.is_empty(), "events only on transitions");
+}
+
+#[test]
+fn analysis_step_blocks_until_verdict_and_failure_aborts() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [
+            { "setWeight": 20 },
+            { "analysis": { "templates": [{ "templateName": "success-rate" }] } },
+            { "setWeight": 50 },
+            { "pause": {} },
+        ],
+    });
+    let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(step_index(&r), 1);
+    let run = r
+        .status
+        .as_ref()
+        .unwrap()
+        .canary
+        .clone()
+        .unwrap()
+        .current_step_analysis_run
+        .unwrap();
+    assert_eq!(w.runs.len(), 1);
+    assert_eq!(w.runs[0].name, run);
+    // Still running: the step holds.
+    settle(&mut r, &mut w, after(30), None);
+    assert_eq!(step_index(&r), 1);
+    // The run fails: abort, traffic back to stable.
+    w.runs[0].phase = Some(AnalysisPhase::Failed);
+    w.runs[0].message = Some("error rate 0.2 > 0.05".into());
+    settle(&mut r, &mut w, after(31), None);
+    let s = r.status.as_ref().unwrap();
+    assert!(s.abort);
+    assert_eq!(s.phase, Some(RolloutPhase::Degraded));
+    assert!(
+        s.message
+            .as_ref()
+            .unwrap()
+            .contains("error rate 0.2 > 0.05"),
+        "{:?}",
+        s.message
+    );
+    assert_eq!(w.router, Some(0));
+    // Retry starts a fresh run, never reusing the failed one.
+    let s = r.status.as_mut().unwrap();
+    s.abort = false;
+    s.canary.as_mut().unwrap().current_step_analysis_run = None;
+    settle(&mut r, &mut w, after(32), None);
+    assert_eq!(w.runs.len(), 2);
+    assert_ne!(w.runs[1].name, w.runs[0].name);
+    w.runs[1].phase = Some(AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(33), None);
+
+    assert_eq!(w.router, Some(50));
+}
+
+#[test]
+fn missing_references_are_reported_and_nothing_is_touched() {
+    let r = rollout(
+        "app:v1",
+        3,
+        json!({ "canaryService": "c", "stableService": "s", "steps": [] }),
+    );
+    let observed = Observed {
+        missing: vec!["Service s".into()],
+        ..Observed::default()
+    };
+    let p = plan(&r, &observed, t0());
+    assert!(p.actions.is_empty());
+    assert_eq!(p.status.phase, Some(RolloutPhase::Degraded));
+    let invalid = get(&p.status.conditions, types::INVALID_SPEC).unwrap();
+    assert_eq!(
+        (invalid.status.as_str(), invalid.reason.as_str()),
+        ("True", "ReferenceNotFound")
+    );
+    assert!(invalid.message.contains("Service s"));
+    assert_eq!(p.events.len(), 1);
+    assert!(p.events[0].warning);
+}
+
+#[test]
+fn a_selector_that_misses_the_template_is_invalid() {
+    let mut v = rollout_json("app:v1", 3, json!({ "steps": [] }));
+    v["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+    let r: Rollout = serde_json::from_value(v).unwrap();
+    let p = plan(&r, &Observed::default(), t0());
+    assert!(p.actions.is_empty());
+    assert!(is_true(&p.status.conditions, types::INVALID_SPEC));
+}
+
+#[test]
+fn old_revisions_are_pruned_past_the_history_limit() {
+    let mut w = World::new();
+    let mut r = rollout("app:v1", 2, json!({ "steps": [] }));
+    r.spec.revision_history_limit = 2;
+    for (i, image) in ["app:v1", "app:v2", "app:v3", "app:v4", "app:v5"]
+        .iter()
+        .enumerate()
+    {
+        set_image(&mut r, image);
+        settle(&mut r, &mut w, after(i as i64), None);
+    }
+    // The current revision plus two old ones remain; v1 and v2 were deleted.
+    let mut revisions: Vec<i64> = w.rs.iter().map(|rs| rs.revision).collect();
+    revisions.sort();
+    assert_eq!(revisions, vec![3, 4, 5]);
+}

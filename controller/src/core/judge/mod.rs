@@ -1,0 +1,1 @@
+//! The canary-versus-baseline statistical judge (being written).

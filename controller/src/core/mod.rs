@@ -1,0 +1,173 @@
+//! The planning core: pure functions from (spec, observed state, now) to what should be
+//! done. No Kubernetes client, no tokio, no clock, no I/O.
+//!
+//! `plan(&Rollout, &Observed, now) -> Plan` is the whole interface the runtime uses.
+
+pub mod action;
+pub mod canary;
+pub mod conditions;
+pub mod hash;
+pub mod judge;
+pub mod observed;
+pub mod replicas;
+
+#[cfg(test)]
+mod canary_tests;
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
+use sluice_api::rollout::{Rollout, RolloutPhase, RolloutStatus, StrategyKind};
+
+pub use action::{Action, PlannedEvent};
+pub use observed::{AnalysisRunState, Observed, ReplicaSetState};
+
+/// The outcome of planning one reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Changes to make, in order.
+    pub actions: Vec<Action>,
+    /// The status the Rollout should have; written only if it differs from the stored one.
+    pub status: RolloutStatus,
+    /// When to look again at the latest (end of a pause, a scale-down delay, the progress
+    /// deadline); None when only a change in the cluster can move the rollout.
+    pub requeue_after: Option<Duration>,
+    /// Events to record (transitions only).
+    pub events: Vec<PlannedEvent>,
+}
+
+/// Plans one reconcile of a Rollout.
+pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
+    if let Some(problem) = spec_problem(rollout) {
+        return invalid(rollout, "InvalidSpec", &problem, now);
+    }
+    if !observed.missing.is_empty() {
+        let message = format!("not found: {}", observed.missing.join(", "));
+        return invalid(rollout, "ReferenceNotFound", &message, now);
+    }
+    let template_hash = hash::pod_template_hash(&rollout.spec.template);
+    match (
+        &rollout.spec.strategy.canary,
+        &rollout.spec.strategy.blue_green,
+    ) {
+        (Some(canary), None) => {
+            let steps_hash = hash::value_hash(&canary.steps);
+            let p = canary::plan(rollout, canary, observed, &template_hash, &steps_hash, now);
+            let mut status = p.status;
+            status.observed_generation = rollout.metadata.generation;
+            status.strategy = Some(StrategyKind::Canary);
+            status.selector = Some(selector_string(&rollout.spec.selector));
+            Plan {
+                actions: p.actions,
+                status,
+                requeue_after: p.requeue_after,
+                events: p.events,
+            }
+        }
+        (None, Some(_)) => invalid(
+            rollout,
+            "StrategyNotSupported",
+            "this sluice version does not run blueGreen rollouts yet",
+            now,
+        ),
+        _ => invalid(
+            rollout,
+            "InvalidSpec",
+            "strategy must set exactly one of canary and blueGreen",
+            now,
+        ),
+    }
+}
+
+/// What admission cannot check: the selector must select the template's pods.
+fn spec_problem(rollout: &Rollout) -> Option<String> {
+    let labels = rollout
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let selector = &rollout.spec.selector;
+    if selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty())
+    {
+        return Some("spec.selector is empty: it would select every pod".into());
+    }
+    for (k, v) in selector.match_labels.iter().flatten() {
+        if labels.get(k) != Some(v) {
+            return Some(format!(
+                "spec.selector matchLabels {k}={v} does not match spec.template.metadata.labels"
+            ));
+        }
+    }
+    None
+}
+
+/// A Rollout that cannot be acted on: nothing is changed in the cluster; it is reported
+/// with `InvalidSpec=True`, `Stalled=True`, phase Degraded and a Warning Event.
+fn invalid(rollout: &Rollout, reason: &str, message: &str, now: Timestamp) -> Plan {
+    use conditions::{set, types};
+    let old = rollout.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let g = rollout.metadata.generation;
+    status.observed_generation = g;
+    status.phase = Some(RolloutPhase::Degraded);
+    status.message = Some(message.to_string());
+    status.strategy = match (
+        &rollout.spec.strategy.canary,
+        &rollout.spec.strategy.blue_green,
+    ) {
+        (Some(_), None) => Some(StrategyKind::Canary),
+        (None, Some(_)) => Some(StrategyKind::BlueGreen),
+        _ => None,
+    };
+    status.selector = Some(selector_string(&rollout.spec.selector));
+    let cs = &mut status.conditions;
+    set(cs, types::INVALID_SPEC, true, reason, message, g, now);
+    set(cs, types::STALLED, true, reason, message, g, now);
+    set(cs, types::READY, false, reason, message, g, now);
+    set(cs, types::RECONCILING, false, reason, message, g, now);
+    let events = if conditions::get(&old.conditions, types::INVALID_SPEC)
+        .is_some_and(|c| c.status == "True" && c.message == message)
+    {
+        Vec::new()
+    } else {
+        vec![PlannedEvent {
+            warning: true,
+            reason: reason.to_string(),
+            message: message.to_string(),
+        }]
+    };
+    Plan {
+        actions: Vec::new(),
+        status,
+        requeue_after: None,
+        events,
+    }
+}
+
+/// A label selector in the string form of `kubectl get -l` and the scale subresource.
+pub fn selector_string(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => format!("{} {other} ({values})", e.key),
+        });
+    }
+    parts.join(",")
+}

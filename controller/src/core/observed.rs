@@ -1,0 +1,64 @@
+//! What the runtime read from its caches for one Rollout: the input of the planner.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use sluice_api::analysis::AnalysisPhase;
+
+/// Everything the planner knows about the cluster for one Rollout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// The ReplicaSets the Rollout owns.
+    pub replica_sets: Vec<ReplicaSetState>,
+    /// Services the Rollout references that exist, with the pod-template hash their
+    /// selector currently pins (None when the selector has no hash yet).
+    pub services: BTreeMap<String, Option<String>>,
+    /// The canary weight the traffic router reports now (None without a router, or when
+    /// the router has not been set up yet).
+    pub router_weight: Option<i32>,
+    /// The AnalysisRuns the Rollout owns.
+    pub analysis_runs: Vec<AnalysisRunState>,
+    /// References that do not resolve (Service, Ingress, HTTPRoute not found).
+    pub missing: Vec<String>,
+}
+
+/// One ReplicaSet of the Rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSetState {
+    pub name: String,
+    /// The value of its `sluice.dev/pod-template-hash` label.
+    pub hash: String,
+    /// Its `sluice.dev/revision` annotation.
+    pub revision: i64,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.replicas`: pods that exist.
+    pub current: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+    /// `status.availableReplicas`.
+    pub available: i32,
+    /// `sluice.dev/scale-down-deadline`: when it may be scaled to zero.
+    pub scale_down_at: Option<Timestamp>,
+}
+
+/// One AnalysisRun of the Rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalysisRunState {
+    pub name: String,
+    /// None while the run has not reported yet.
+    pub phase: Option<AnalysisPhase>,
+    pub message: Option<String>,
+}
+
+impl Observed {
+    /// The ReplicaSet of a revision.
+    pub fn replica_set(&self, hash: &str) -> Option<&ReplicaSetState> {
+        self.replica_sets.iter().find(|rs| rs.hash == hash)
+    }
+
+    /// An AnalysisRun by name.
+    pub fn analysis_run(&self, name: &str) -> Option<&AnalysisRunState> {
+        self.analysis_runs.iter().find(|r| r.name == name)
+    }
+}
