@@ -43,5 +43,9 @@ pub struct PlannedEvent {
     pub warning: bool,
     /// CamelCase reason, e.g. `StepCompleted`.
     pub reason: String,
+    /// What it concerns, e.g. `Step3` or `Revision<hash>`. Events with the same reason
+    /// and action are aggregated into one series (showing the first message), so the
+    /// action must tell apart occurrences that are not repeats of each other.
+    pub action: String,
     pub message: String,
 }

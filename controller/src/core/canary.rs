@@ -194,6 +194,7 @@ pub fn plan(
                 events.push(PlannedEvent {
                     warning: false,
                     reason: "NewRevision".into(),
+                    action: format!("Revision-{template_hash}"),
                     message: format!("pod template changed: rolling out revision {template_hash}"),
                 });
             }
@@ -254,6 +255,7 @@ pub fn plan(
             events.push(PlannedEvent {
                 warning: false,
                 reason: "StepCompleted".into(),
+                action: format!("Step{}", walk.index),
                 message: format!("completed step {}/{}", walk.index, steps.len()),
             });
         }
@@ -324,6 +326,7 @@ pub fn plan(
         events.push(PlannedEvent {
             warning: false,
             reason: "RolloutCompleted".into(),
+            action: format!("Revision-{template_hash}"),
             message: format!("revision {template_hash} is now stable"),
         });
     }
@@ -993,9 +996,17 @@ impl CanaryPlan {
                 RolloutPhase::Healthy => (false, "RolloutHealthy"),
                 RolloutPhase::Progressing => (false, "RolloutProgressing"),
             };
+            // A phase is entered once per step and revision; entering it again at
+            // another step is a new event, not a repeat.
+            let action = format!(
+                "{phase:?}-{}-Step{}",
+                status.current_pod_hash.as_deref().unwrap_or_default(),
+                status.current_step_index.unwrap_or(0)
+            );
             self.events.push(PlannedEvent {
                 warning,
                 reason: reason.into(),
+                action,
                 message,
             });
         }

@@ -140,6 +140,7 @@ fn invalid(rollout: &Rollout, reason: &str, message: &str, now: Timestamp) -> Pl
         vec![PlannedEvent {
             warning: true,
             reason: reason.to_string(),
+            action: "Validate".into(),
             message: message.to_string(),
         }]
     };

@@ -1,0 +1,227 @@
+//! AnalysisRuns: created from a Rollout's analysis (its templates merged, its args
+//! resolved), owned by the Rollout, terminated when no longer needed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use sluice_api::analysis::{
+    AnalysisRun, AnalysisRunArgument, AnalysisRunSpec, AnalysisSpec, AnalysisTemplate,
+    ClusterAnalysisTemplate, PodTemplateHashValue,
+};
+use sluice_api::rollout::{Rollout, RolloutAnalysis};
+
+use super::workload::{ROLLOUT_LABEL, owner_reference};
+use super::{AdapterError, FIELD_MANAGER, update_params};
+
+/// Label saying which part of a rollout a run gates (`step-N`, `background`).
+pub const ROLE_LABEL: &str = "sluice.dev/analysis-role";
+
+/// The template an analysis names, or None when it does not exist.
+pub async fn fetch_template(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    cluster_scope: bool,
+) -> Result<Option<AnalysisSpec>, AdapterError> {
+    Ok(if cluster_scope {
+        Api::<ClusterAnalysisTemplate>::all(client.clone())
+            .get_opt(name)
+            .await?
+            .map(|t| t.spec.analysis)
+    } else {
+        Api::<AnalysisTemplate>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(|t| t.spec.analysis)
+    })
+}
+
+/// Merges the templates of an analysis into one run spec, with the Rollout's args
+/// overriding the templates' defaults and pod-template hashes resolved.
+pub fn merge(
+    templates: &[AnalysisSpec],
+    args: &[AnalysisRunArgument],
+    stable_hash: &str,
+    latest_hash: &str,
+) -> Result<AnalysisSpec, AdapterError> {
+    let mut merged = AnalysisSpec::default();
+    let mut values: BTreeMap<String, AnalysisRunArgument> = BTreeMap::new();
+    for t in templates {
+        for arg in &t.args {
+            values
+                .entry(arg.name.clone())
+                .or_insert_with(|| arg.clone());
+        }
+        merged.metrics.extend(t.metrics.iter().cloned());
+        merged.dry_run.extend(t.dry_run.iter().cloned());
+        merged
+            .measurement_retention
+            .extend(t.measurement_retention.iter().cloned());
+    }
+    for arg in args {
+        let mut arg = arg.clone();
+        if let Some(hash) = arg
+            .value_from
+            .as_ref()
+            .and_then(|v| v.pod_template_hash_value)
+        {
+            arg.value = Some(match hash {
+                PodTemplateHashValue::Stable | PodTemplateHashValue::Baseline => {
+                    stable_hash.to_string()
+                }
+                PodTemplateHashValue::Latest => latest_hash.to_string(),
+            });
+            arg.value_from = None;
+        }
+        values.insert(arg.name.clone(), arg);
+    }
+    let unset: Vec<&str> = values
+        .values()
+        .filter(|a| a.value.is_none() && a.value_from.is_none())
+        .map(|a| a.name.as_str())
+        .collect();
+    if !unset.is_empty() {
+        return Err(AdapterError::Invalid(format!(
+            "analysis args without a value: {}",
+            unset.join(", ")
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = merged.metrics.iter().find(|m| !seen.insert(m.name.clone())) {
+        return Err(AdapterError::Invalid(format!(
+            "metric {} appears in more than one template",
+            dup.name
+        )));
+    }
+    merged.args = values.into_values().collect();
+    Ok(merged)
+}
+
+/// Creates an AnalysisRun owned by the Rollout.
+pub async fn create_run(
+    client: &Client,
+    rollout: &Rollout,
+    name: &str,
+    role: &str,
+    analysis: &RolloutAnalysis,
+    stable_hash: &str,
+    latest_hash: &str,
+) -> Result<(), AdapterError> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let mut templates = Vec::new();
+    for t in &analysis.templates {
+        let spec = fetch_template(client, &namespace, &t.template_name, t.cluster_scope)
+            .await?
+            .ok_or_else(|| AdapterError::NotFound {
+                what: format!(
+                    "{} {}",
+                    if t.cluster_scope {
+                        "ClusterAnalysisTemplate"
+                    } else {
+                        "AnalysisTemplate"
+                    },
+                    t.template_name
+                ),
+            })?;
+        templates.push(spec);
+    }
+    let spec = merge(&templates, &analysis.args, stable_hash, latest_hash)?;
+    let run = AnalysisRun {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (ROLLOUT_LABEL.to_string(), rollout.name_any()),
+                (ROLE_LABEL.to_string(), role.to_string()),
+            ])),
+            owner_references: Some(vec![owner_reference(rollout)]),
+            ..ObjectMeta::default()
+        },
+        spec: AnalysisRunSpec {
+            analysis: spec,
+            terminate: false,
+        },
+        status: None,
+    };
+    Api::<AnalysisRun>::namespaced(client.clone(), &namespace)
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&run),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Asks a run to stop measuring; its verdict so far stands.
+pub async fn terminate_run(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), AdapterError> {
+    let patch = json!({ "spec": { "terminate": true } });
+    match Api::<AnalysisRun>::namespaced(client.clone(), namespace)
+        .patch(name, &update_params(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> AnalysisSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn metric(name: &str) -> serde_json::Value {
+        json!({ "name": name, "successCondition": "result[0] > 0",
+                "provider": { "prometheus": { "address": "http://p", "query": "up" } } })
+    }
+
+    #[test]
+    fn rollout_args_override_template_defaults_and_hashes_resolve() {
+        let a = spec(
+            json!({ "args": [{ "name": "service", "value": "default" }, { "name": "hash" }], "metrics": [metric("a")] }),
+        );
+        let b = spec(json!({ "metrics": [metric("b")], "dryRun": [{ "metricName": "b" }] }));
+        let args: Vec<AnalysisRunArgument> = serde_json::from_value(json!([
+            { "name": "service", "value": "web" },
+            { "name": "hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+        ]))
+        .unwrap();
+        let merged = merge(&[a, b], &args, "stable1", "latest2").unwrap();
+        let value = |n: &str| {
+            merged
+                .args
+                .iter()
+                .find(|a| a.name == n)
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert_eq!(value("service").as_deref(), Some("web"));
+        assert_eq!(value("hash").as_deref(), Some("latest2"));
+        assert_eq!(merged.metrics.len(), 2);
+        assert_eq!(merged.dry_run.len(), 1);
+    }
+
+    #[test]
+    fn missing_arg_values_and_duplicate_metrics_are_errors() {
+        let a = spec(json!({ "args": [{ "name": "service" }], "metrics": [metric("a")] }));
+        let err = merge(std::slice::from_ref(&a), &[], "s", "l").unwrap_err();
+        assert!(err.to_string().contains("service"), "{err}");
+        let b = spec(json!({ "metrics": [metric("a")] }));
+        let args: Vec<AnalysisRunArgument> =
+            serde_json::from_value(json!([{ "name": "service", "value": "x" }])).unwrap();
+        let err = merge(&[a, b], &args, "s", "l").unwrap_err();
+        assert!(err.to_string().contains("more than one template"), "{err}");
+    }
+}

@@ -1,0 +1,658 @@
+//! Gateway API routing: sluice sets the weights of the canary and stable `backendRefs` of
+//! the user's HTTPRoute and touches nothing else in it.
+//!
+//! The route is read and written as a [`DynamicObject`] rather than through the typed
+//! `gateway-api` crate, so sluice does not depend on which Gateway API release the cluster
+//! has installed: it only needs `spec.rules[*].backendRefs[*].{name,weight}`, which every
+//! `v1` release has.
+
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+use sluice_api::rollout::GatewayApiTrafficRouting;
+
+use super::{RouterContext, TrafficRouter};
+use crate::adapters::{AdapterError, FIELD_MANAGER};
+
+/// The weight of a backendRef that does not set one, per the Gateway API spec.
+const DEFAULT_BACKEND_WEIGHT: u64 = 1;
+
+/// Routes traffic by weighting the canary and stable Services' `backendRefs` in an
+/// HTTPRoute (`gateway.networking.k8s.io/v1`).
+///
+/// Only rules that reference both Services are changed: a rule that routes to the stable
+/// Service alone (say, `/admin`) must keep doing so, and giving its only backend weight 0
+/// at 100% canary would make the gateway answer 500 there.
+///
+/// A backendRef counts as one of the Services when its `name` matches, its `kind` and
+/// `group` are unset or `Service` in the core group, and its namespace (unset means the
+/// route's) is the Rollout's.
+///
+/// Why a JSON Patch and not server-side apply: in the HTTPRoute CRD `spec.rules` is an
+/// atomic list, so applying even one weight would make sluice the owner of the whole
+/// list, and a later apply by the user's own tooling would either conflict with sluice or
+/// take the weights back. The JSON Patch replaces just the weights, and a `test` of each
+/// backendRef's name before its weight makes the patch fail (422) if the route changed
+/// since it was read, instead of setting the weight of whatever now sits at that index;
+/// the caller retries with a fresh read.
+#[derive(Clone)]
+pub struct GatewayApiRouter {
+    ctx: RouterContext,
+    config: GatewayApiTrafficRouting,
+}
+
+/// Which of the Rollout's Services a backendRef points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Canary,
+    Stable,
+}
+
+/// A backendRef to the canary or stable Service, at `spec.rules[rule].backendRefs[index]`.
+#[derive(Debug, Clone)]
+struct MatchedRef {
+    rule: usize,
+    index: usize,
+    backend: Backend,
+    /// The weight the ref sets, `None` when unset (the Gateway API default of 1 applies).
+    weight: Option<u64>,
+}
+
+impl MatchedRef {
+    fn effective_weight(&self) -> u64 {
+        self.weight.unwrap_or(DEFAULT_BACKEND_WEIGHT)
+    }
+}
+
+impl GatewayApiRouter {
+    /// A router for the Rollout described by `ctx`, using the Rollout's `gatewayAPI`
+    /// settings.
+    pub fn new(ctx: RouterContext, config: GatewayApiTrafficRouting) -> Self {
+        Self { ctx, config }
+    }
+
+    fn route_namespace(&self) -> &str {
+        match self.config.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => ns,
+            _ => &self.ctx.namespace,
+        }
+    }
+
+    fn routes(&self) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+        Api::namespaced_with(self.ctx.client.clone(), self.route_namespace(), &resource)
+    }
+
+    fn route_reference(&self) -> String {
+        format!(
+            "HTTPRoute {}/{}",
+            self.route_namespace(),
+            self.config.http_route
+        )
+    }
+
+    fn no_rule_message(&self) -> String {
+        format!(
+            "HTTPRoute {} has no rule with backendRefs to both {} and {}",
+            self.config.http_route, self.ctx.canary_service, self.ctx.stable_service
+        )
+    }
+
+    fn invalid(&self, what: impl std::fmt::Display) -> AdapterError {
+        AdapterError::Invalid(format!("{}: {what}", self.route_reference()))
+    }
+
+    async fn get_route(&self) -> Result<DynamicObject, AdapterError> {
+        self.routes()
+            .get_opt(&self.config.http_route)
+            .await?
+            .ok_or_else(|| AdapterError::NotFound {
+                what: self.route_reference(),
+            })
+    }
+
+    /// Which Service, if any, a backendRef object points at.
+    fn backend_of(&self, backend_ref: &serde_json::Map<String, Value>) -> Option<Backend> {
+        let str_field = |key: &str| backend_ref.get(key).and_then(Value::as_str);
+        let is_service = matches!(str_field("kind"), None | Some("Service"))
+            && matches!(str_field("group"), None | Some(""));
+        let namespace = str_field("namespace").unwrap_or(self.route_namespace());
+        if !is_service || namespace != self.ctx.namespace {
+            return None;
+        }
+        match str_field("name")? {
+            n if n == self.ctx.canary_service => Some(Backend::Canary),
+            n if n == self.ctx.stable_service => Some(Backend::Stable),
+            _ => None,
+        }
+    }
+
+    /// The canary and stable backendRefs of every rule that has both, rule by rule in
+    /// route order. A route without `spec` or `rules` simply has no such rule; fields of
+    /// the wrong JSON type are reported as invalid rather than skipped, since skipping
+    /// could hide the very backendRef the weight belongs on.
+    fn rules_with_both(&self, route: &DynamicObject) -> Result<Vec<Vec<MatchedRef>>, AdapterError> {
+        let rules = match route.data.get("spec").and_then(|s| s.get("rules")) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(rules)) => rules,
+            Some(_) => return Err(self.invalid("spec.rules is not a list")),
+        };
+        let mut found = Vec::new();
+        for (rule_index, rule) in rules.iter().enumerate() {
+            let refs = match rule.get("backendRefs") {
+                None | Some(Value::Null) => continue,
+                Some(Value::Array(refs)) => refs,
+                Some(_) => {
+                    return Err(self.invalid(format!(
+                        "spec.rules[{rule_index}].backendRefs is not a list"
+                    )));
+                }
+            };
+            let mut matched = Vec::new();
+            for (index, backend_ref) in refs.iter().enumerate() {
+                let Some(object) = backend_ref.as_object() else {
+                    return Err(self.invalid(format!(
+                        "spec.rules[{rule_index}].backendRefs[{index}] is not an object"
+                    )));
+                };
+                let Some(backend) = self.backend_of(object) else {
+                    continue;
+                };
+                let weight = match object.get("weight") {
+                    None | Some(Value::Null) => None,
+                    Some(w) => Some(w.as_u64().ok_or_else(|| {
+                        self.invalid(format!(
+                            "spec.rules[{rule_index}].backendRefs[{index}].weight is {w}, not a non-negative integer"
+                        ))
+                    })?),
+                };
+                matched.push(MatchedRef {
+                    rule: rule_index,
+                    index,
+                    backend,
+                    weight,
+                });
+            }
+            let has = |b: Backend| matched.iter().any(|m| m.backend == b);
+            if has(Backend::Canary) && has(Backend::Stable) {
+                found.push(matched);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The JSON Patch operations that give every canary ref `weight` and every stable ref
+    /// `100 - weight`; empty when the route already has those weights.
+    fn weight_ops(&self, rules: &[Vec<MatchedRef>], weight: u64) -> Vec<Value> {
+        let mut ops = Vec::new();
+        for matched in rules.iter().flatten() {
+            let (service, desired) = match matched.backend {
+                Backend::Canary => (&self.ctx.canary_service, weight),
+                Backend::Stable => (&self.ctx.stable_service, 100 - weight),
+            };
+            // An unset weight already means 1, so writing 1 there would change nothing.
+            if matched.effective_weight() == desired {
+                continue;
+            }
+            let at = format!("/spec/rules/{}/backendRefs/{}", matched.rule, matched.index);
+            ops.push(json!({"op": "test", "path": format!("{at}/name"), "value": service}));
+            let op = if matched.weight.is_some() {
+                "replace"
+            } else {
+                "add"
+            };
+            ops.push(json!({"op": op, "path": format!("{at}/weight"), "value": desired}));
+        }
+        ops
+    }
+}
+
+impl TrafficRouter for GatewayApiRouter {
+    /// `round(100 * canary / (canary + stable))` over the first rule that references both
+    /// Services (an unset weight counts as 1); 0 when both weights are 0, since then no
+    /// request reaches the canary.
+    async fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
+        let route = self.get_route().await?;
+        let rules = self.rules_with_both(&route)?;
+        let first = rules
+            .first()
+            .ok_or_else(|| AdapterError::Invalid(self.no_rule_message()))?;
+        let sum = |b: Backend| -> u128 {
+            first
+                .iter()
+                .filter(|m| m.backend == b)
+                .map(|m| u128::from(m.effective_weight()))
+                .sum()
+        };
+        let (canary, stable) = (sum(Backend::Canary), sum(Backend::Stable));
+        let total = canary + stable;
+        if total == 0 {
+            return Ok(Some(0));
+        }
+        // Integer round-half-up of 100 * canary / total; u128 cannot overflow with
+        // weights that fit in u64, and the result is at most 100.
+        let percent = (200 * canary + total) / (2 * total);
+        Ok(Some(i32::try_from(percent).unwrap_or(100)))
+    }
+
+    async fn set_weight(&self, weight: i32) -> Result<(), AdapterError> {
+        let weight = u64::try_from(weight)
+            .ok()
+            .filter(|w| *w <= 100)
+            .ok_or_else(|| {
+                AdapterError::Invalid(format!("canary weight {weight} is not between 0 and 100"))
+            })?;
+        let route = self.get_route().await?;
+        let rules = self.rules_with_both(&route)?;
+        if rules.is_empty() {
+            return Err(AdapterError::Invalid(self.no_rule_message()));
+        }
+        let ops = self.weight_ops(&rules, weight);
+        if ops.is_empty() {
+            // Already in place: no write, so a steady state causes no API traffic and no
+            // new resourceVersion for the user's tooling to notice.
+            return Ok(());
+        }
+        // Deserializing into the `Patch::Json` payload type (json_patch's `Patch`) avoids a
+        // direct dependency on the json-patch crate just to name it.
+        let patch = Patch::<()>::Json(
+            serde_json::from_value(Value::Array(ops))
+                .map_err(|e| AdapterError::Invalid(format!("building the JSON patch: {e}")))?,
+        );
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        self.routes()
+            .patch(&self.config.http_route, &pp, &patch)
+            .await?;
+        Ok(())
+    }
+
+    async fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+        let Some(route) = self.routes().get_opt(&self.config.http_route).await? else {
+            return Ok(vec![self.route_reference()]);
+        };
+        if self.rules_with_both(&route)?.is_empty() {
+            return Ok(vec![self.no_rule_message()]);
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use http::{Method, Request, Response, StatusCode};
+    use kube::Client;
+    use kube::client::Body;
+    use tower_test::mock;
+
+    use super::*;
+
+    type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+    /// One request the router sent, decoded for assertions.
+    #[derive(Debug)]
+    struct Seen {
+        method: Method,
+        path: String,
+        query: BTreeMap<String, String>,
+        content_type: Option<String>,
+        body: Option<Value>,
+    }
+
+    const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web";
+
+    fn router(client: Client) -> GatewayApiRouter {
+        GatewayApiRouter::new(
+            RouterContext {
+                client,
+                namespace: "shop".into(),
+                rollout: "web".into(),
+                rollout_uid: "uid-1".into(),
+                canary_service: "web-canary".into(),
+                stable_service: "web-stable".into(),
+            },
+            GatewayApiTrafficRouting {
+                http_route: "web".into(),
+                namespace: None,
+            },
+        )
+    }
+
+    fn route(rules: Value) -> Value {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "7"},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": rules}
+        })
+    }
+
+    /// A route whose first rule sends only to the stable Service and whose second splits
+    /// between the two Services (plus a third, unrelated backend).
+    fn split_route(canary_weight: Value, stable_weight: Value) -> Value {
+        let with_weight = |name: &str, weight: Value| {
+            let mut r = json!({"name": name, "port": 80});
+            if !weight.is_null() {
+                r["weight"] = weight;
+            }
+            r
+        };
+        route(json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+             "backendRefs": [{"name": "web-stable", "port": 80}]},
+            {"backendRefs": [
+                with_weight("web-stable", stable_weight),
+                {"name": "mirror", "port": 80, "weight": 0},
+                with_weight("web-canary", canary_weight)
+            ]}
+        ]))
+    }
+
+    fn not_found() -> (u16, Value) {
+        (
+            404,
+            json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "httproutes.gateway.networking.k8s.io \"web\" not found",
+                "reason": "NotFound", "code": 404
+            }),
+        )
+    }
+
+    /// Runs `call` against a mocked API server that answers the requests in order with
+    /// `responses`, and returns the call's result and every request it sent. Fails if the
+    /// call sends more requests than there are responses, or fewer.
+    async fn exchange<T, F, Fut>(responses: Vec<(u16, Value)>, call: F) -> (T, Vec<Seen>)
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let (service, mut handle): (_, Handle) = mock::pair();
+        let client = Client::new(service, "default");
+        let expected = responses.len();
+        let server = async move {
+            let mut seen = Vec::new();
+            for (status, body) in responses {
+                let Some((request, send)) = handle.next_request().await else {
+                    break;
+                };
+                let (parts, body_in) = request.into_parts();
+                let bytes = body_in.collect_bytes().await.expect("request body");
+                seen.push(Seen {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    query: parts
+                        .uri
+                        .query()
+                        .unwrap_or_default()
+                        .split('&')
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                            (k.to_string(), v.to_string())
+                        })
+                        .collect(),
+                    content_type: parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                    body: (!bytes.is_empty())
+                        .then(|| serde_json::from_slice(&bytes).expect("JSON request body")),
+                });
+                let response = Response::builder()
+                    .status(StatusCode::from_u16(status).expect("status code"))
+                    .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
+                    .expect("response");
+                send.send_response(response);
+            }
+            (seen, handle)
+        };
+        let run = async move { tokio::join!(call(client), server) };
+        let (result, (seen, mut handle)) = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the router call and the mocked server finished");
+        assert_eq!(seen.len(), expected, "requests sent: {seen:#?}");
+        let extra = tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await;
+        if let Ok(Some((request, _))) = extra {
+            panic!(
+                "unexpected extra request: {} {}",
+                request.method(),
+                request.uri()
+            );
+        }
+        (result, seen)
+    }
+
+    #[tokio::test]
+    async fn set_weight_patches_both_weights_behind_name_tests() {
+        let current = split_route(json!(100), Value::Null);
+        let (result, seen) = exchange(
+            vec![(200, current.clone()), (200, current)],
+            |c| async move { router(c).set_weight(30).await },
+        )
+        .await;
+        result.expect("set_weight");
+
+        assert_eq!(seen[0].method, Method::GET);
+        assert_eq!(seen[0].path, ROUTE_PATH);
+
+        let patch = &seen[1];
+        assert_eq!(patch.method, Method::PATCH);
+        assert_eq!(patch.path, ROUTE_PATH);
+        assert_eq!(
+            patch.content_type.as_deref(),
+            Some("application/json-patch+json")
+        );
+        assert_eq!(
+            patch.query,
+            BTreeMap::from([("fieldManager".to_string(), "sluice".to_string())])
+        );
+        // Rule 0 (stable only) and the unrelated `mirror` ref are left alone; the stable
+        // ref had no weight, so it is added rather than replaced.
+        assert_eq!(
+            patch.body,
+            Some(json!([
+                {"op": "test", "path": "/spec/rules/1/backendRefs/0/name", "value": "web-stable"},
+                {"op": "add", "path": "/spec/rules/1/backendRefs/0/weight", "value": 70},
+                {"op": "test", "path": "/spec/rules/1/backendRefs/2/name", "value": "web-canary"},
+                {"op": "replace", "path": "/spec/rules/1/backendRefs/2/weight", "value": 30}
+            ]))
+        );
+    }
+
+    #[tokio::test]
+    async fn set_weight_changes_only_the_weights_that_differ() {
+        let current = split_route(json!(10), json!(70));
+        let (result, seen) = exchange(
+            vec![(200, current.clone()), (200, current)],
+            |c| async move { router(c).set_weight(30).await },
+        )
+        .await;
+        result.expect("set_weight");
+        assert_eq!(
+            seen[1].body,
+            Some(json!([
+                {"op": "test", "path": "/spec/rules/1/backendRefs/2/name", "value": "web-canary"},
+                {"op": "replace", "path": "/spec/rules/1/backendRefs/2/weight", "value": 30}
+            ]))
+        );
+    }
+
+    #[tokio::test]
+    async fn set_weight_sends_no_patch_when_the_weights_match() {
+        let (result, seen) = exchange(
+            vec![(200, split_route(json!(30), json!(70)))],
+            |c| async move { router(c).set_weight(30).await },
+        )
+        .await;
+        result.expect("set_weight");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].method, Method::GET);
+    }
+
+    #[tokio::test]
+    async fn an_unset_weight_already_counts_as_one() {
+        let (result, seen) = exchange(
+            vec![(200, split_route(Value::Null, json!(99)))],
+            |c| async move { router(c).set_weight(1).await },
+        )
+        .await;
+        result.expect("set_weight");
+        assert_eq!(seen.len(), 1, "no PATCH expected: {seen:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_patch_is_returned_for_the_caller_to_retry() {
+        let current = split_route(json!(0), json!(100));
+        let conflict = json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "the server rejected our request due to an error in our request",
+            "reason": "Invalid", "code": 422
+        });
+        let (result, _) = exchange(vec![(200, current), (422, conflict)], |c| async move {
+            router(c).set_weight(30).await
+        })
+        .await;
+        match result {
+            Err(AdapterError::Kube(kube::Error::Api(s))) => assert_eq!(s.code, 422),
+            other => panic!("expected the API's 422, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn current_weight_rounds_and_counts_unset_weights_as_one() {
+        // (canary, stable) → expected percentage.
+        let cases = [
+            (Value::Null, Value::Null, 50),
+            (json!(1), json!(2), 33),
+            (json!(2), json!(1), 67),
+            (json!(1), json!(7), 13), // 12.5 rounds half up
+            (Value::Null, json!(0), 100),
+            (json!(0), json!(0), 0),
+            (json!(30), json!(70), 30),
+        ];
+        for (canary, stable, expected) in cases {
+            let body = split_route(canary.clone(), stable.clone());
+            let (result, seen) = exchange(vec![(200, body)], |c| async move {
+                router(c).current_weight().await
+            })
+            .await;
+            assert_eq!(
+                result.expect("current_weight"),
+                Some(expected),
+                "canary {canary}, stable {stable}"
+            );
+            assert_eq!(seen[0].path, ROUTE_PATH);
+        }
+    }
+
+    #[tokio::test]
+    async fn odd_routes_are_invalid_not_panics() {
+        let non_numeric = split_route(json!("thirty"), json!(70));
+        let (result, _) = exchange(vec![(200, non_numeric)], |c| async move {
+            router(c).current_weight().await
+        })
+        .await;
+        assert!(
+            matches!(result, Err(AdapterError::Invalid(_))),
+            "{result:?}"
+        );
+
+        let rules_not_a_list = route(json!({"backendRefs": []}));
+        let (result, _) = exchange(vec![(200, rules_not_a_list)], |c| async move {
+            router(c).set_weight(30).await
+        })
+        .await;
+        assert!(
+            matches!(result, Err(AdapterError::Invalid(_))),
+            "{result:?}"
+        );
+
+        let mut no_spec = route(json!([]));
+        no_spec.as_object_mut().expect("object").remove("spec");
+        let (result, _) = exchange(vec![(200, no_spec)], |c| async move {
+            router(c).set_weight(30).await
+        })
+        .await;
+        match result {
+            Err(AdapterError::Invalid(m)) => assert_eq!(
+                m,
+                "HTTPRoute web has no rule with backendRefs to both web-canary and web-stable"
+            ),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_route_is_reported() {
+        let (result, seen) = exchange(vec![not_found()], |c| async move {
+            router(c).missing_references().await
+        })
+        .await;
+        assert_eq!(
+            result.expect("missing_references"),
+            vec!["HTTPRoute shop/web"]
+        );
+        assert_eq!(seen[0].path, ROUTE_PATH);
+
+        let (result, _) = exchange(vec![not_found()], |c| async move {
+            router(c).set_weight(30).await
+        })
+        .await;
+        assert!(
+            matches!(&result, Err(AdapterError::NotFound { what }) if what == "HTTPRoute shop/web"),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn route_namespace_comes_from_the_config_when_set() {
+        let (service, _handle): (_, Handle) = mock::pair();
+        let mut r = router(Client::new(service, "default"));
+        r.config.namespace = Some("edge".into());
+        // The Services live in the Rollout's namespace, so refs from another namespace's
+        // route must name it; a ref without a namespace means the route's own.
+        let object = |v: Value| v.as_object().cloned().expect("object");
+        assert_eq!(
+            r.backend_of(&object(json!({"name": "web-canary", "namespace": "shop"}))),
+            Some(Backend::Canary)
+        );
+        assert_eq!(r.backend_of(&object(json!({"name": "web-canary"}))), None);
+        assert_eq!(r.route_reference(), "HTTPRoute edge/web");
+    }
+
+    #[tokio::test]
+    async fn refs_missing_from_every_rule_are_reported() {
+        // Each rule has one of the Services, none has both; a ServiceImport of the same
+        // name is not the Service.
+        let body = route(json!([
+            {"backendRefs": [{"name": "web-stable", "port": 80}]},
+            {"backendRefs": [
+                {"name": "web-canary", "port": 80},
+                {"name": "web-stable", "kind": "ServiceImport", "group": "multicluster.x-k8s.io"}
+            ]}
+        ]));
+        let (result, _) = exchange(vec![(200, body)], |c| async move {
+            router(c).missing_references().await
+        })
+        .await;
+        assert_eq!(
+            result.expect("missing_references"),
+            vec!["HTTPRoute web has no rule with backendRefs to both web-canary and web-stable"]
+        );
+
+        let (result, _) = exchange(
+            vec![(200, split_route(Value::Null, Value::Null))],
+            |c| async move { router(c).missing_references().await },
+        )
+        .await;
+        assert_eq!(result.expect("missing_references"), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,94 @@
+//! Traffic routers: one trait, one implementation per way of splitting traffic. Each
+//! reads back what it set, so the status can say whether the weight is verified.
+
+pub mod gateway;
+pub mod nginx;
+
+use kube::Client;
+use sluice_api::rollout::{CanaryStrategy, Rollout, TrafficRouting};
+
+use super::AdapterError;
+
+/// A way of sending `weight`% of the traffic to the canary Service and the rest to the
+/// stable Service.
+pub trait TrafficRouter {
+    /// The canary weight the router applies now, read back from the cluster. `Ok(None)`
+    /// when the router has never been set up for this rollout.
+    fn current_weight(&self) -> impl Future<Output = Result<Option<i32>, AdapterError>> + Send;
+
+    /// Sets the canary weight (0 to 100); idempotent. With weight 0 the router may remove
+    /// what it created (e.g. the canary Ingress): no canary route means no canary traffic.
+    fn set_weight(&self, weight: i32) -> impl Future<Output = Result<(), AdapterError>> + Send;
+
+    /// Objects the router needs that do not exist (e.g. `Ingress web`), for the
+    /// `InvalidSpec` condition; empty when all are there.
+    fn missing_references(&self) -> impl Future<Output = Result<Vec<String>, AdapterError>> + Send;
+}
+
+/// What every router needs to know about the Rollout it serves.
+#[derive(Clone)]
+pub struct RouterContext {
+    pub client: Client,
+    /// The Rollout's namespace and name, and its uid for owner references.
+    pub namespace: String,
+    pub rollout: String,
+    pub rollout_uid: String,
+    /// `spec.strategy.canary.canaryService` and `stableService` (admission guarantees both
+    /// are set when a router is configured).
+    pub canary_service: String,
+    pub stable_service: String,
+}
+
+/// The router a Rollout asks for, if any.
+pub enum Router {
+    Nginx(nginx::NginxRouter),
+    GatewayApi(gateway::GatewayApiRouter),
+}
+
+impl Router {
+    /// The router of a canary Rollout; None for replica-ratio routing.
+    pub fn for_rollout(
+        client: &Client,
+        rollout: &Rollout,
+        canary: &CanaryStrategy,
+    ) -> Option<Self> {
+        let routing: &TrafficRouting = canary.traffic_routing.as_ref()?;
+        let ctx = RouterContext {
+            client: client.clone(),
+            namespace: rollout.metadata.namespace.clone().unwrap_or_default(),
+            rollout: rollout.metadata.name.clone().unwrap_or_default(),
+            rollout_uid: rollout.metadata.uid.clone().unwrap_or_default(),
+            canary_service: canary.canary_service.clone().unwrap_or_default(),
+            stable_service: canary.stable_service.clone().unwrap_or_default(),
+        };
+        if let Some(nginx) = &routing.nginx {
+            Some(Router::Nginx(nginx::NginxRouter::new(ctx, nginx.clone())))
+        } else {
+            routing
+                .gateway_api
+                .as_ref()
+                .map(|g| Router::GatewayApi(gateway::GatewayApiRouter::new(ctx, g.clone())))
+        }
+    }
+
+    pub async fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
+        match self {
+            Router::Nginx(r) => r.current_weight().await,
+            Router::GatewayApi(r) => r.current_weight().await,
+        }
+    }
+
+    pub async fn set_weight(&self, weight: i32) -> Result<(), AdapterError> {
+        match self {
+            Router::Nginx(r) => r.set_weight(weight).await,
+            Router::GatewayApi(r) => r.set_weight(weight).await,
+        }
+    }
+
+    pub async fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+        match self {
+            Router::Nginx(r) => r.missing_references().await,
+            Router::GatewayApi(r) => r.missing_references().await,
+        }
+    }
+}

@@ -1,0 +1,788 @@
+//! NGINX Ingress canary routing.
+//!
+//! ingress-nginx splits traffic between two Ingresses for the same host and path: the
+//! user's "main" Ingress and a second one annotated `canary: "true"` with a
+//! `canary-weight`. sluice creates and owns that second Ingress, derived from the user's
+//! stable Ingress, and never writes to the stable Ingress itself: the user (or their GitOps
+//! tool) stays its only writer, so nothing sluice does can fight with them over it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use sluice_api::rollout::{NginxTrafficRouting, Rollout};
+
+use super::{RouterContext, TrafficRouter};
+use crate::adapters::{AdapterError, FIELD_MANAGER};
+use crate::core::hash::value_hash;
+
+/// Prefix of the canary annotations when the Rollout leaves `annotationPrefix` empty.
+const DEFAULT_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
+/// The legacy class annotation, still honoured by ingress-nginx; copied so that a stable
+/// Ingress selected this way gets a canary served by the same controller.
+const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+/// Longest object name the API server accepts for an Ingress (a DNS subdomain).
+const MAX_NAME_LEN: usize = 253;
+
+/// Routes traffic with an ingress-nginx canary Ingress named
+/// `<rollout>-<stableIngress>-canary` next to the user's stable Ingress.
+///
+/// The canary Ingress is rebuilt from the stable Ingress on every [`set_weight`], so a
+/// change to the stable Ingress' hosts or paths reaches the canary at the next weight
+/// change. Weight 0 is expressed by deleting it: with no canary Ingress, ingress-nginx
+/// sends everything to the stable backends.
+///
+/// [`set_weight`]: TrafficRouter::set_weight
+#[derive(Clone)]
+pub struct NginxRouter {
+    ctx: RouterContext,
+    config: NginxTrafficRouting,
+}
+
+impl NginxRouter {
+    /// A router for the Rollout described by `ctx`, using the Rollout's `nginx` settings.
+    pub fn new(ctx: RouterContext, config: NginxTrafficRouting) -> Self {
+        Self { ctx, config }
+    }
+
+    /// The name of the canary Ingress sluice owns: `<rollout>-<stableIngress>-canary`.
+    ///
+    /// Both parts can each be up to 253 characters long, so an over-long name is cut and
+    /// suffixed with a hash of the full name: two Rollouts whose names share a long prefix
+    /// must still get distinct canary Ingresses.
+    pub fn canary_ingress_name(&self) -> String {
+        let full = format!("{}-{}-canary", self.ctx.rollout, self.config.stable_ingress);
+        if full.len() <= MAX_NAME_LEN {
+            return full;
+        }
+        let hash = value_hash(&full);
+        let mut cut = MAX_NAME_LEN - hash.len() - 1;
+        while !full.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // A name must end with an alphanumeric character, so the cut may not leave a
+        // separator right before the `-<hash>` suffix's own dash.
+        let prefix = full[..cut].trim_end_matches(['-', '.']);
+        format!("{prefix}-{hash}")
+    }
+
+    fn prefix(&self) -> &str {
+        // The CRD defaults the prefix when the field is absent; an explicit empty string
+        // would produce annotations such as `/canary` that nothing reads.
+        if self.config.annotation_prefix.is_empty() {
+            DEFAULT_ANNOTATION_PREFIX
+        } else {
+            &self.config.annotation_prefix
+        }
+    }
+
+    fn weight_annotation(&self) -> String {
+        format!("{}/canary-weight", self.prefix())
+    }
+
+    fn ingresses(&self) -> Api<Ingress> {
+        Api::namespaced(self.ctx.client.clone(), &self.ctx.namespace)
+    }
+
+    fn stable_reference(&self) -> String {
+        format!(
+            "Ingress {}/{}",
+            self.ctx.namespace, self.config.stable_ingress
+        )
+    }
+
+    fn no_stable_path(&self) -> String {
+        format!(
+            "Ingress {} has no path to Service {}",
+            self.config.stable_ingress, self.ctx.stable_service
+        )
+    }
+
+    /// The canary Ingress if it exists and belongs to this Rollout.
+    ///
+    /// The canary Ingress is written with a forced apply and deleted at weight 0, both of
+    /// which would destroy an Ingress the user happened to give the same name; an object
+    /// without this Rollout's owner reference is therefore reported instead of touched.
+    async fn owned_canary(&self) -> Result<Option<Ingress>, AdapterError> {
+        let name = self.canary_ingress_name();
+        let Some(ingress) = self.ingresses().get_opt(&name).await? else {
+            return Ok(None);
+        };
+        let owned = ingress
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Rollout" && o.uid == self.ctx.rollout_uid);
+        if owned {
+            Ok(Some(ingress))
+        } else {
+            Err(AdapterError::Invalid(format!(
+                "Ingress {}/{name} exists but is not owned by Rollout {}; sluice will not overwrite it",
+                self.ctx.namespace, self.ctx.rollout
+            )))
+        }
+    }
+
+    /// The stable Ingress' rules reduced to the paths served by the stable Service, each
+    /// pointed at the canary Service on the same port. Empty when no path reaches the
+    /// stable Service.
+    ///
+    /// Only rules are considered: ingress-nginx does not apply canary weights to a
+    /// `defaultBackend`, so copying one would not move any traffic.
+    fn canary_rules(&self, stable: &Ingress) -> Vec<IngressRule> {
+        let rules = stable.spec.as_ref().and_then(|s| s.rules.as_ref());
+        rules
+            .into_iter()
+            .flatten()
+            .filter_map(|rule| {
+                let paths: Vec<_> = rule
+                    .http
+                    .as_ref()?
+                    .paths
+                    .iter()
+                    .filter(|p| {
+                        p.backend.service.as_ref().map(|s| s.name.as_str())
+                            == Some(self.ctx.stable_service.as_str())
+                    })
+                    .map(|p| {
+                        let mut path = p.clone();
+                        let port = p.backend.service.as_ref().and_then(|s| s.port.clone());
+                        path.backend = IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: self.ctx.canary_service.clone(),
+                                port,
+                            }),
+                            resource: None,
+                        };
+                        path
+                    })
+                    .collect();
+                (!paths.is_empty()).then(|| IngressRule {
+                    host: rule.host.clone(),
+                    http: Some(HTTPIngressRuleValue { paths }),
+                })
+            })
+            .collect()
+    }
+
+    /// The complete desired canary Ingress: everything sluice sets, nothing it does not,
+    /// so that the forced apply also removes what an earlier version set and no longer
+    /// applies (a path removed from the stable Ingress, a dropped annotation).
+    fn canary_ingress(&self, stable: &Ingress, weight: i32) -> Result<Ingress, AdapterError> {
+        let rules = self.canary_rules(stable);
+        if rules.is_empty() {
+            return Err(AdapterError::Invalid(self.no_stable_path()));
+        }
+
+        let mut annotations: BTreeMap<String, String> =
+            self.config.additional_ingress_annotations.clone();
+        if let Some(class) = stable
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+        {
+            annotations.insert(LEGACY_CLASS_ANNOTATION.to_string(), class.clone());
+        }
+        // Inserted last: extra annotations must not be able to switch off the canary or
+        // replace the weight sluice is asked to apply.
+        annotations.insert(format!("{}/canary", self.prefix()), "true".to_string());
+        annotations.insert(self.weight_annotation(), weight.to_string());
+
+        let labels = BTreeMap::from([
+            (MANAGED_BY_LABEL.to_string(), "sluice".to_string()),
+            (ROLLOUT_LABEL.to_string(), self.ctx.rollout.clone()),
+        ]);
+        let owner = OwnerReference {
+            api_version: <Rollout as kube::Resource>::api_version(&()).into_owned(),
+            kind: <Rollout as kube::Resource>::kind(&()).into_owned(),
+            name: self.ctx.rollout.clone(),
+            uid: self.ctx.rollout_uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+
+        Ok(Ingress {
+            metadata: ObjectMeta {
+                name: Some(self.canary_ingress_name()),
+                namespace: Some(self.ctx.namespace.clone()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                owner_references: Some(vec![owner]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(IngressSpec {
+                ingress_class_name: stable
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ingress_class_name.clone()),
+                rules: Some(rules),
+                // No TLS: ingress-nginx serves a canary host with the main Ingress' TLS
+                // settings, and a copy would be one more thing to keep in sync.
+                tls: None,
+                default_backend: None,
+            }),
+            status: None,
+        })
+    }
+}
+
+impl TrafficRouter for NginxRouter {
+    /// The weight annotation of the canary Ingress; `Some(0)` when it does not exist,
+    /// because then ingress-nginx routes nothing to the canary.
+    async fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
+        let Some(canary) = self.owned_canary().await? else {
+            return Ok(Some(0));
+        };
+        let key = self.weight_annotation();
+        // ingress-nginx reads a missing weight as 0.
+        let Some(raw) = canary
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&key))
+        else {
+            return Ok(Some(0));
+        };
+        match raw.trim().parse::<i32>() {
+            Ok(w) if (0..=100).contains(&w) => Ok(Some(w)),
+            _ => Err(AdapterError::Invalid(format!(
+                "Ingress {}/{} has annotation {key}: {raw:?}, not a weight from 0 to 100",
+                self.ctx.namespace,
+                self.canary_ingress_name()
+            ))),
+        }
+    }
+
+    async fn set_weight(&self, weight: i32) -> Result<(), AdapterError> {
+        if !(0..=100).contains(&weight) {
+            return Err(AdapterError::Invalid(format!(
+                "canary weight {weight} is not between 0 and 100"
+            )));
+        }
+        if weight == 0 {
+            let Some(canary) = self.owned_canary().await? else {
+                return Ok(());
+            };
+            // The uid precondition makes sure the object deleted is the one just checked,
+            // not one recreated under the same name in between.
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: canary.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            return match self
+                .ingresses()
+                .delete(&self.canary_ingress_name(), &dp)
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+        }
+
+        let stable = self
+            .ingresses()
+            .get_opt(&self.config.stable_ingress)
+            .await?
+            .ok_or_else(|| AdapterError::NotFound {
+                what: self.stable_reference(),
+            })?;
+        let desired = self.canary_ingress(&stable, weight)?;
+        self.owned_canary().await?;
+        // Forcing is safe: sluice owns this object (checked just above), and forcing wins
+        // over a stray `kubectl edit` that would otherwise make every apply conflict.
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        self.ingresses()
+            .patch(&self.canary_ingress_name(), &pp, &Patch::Apply(&desired))
+            .await?;
+        Ok(())
+    }
+
+    async fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+        let Some(stable) = self
+            .ingresses()
+            .get_opt(&self.config.stable_ingress)
+            .await?
+        else {
+            return Ok(vec![self.stable_reference()]);
+        };
+        if self.canary_rules(&stable).is_empty() {
+            return Ok(vec![self.no_stable_path()]);
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Method, Request, Response, StatusCode};
+    use kube::Client;
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock;
+
+    use super::*;
+
+    type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+    /// One request the router sent, decoded for assertions.
+    #[derive(Debug)]
+    struct Seen {
+        method: Method,
+        path: String,
+        query: BTreeMap<String, String>,
+        body: Option<Value>,
+    }
+
+    fn router(client: Client, config: NginxTrafficRouting) -> NginxRouter {
+        NginxRouter::new(
+            RouterContext {
+                client,
+                namespace: "shop".into(),
+                rollout: "web".into(),
+                rollout_uid: "uid-1".into(),
+                canary_service: "web-canary".into(),
+                stable_service: "web-stable".into(),
+            },
+            config,
+        )
+    }
+
+    fn config() -> NginxTrafficRouting {
+        NginxTrafficRouting {
+            stable_ingress: "web".into(),
+            annotation_prefix: DEFAULT_ANNOTATION_PREFIX.into(),
+            additional_ingress_annotations: BTreeMap::new(),
+        }
+    }
+
+    fn not_found(name: &str) -> (u16, Value) {
+        (
+            404,
+            json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": format!("ingresses.networking.k8s.io \"{name}\" not found"),
+                "reason": "NotFound", "code": 404
+            }),
+        )
+    }
+
+    fn stable_ingress() -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "web", "namespace": "shop",
+                "annotations": {
+                    "kubernetes.io/ingress.class": "nginx",
+                    "nginx.ingress.kubernetes.io/rewrite-target": "/"
+                }
+            },
+            "spec": {
+                "ingressClassName": "nginx",
+                "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
+                "rules": [
+                    {"host": "shop.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}},
+                        {"path": "/admin", "pathType": "Prefix",
+                         "backend": {"service": {"name": "admin", "port": {"number": 8080}}}}
+                    ]}},
+                    {"host": "static.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "cdn", "port": {"name": "http"}}}}
+                    ]}},
+                    {"host": "api.example.com", "http": {"paths": [
+                        {"path": "/v1", "pathType": "Exact",
+                         "backend": {"service": {"name": "web-stable", "port": {"name": "http"}}}}
+                    ]}}
+                ]
+            }
+        })
+    }
+
+    fn canary_ingress(weight: &str, owner_uid: &str) -> Value {
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "web-web-canary", "namespace": "shop", "uid": "canary-uid",
+                "annotations": {
+                    "nginx.ingress.kubernetes.io/canary": "true",
+                    "nginx.ingress.kubernetes.io/canary-weight": weight
+                },
+                "ownerReferences": [{
+                    "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+                    "name": "web", "uid": owner_uid, "controller": true
+                }]
+            },
+            "spec": {"rules": []}
+        })
+    }
+
+    /// Runs `call` against a mocked API server that answers the requests in order with
+    /// `responses`, and returns the call's result and every request it sent. Fails if the
+    /// call sends more requests than there are responses, or fewer.
+    async fn exchange<T, F, Fut>(responses: Vec<(u16, Value)>, call: F) -> (T, Vec<Seen>)
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let (service, mut handle): (_, Handle) = mock::pair();
+        let client = Client::new(service, "default");
+        let expected = responses.len();
+        let server = async move {
+            let mut seen = Vec::new();
+            for (status, body) in responses {
+                let Some((request, send)) = handle.next_request().await else {
+                    break;
+                };
+                let (parts, body_in) = request.into_parts();
+                let bytes = body_in.collect_bytes().await.expect("request body");
+                seen.push(Seen {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    query: url_query(parts.uri.query()),
+                    body: (!bytes.is_empty())
+                        .then(|| serde_json::from_slice(&bytes).expect("JSON request body")),
+                });
+                let response = Response::builder()
+                    .status(StatusCode::from_u16(status).expect("status code"))
+                    .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
+                    .expect("response");
+                send.send_response(response);
+            }
+            (seen, handle)
+        };
+        let run = async move { tokio::join!(call(client), server) };
+        let (result, (seen, mut handle)) = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the router call and the mocked server finished");
+        assert_eq!(seen.len(), expected, "requests sent: {seen:#?}");
+        // Every client clone is gone once `call` returned, so any further request would
+        // already be queued here.
+        let extra = tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await;
+        if let Ok(Some((request, _))) = extra {
+            panic!(
+                "unexpected extra request: {} {}",
+                request.method(),
+                request.uri()
+            );
+        }
+        (result, seen)
+    }
+
+    fn url_query(query: Option<&str>) -> BTreeMap<String, String> {
+        query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses";
+
+    #[tokio::test]
+    async fn set_weight_applies_a_canary_ingress_derived_from_the_stable_one() {
+        let mut cfg = config();
+        cfg.additional_ingress_annotations = BTreeMap::from([
+            (
+                "nginx.ingress.kubernetes.io/canary-by-header".to_string(),
+                "X-Canary".to_string(),
+            ),
+            // Must not override the weight sluice applies.
+            (
+                "nginx.ingress.kubernetes.io/canary-weight".to_string(),
+                "99".to_string(),
+            ),
+        ]);
+        let (result, seen) = exchange(
+            vec![
+                (200, stable_ingress()),
+                not_found("web-web-canary"),
+                (200, canary_ingress("30", "uid-1")),
+            ],
+            |client| async move { router(client, cfg).set_weight(30).await },
+        )
+        .await;
+        result.expect("set_weight");
+
+        assert_eq!(seen[0].method, Method::GET);
+        assert_eq!(seen[0].path, format!("{INGRESSES}/web"));
+        assert_eq!(seen[1].method, Method::GET);
+        assert_eq!(seen[1].path, format!("{INGRESSES}/web-web-canary"));
+
+        let apply = &seen[2];
+        assert_eq!(apply.method, Method::PATCH);
+        assert_eq!(apply.path, format!("{INGRESSES}/web-web-canary"));
+        assert_eq!(
+            apply.query,
+            BTreeMap::from([
+                ("fieldManager".to_string(), "sluice".to_string()),
+                ("force".to_string(), "true".to_string()),
+            ])
+        );
+        let expected = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "web-web-canary",
+                "namespace": "shop",
+                "labels": {
+                    "app.kubernetes.io/managed-by": "sluice",
+                    "sluice.dev/rollout": "web"
+                },
+                "annotations": {
+                    "kubernetes.io/ingress.class": "nginx",
+                    "nginx.ingress.kubernetes.io/canary": "true",
+                    "nginx.ingress.kubernetes.io/canary-weight": "30",
+                    "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary"
+                },
+                "ownerReferences": [{
+                    "apiVersion": "sluice.dev/v1alpha1",
+                    "kind": "Rollout",
+                    "name": "web",
+                    "uid": "uid-1",
+                    "controller": true,
+                    "blockOwnerDeletion": true
+                }]
+            },
+            "spec": {
+                "ingressClassName": "nginx",
+                "rules": [
+                    {"host": "shop.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}}
+                    ]}},
+                    {"host": "api.example.com", "http": {"paths": [
+                        {"path": "/v1", "pathType": "Exact",
+                         "backend": {"service": {"name": "web-canary", "port": {"name": "http"}}}}
+                    ]}}
+                ]
+            }
+        });
+        assert_eq!(apply.body.as_ref(), Some(&expected));
+    }
+
+    #[tokio::test]
+    async fn a_custom_prefix_names_both_canary_annotations() {
+        let mut cfg = config();
+        cfg.annotation_prefix = "custom.example.com".into();
+        let (result, seen) = exchange(
+            vec![
+                (200, stable_ingress()),
+                not_found("web-web-canary"),
+                (200, canary_ingress("5", "uid-1")),
+            ],
+            |client| async move { router(client, cfg).set_weight(5).await },
+        )
+        .await;
+        result.expect("set_weight");
+        let annotations = &seen[2].body.as_ref().expect("apply body")["metadata"]["annotations"];
+        assert_eq!(annotations["custom.example.com/canary"], "true");
+        assert_eq!(annotations["custom.example.com/canary-weight"], "5");
+        assert!(
+            annotations
+                .get("nginx.ingress.kubernetes.io/canary")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn set_weight_refuses_an_ingress_it_does_not_own() {
+        let (result, seen) = exchange(
+            vec![
+                (200, stable_ingress()),
+                (200, canary_ingress("10", "someone-else")),
+            ],
+            |client| async move { router(client, config()).set_weight(30).await },
+        )
+        .await;
+        assert!(
+            matches!(result, Err(AdapterError::Invalid(_))),
+            "{result:?}"
+        );
+        assert!(seen.iter().all(|s| s.method == Method::GET));
+    }
+
+    #[tokio::test]
+    async fn set_weight_fails_without_a_path_to_the_stable_service() {
+        let mut stable = stable_ingress();
+        stable["spec"]["rules"] = json!([{"host": "x", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "other", "port": {"number": 80}}}}
+        ]}}]);
+        let (result, seen) = exchange(vec![(200, stable)], |client| async move {
+            router(client, config()).set_weight(30).await
+        })
+        .await;
+        match result {
+            Err(AdapterError::Invalid(m)) => {
+                assert_eq!(m, "Ingress web has no path to Service web-stable")
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn set_weight_zero_deletes_the_canary_ingress() {
+        let (result, seen) = exchange(
+            vec![
+                (200, canary_ingress("30", "uid-1")),
+                (200, canary_ingress("30", "uid-1")),
+            ],
+            |client| async move { router(client, config()).set_weight(0).await },
+        )
+        .await;
+        result.expect("set_weight(0)");
+        assert_eq!(seen[0].method, Method::GET);
+        assert_eq!(seen[1].method, Method::DELETE);
+        assert_eq!(seen[1].path, format!("{INGRESSES}/web-web-canary"));
+        assert_eq!(
+            seen[1].body,
+            Some(json!({"preconditions": {"uid": "canary-uid"}}))
+        );
+    }
+
+    #[tokio::test]
+    async fn set_weight_zero_ignores_an_ingress_deleted_meanwhile() {
+        let (result, seen) = exchange(
+            vec![
+                (200, canary_ingress("30", "uid-1")),
+                not_found("web-web-canary"),
+            ],
+            |client| async move { router(client, config()).set_weight(0).await },
+        )
+        .await;
+        result.expect("a 404 on delete is success");
+        assert_eq!(seen[1].method, Method::DELETE);
+    }
+
+    #[tokio::test]
+    async fn set_weight_zero_without_a_canary_ingress_writes_nothing() {
+        let (result, seen) = exchange(vec![not_found("web-web-canary")], |client| async move {
+            router(client, config()).set_weight(0).await
+        })
+        .await;
+        result.expect("set_weight(0)");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].method, Method::GET);
+    }
+
+    #[tokio::test]
+    async fn current_weight_reads_the_annotation() {
+        let (result, seen) = exchange(
+            vec![(200, canary_ingress("42", "uid-1"))],
+            |client| async move { router(client, config()).current_weight().await },
+        )
+        .await;
+        assert_eq!(result.expect("current_weight"), Some(42));
+        assert_eq!(seen[0].path, format!("{INGRESSES}/web-web-canary"));
+    }
+
+    #[tokio::test]
+    async fn current_weight_is_zero_without_a_canary_ingress() {
+        let (result, _) = exchange(vec![not_found("web-web-canary")], |client| async move {
+            router(client, config()).current_weight().await
+        })
+        .await;
+        assert_eq!(result.expect("current_weight"), Some(0));
+    }
+
+    #[tokio::test]
+    async fn current_weight_rejects_an_unparsable_annotation() {
+        for bad in ["thirty", "150", "-1"] {
+            let (result, _) = exchange(
+                vec![(200, canary_ingress(bad, "uid-1"))],
+                |client| async move { router(client, config()).current_weight().await },
+            )
+            .await;
+            assert!(
+                matches!(result, Err(AdapterError::Invalid(_))),
+                "{bad}: {result:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_stable_ingress_is_reported() {
+        let (result, seen) = exchange(vec![not_found("web")], |client| async move {
+            router(client, config()).missing_references().await
+        })
+        .await;
+        assert_eq!(
+            result.expect("missing_references"),
+            vec!["Ingress shop/web"]
+        );
+        assert_eq!(seen[0].path, format!("{INGRESSES}/web"));
+
+        let (result, _) = exchange(vec![not_found("web")], |client| async move {
+            router(client, config()).set_weight(30).await
+        })
+        .await;
+        assert!(
+            matches!(&result, Err(AdapterError::NotFound { what }) if what == "Ingress shop/web"),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stable_ingress_without_stable_backend_is_reported() {
+        let mut stable = stable_ingress();
+        stable["spec"] = json!({"rules": [{"host": "x"}]});
+        let (result, _) = exchange(vec![(200, stable)], |client| async move {
+            router(client, config()).missing_references().await
+        })
+        .await;
+        assert_eq!(
+            result.expect("missing_references"),
+            vec!["Ingress web has no path to Service web-stable"]
+        );
+
+        let (result, _) = exchange(vec![(200, stable_ingress())], |client| async move {
+            router(client, config()).missing_references().await
+        })
+        .await;
+        assert_eq!(result.expect("missing_references"), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn long_names_are_truncated_with_a_distinguishing_hash() {
+        let (service, _handle): (_, Handle) = mock::pair();
+        let client = Client::new(service, "default");
+        let short = router(client.clone(), config());
+        assert_eq!(short.canary_ingress_name(), "web-web-canary");
+
+        let long = |rollout: &str| {
+            let mut r = router(client.clone(), config());
+            r.ctx.rollout = rollout.to_string();
+            r.config.stable_ingress = "i".repeat(200);
+            r.canary_ingress_name()
+        };
+        let a = long(&format!("{}a", "r".repeat(100)));
+        let b = long(&format!("{}b", "r".repeat(100)));
+        assert!(a.len() <= MAX_NAME_LEN, "{}", a.len());
+        assert!(b.len() <= MAX_NAME_LEN, "{}", b.len());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&"r".repeat(100)));
+        assert!(a.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()));
+    }
+}

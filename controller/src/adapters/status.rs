@@ -1,0 +1,80 @@
+//! Writing a Rollout's status: only when it changed, and never over a user action.
+
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
+use serde_json::Value;
+use sluice_api::rollout::{Rollout, RolloutStatus};
+
+use super::AdapterError;
+
+/// Fields that are timestamps: a status that differs only in these is not written.
+const TIMESTAMP_FIELDS: &[&str] = &[
+    "lastTransitionTime",
+    "progressedAt",
+    "startTime",
+    "abortedAt",
+];
+
+fn without_timestamps(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for f in TIMESTAMP_FIELDS {
+                map.remove(*f);
+            }
+            map.values_mut().for_each(without_timestamps);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_timestamps),
+        _ => {}
+    }
+}
+
+/// True when the two statuses differ in more than timestamps.
+pub fn differs(old: Option<&RolloutStatus>, new: &RolloutStatus) -> bool {
+    let mut a = serde_json::to_value(old.cloned().unwrap_or_default()).expect("status serializes");
+    let mut b = serde_json::to_value(new).expect("status serializes");
+    without_timestamps(&mut a);
+    without_timestamps(&mut b);
+    a != b
+}
+
+/// Replaces the status of the Rollout as it was read (its resourceVersion): when a user
+/// action (abort, promote, ...) patched the status in between, the write fails with a
+/// conflict and the next reconcile plans again from the new state, so no action is lost.
+pub async fn write(
+    client: &Client,
+    rollout: &Rollout,
+    status: &RolloutStatus,
+) -> Result<bool, AdapterError> {
+    if !differs(rollout.status.as_ref(), status) {
+        return Ok(false);
+    }
+    let mut updated = rollout.clone();
+    updated.status = Some(status.clone());
+    updated.metadata.managed_fields = None;
+    let api: Api<Rollout> =
+        Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
+    api.replace_status(&rollout.name_any(), &PostParams::default(), &updated)
+        .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn timestamps_alone_do_not_count_as_a_change() {
+        let a = RolloutStatus {
+            progressed_at: Some(Time("2026-01-01T00:00:00Z".parse().unwrap())),
+            current_step_index: Some(2),
+            ..RolloutStatus::default()
+        };
+        let mut b = a.clone();
+        b.progressed_at = Some(Time("2026-01-01T00:05:00Z".parse().unwrap()));
+        assert!(!differs(Some(&a), &b));
+        b.current_step_index = Some(3);
+        assert!(differs(Some(&a), &b));
+        assert!(differs(None, &b));
+    }
+}

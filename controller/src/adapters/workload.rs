@@ -1,0 +1,267 @@
+//! ReplicaSets and Services: what the core's replica and selector actions touch.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use sluice_api::Rollout;
+use sluice_api::rollout::POD_TEMPLATE_HASH_LABEL;
+
+use super::{AdapterError, FIELD_MANAGER, update_params};
+use crate::core::ReplicaSetState;
+
+/// Annotation with the revision number of a ReplicaSet (1 for the first template).
+pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+/// Annotation with the time after which a demoted ReplicaSet may be scaled to zero. An
+/// annotation rather than controller memory, so a restarted controller honours it.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
+/// Label naming the Rollout on every object sluice creates.
+pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+
+/// The owner reference that makes an object belong to (and be garbage-collected with) a
+/// Rollout.
+pub fn owner_reference(rollout: &Rollout) -> OwnerReference {
+    rollout
+        .controller_owner_ref(&())
+        .expect("a Rollout read from the API has a name and uid")
+}
+
+/// The name of a revision's ReplicaSet.
+pub fn replica_set_name(rollout: &Rollout, hash: &str) -> String {
+    format!("{}-{hash}", rollout.name_any())
+}
+
+/// The ReplicaSet of a revision of the Rollout's current template.
+pub fn build_replica_set(
+    rollout: &Rollout,
+    hash: &str,
+    revision: i64,
+    replicas: i32,
+) -> ReplicaSet {
+    let mut template = rollout.spec.template.clone();
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    let mut rs_labels = labels.clone();
+    rs_labels.insert(ROLLOUT_LABEL.into(), rollout.name_any());
+
+    let mut selector: LabelSelector = rollout.spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(replica_set_name(rollout, hash)),
+            namespace: rollout.namespace(),
+            labels: Some(rs_labels),
+            annotations: Some(BTreeMap::from([(
+                REVISION_ANNOTATION.into(),
+                revision.to_string(),
+            )])),
+            owner_references: Some(vec![owner_reference(rollout)]),
+            ..ObjectMeta::default()
+        },
+        spec: ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: Some(rollout.spec.min_ready_seconds),
+            selector,
+            template: Some(template),
+        },
+        status: None,
+    }
+}
+
+/// What the core needs to know of a ReplicaSet; None for one that is not a revision of
+/// a Rollout (no hash label).
+pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ReplicaSetState> {
+    let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+    let annotations = rs.annotations();
+    let status = rs.status.clone().unwrap_or_default();
+    Some(ReplicaSetState {
+        name: rs.name_any(),
+        hash,
+        revision: annotations
+            .get(REVISION_ANNOTATION)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
+        replicas: rs.spec.replicas.unwrap_or(0),
+        current: status.replicas,
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+        scale_down_at: annotations
+            .get(SCALE_DOWN_DEADLINE_ANNOTATION)
+            .and_then(|t| t.parse::<Timestamp>().ok()),
+    })
+}
+
+/// Creates a revision's ReplicaSet (server-side apply: sluice owns it).
+pub async fn create_replica_set(client: &Client, rs: &ReplicaSet) -> Result<(), AdapterError> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &rs.namespace().unwrap_or_default());
+    api.patch(
+        &rs.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(rs),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets a ReplicaSet's size and its scale-down deadline (removed when None).
+pub async fn scale_replica_set(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    scale_down_at: Option<Timestamp>,
+) -> Result<(), AdapterError> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    // A merge patch touches only these two fields; `null` removes the annotation.
+    let patch = json!({
+        "metadata": { "annotations": {
+            SCALE_DOWN_DEADLINE_ANNOTATION: scale_down_at.map(|t| t.to_string()),
+        } },
+        "spec": { "replicas": replicas },
+    });
+    api.patch(name, &update_params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Deletes an old ReplicaSet (its pods go with it).
+pub async fn delete_replica_set(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), AdapterError> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The revision hash a Service's selector pins; `Ok(None)` when the Service does not
+/// exist (reported as a missing reference), `Some(None)` when it pins no revision yet.
+pub async fn service_hash(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Option<String>>, AdapterError> {
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    Ok(api.get_opt(name).await?.map(|svc| {
+        svc.spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
+    }))
+}
+
+/// Points a Service at a revision by adding the hash label to its selector. A merge
+/// patch, not server-side apply: `spec.selector` is an atomic map, so an apply of one key
+/// would conflict with (or, forced, take over) the owner's whole selector. The patch adds
+/// or replaces only the hash key and leaves the user's keys as they are.
+pub async fn set_service_selector(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    hash: &str,
+) -> Result<(), AdapterError> {
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({ "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: hash } } });
+    api.patch(name, &update_params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Kubernetes' kind for a Rollout reference in Events and owner references.
+pub fn rollout_kind() -> String {
+    Rollout::kind(&()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout() -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Rollout",
+            "metadata": { "name": "web", "namespace": "shop", "uid": "u-1" },
+            "spec": {
+                "replicas": 3,
+                "minReadySeconds": 5,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": {
+                    "metadata": { "labels": { "app": "web" } },
+                    "spec": { "containers": [{ "name": "web", "image": "app:v1" }] },
+                },
+                "strategy": { "canary": { "steps": [] } },
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn replica_set_is_labelled_selected_and_owned() {
+        let rs = build_replica_set(&rollout(), "abc123", 4, 2);
+        assert_eq!(rs.name_any(), "web-abc123");
+        assert_eq!(rs.namespace().as_deref(), Some("shop"));
+        assert_eq!(rs.labels()[POD_TEMPLATE_HASH_LABEL], "abc123");
+        assert_eq!(rs.labels()[ROLLOUT_LABEL], "web");
+        assert_eq!(rs.annotations()[REVISION_ANNOTATION], "4");
+        let spec = &rs.spec;
+        assert_eq!(spec.replicas, Some(2));
+        assert_eq!(spec.min_ready_seconds, Some(5));
+        let sel = spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(sel["app"], "web");
+        assert_eq!(sel[POD_TEMPLATE_HASH_LABEL], "abc123");
+        let pod_labels = spec
+            .template
+            .as_ref()
+            .unwrap()
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(pod_labels[POD_TEMPLATE_HASH_LABEL], "abc123");
+        let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Rollout", "u-1", Some(true))
+        );
+    }
+
+    #[test]
+    fn observing_reads_back_what_was_built() {
+        let mut rs = build_replica_set(&rollout(), "abc123", 4, 2);
+        rs.metadata.annotations.as_mut().unwrap().insert(
+            SCALE_DOWN_DEADLINE_ANNOTATION.into(),
+            "2027-01-01T00:00:30Z".into(),
+        );
+        rs.status = Some(
+            serde_json::from_value(
+                json!({ "replicas": 2, "readyReplicas": 1, "availableReplicas": 1 }),
+            )
+            .unwrap(),
+        );
+        let seen = observe_replica_set(&rs).unwrap();
+        assert_eq!(
+            (seen.hash.as_str(), seen.revision, seen.replicas),
+            ("abc123", 4, 2)
+        );
+        assert_eq!((seen.current, seen.ready, seen.available), (2, 1, 1));
+        assert_eq!(
+            seen.scale_down_at,
+            Some("2027-01-01T00:00:30Z".parse().unwrap())
+        );
+    }
+}

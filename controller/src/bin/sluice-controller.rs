@@ -1,0 +1,82 @@
+//! The sluice controller: reconciles Rollouts against any kubeconfig (in-cluster by
+//! default), optionally scoped to one namespace, until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use sluice_controller::runtime::{self, Settings};
+use tracing::info;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Progressive delivery for Kubernetes: canary and blue-green Rollouts.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Kubeconfig to use; without it, the in-cluster config (or $KUBECONFIG).
+    #[arg(long, env = "SLUICE_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Reconcile only Rollouts in this namespace.
+    #[arg(long, short = 'n', env = "SLUICE_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "SLUICE_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer()
+            .await
+            .context("no in-cluster config and no kubeconfig")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match args.log_format {
+        LogFormat::Text => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
+    let client = client(args.kubeconfig.as_ref()).await?;
+    info!(namespace = ?args.namespace, "sluice controller starting");
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        info!("shutting down: finishing in-flight reconciles");
+    };
+    runtime::run(
+        client,
+        Settings {
+            namespace: args.namespace,
+        },
+        shutdown,
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! Runtime: wires the kube-runtime Controller to the core and the adapters.
+//!
+//! Reconcile is always observe (caches, plus reads of the referenced objects) → `plan`
+//! (pure) → execute the actions (adapters, idempotent) → write the status only if it
+//! changed → record the plan's Events → requeue at the plan's next deadline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Patch;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use sluice_api::analysis::AnalysisRun;
+use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use tracing::{info, warn};
+
+use crate::adapters::router::Router;
+use crate::adapters::workload::{self, ROLLOUT_LABEL};
+use crate::adapters::{AdapterError, analysis, status, update_params};
+use crate::core::{self, Action, AnalysisRunState, Observed};
+
+/// How the controller runs.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Watch only this namespace; all namespaces when None.
+    pub namespace: Option<String>,
+}
+
+/// Shared state of the reconcilers.
+struct Context {
+    client: Client,
+    replica_sets: Store<ReplicaSet>,
+    analysis_runs: Store<AnalysisRun>,
+    recorder: Recorder,
+    /// Consecutive failures per Rollout, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Rollout>>, u32>>,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    #[error("a watch cache stopped (the controller is shutting down)")]
+    CacheClosed,
+}
+
+impl ReconcileError {
+    /// A stable category for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Adapter(e) => e.category(),
+            ReconcileError::CacheClosed => "shutdown",
+        }
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the Rollout controller until `shutdown` resolves (in-flight reconciles finish).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = settings.namespace.as_deref();
+
+    // Only sluice's own ReplicaSets and AnalysisRuns are cached: label-selected watches
+    // keep memory proportional to what sluice manages, not to the cluster.
+    let (replica_sets, rs_writer) = reflector::store();
+    let rs_stream = watcher(
+        api::<ReplicaSet>(&client, ns),
+        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
+    )
+    .default_backoff()
+    .reflect(rs_writer)
+    .touched_objects();
+    let (analysis_runs, run_writer) = reflector::store();
+    let run_stream = watcher(
+        api::<AnalysisRun>(&client, ns),
+        watcher::Config::default().labels(ROLLOUT_LABEL),
+    )
+    .default_backoff()
+    .reflect(run_writer)
+    .touched_objects();
+
+    let controller = Controller::new(
+        api::<DeserializeGuard<Rollout>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
+    let rollouts = controller.store();
+    let service_owners = rollouts.clone();
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        replica_sets,
+        analysis_runs,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice".into(),
+                instance: std::env::var("HOSTNAME").ok(),
+            },
+        ),
+        failures: Mutex::default(),
+    });
+
+    controller
+        .owns_stream(rs_stream)
+        .owns_stream(run_stream)
+        .owns(
+            api::<Ingress>(&client, ns),
+            watcher::Config::default().labels(ROLLOUT_LABEL),
+        )
+        // A Service a Rollout references appearing, vanishing or being edited is a reason
+        // to look again (a missing reference resolves; a hand-edited selector is restored).
+        .watches(
+            api::<Service>(&client, ns),
+            watcher::Config::default(),
+            move |svc| {
+                let name = svc.name_any();
+                let namespace = svc.namespace();
+                service_owners
+                    .state()
+                    .into_iter()
+                    .filter(|guard| {
+                        guard.0.as_ref().is_ok_and(|r| {
+                            r.namespace() == namespace && references_service(r, &name)
+                        })
+                    })
+                    .map(|guard| ObjectRef::from_obj(&*guard))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        // Failures are logged with their category by `error_policy`.
+        .for_each(|_| async {})
+        .await;
+    info!("controller stopped");
+}
+
+fn references_service(rollout: &Rollout, name: &str) -> bool {
+    let c = rollout.spec.strategy.canary.as_ref();
+    let b = rollout.spec.strategy.blue_green.as_ref();
+    [
+        c.and_then(|c| c.canary_service.as_deref()),
+        c.and_then(|c| c.stable_service.as_deref()),
+        b.map(|b| b.active_service.as_str()),
+        b.and_then(|b| b.preview_service.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|s| s == name)
+}
+
+async fn reconcile(
+    guard: Arc<DeserializeGuard<Rollout>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    let rollout = match &guard.0 {
+        Ok(r) => r,
+        Err(invalid) => {
+            report_malformed(&ctx, &guard, &invalid.to_string()).await?;
+            return Ok(Requeue::await_change());
+        }
+    };
+    // Planning from a cache that has not synced yet would look like "no ReplicaSets": a
+    // restarted controller would take a new revision for the first one and skip its
+    // steps. Wait for the first full list of every cache the plan reads.
+    for ready in [
+        ctx.replica_sets.wait_until_ready().boxed(),
+        ctx.analysis_runs.wait_until_ready().boxed(),
+    ] {
+        ready.await.map_err(|_| ReconcileError::CacheClosed)?;
+    }
+    if rollout.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector take the children.
+        return Ok(Requeue::await_change());
+    }
+    let observed = observe(&ctx, rollout).await?;
+    let now = Timestamp::now();
+    let plan = core::plan(rollout, &observed, now);
+    let router = rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| Router::for_rollout(&ctx.client, rollout, c));
+    for action in &plan.actions {
+        execute(&ctx, rollout, router.as_ref(), &plan.status, action).await?;
+    }
+    let written = match status::write(&ctx.client, rollout, &plan.status).await {
+        Ok(written) => written,
+        // A user action patched the status since we read it: plan again from it.
+        Err(AdapterError::Kube(kube::Error::Api(s))) if s.code == 409 => {
+            return Ok(Requeue::requeue(Duration::from_millis(100)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for event in &plan.events {
+        publish(&ctx, rollout, event).await;
+    }
+    if !plan.actions.is_empty() || written {
+        info!(
+            rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
+            actions = plan.actions.len(),
+            phase = ?plan.status.phase,
+            step = ?plan.status.current_step_index,
+            "reconciled"
+        );
+    }
+    ctx.failures
+        .lock()
+        .expect("not poisoned")
+        .remove(&ObjectRef::from_obj(&*guard));
+    Ok(match plan.requeue_after {
+        Some(after) => Requeue::requeue(after.max(Duration::from_millis(50))),
+        None => Requeue::await_change(),
+    })
+}
+
+/// Reads what the core needs: ReplicaSets and AnalysisRuns from the caches, the
+/// referenced Services and the router's state from the API.
+async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, ReconcileError> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let uid = rollout.uid();
+    let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == uid.as_ref())
+    };
+    let mut observed = Observed {
+        replica_sets: ctx
+            .replica_sets
+            .state()
+            .iter()
+            .filter(|rs| {
+                rs.namespace().as_deref() == Some(namespace.as_str()) && owned(&rs.metadata)
+            })
+            .filter_map(|rs| workload::observe_replica_set(rs))
+            .collect(),
+        analysis_runs: ctx
+            .analysis_runs
+            .state()
+            .iter()
+            .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()) && owned(&r.metadata))
+            .map(|r| AnalysisRunState {
+                name: r.name_any(),
+                phase: r.status.as_ref().and_then(|s| s.phase),
+                message: r.status.as_ref().and_then(|s| s.message.clone()),
+            })
+            .collect(),
+        ..Observed::default()
+    };
+    if let Some(canary) = &rollout.spec.strategy.canary {
+        for service in [&canary.canary_service, &canary.stable_service]
+            .into_iter()
+            .flatten()
+        {
+            match workload::service_hash(&ctx.client, &namespace, service).await? {
+                Some(hash) => {
+                    observed.services.insert(service.clone(), hash);
+                }
+                None => observed
+                    .missing
+                    .push(format!("Service {namespace}/{service}")),
+            }
+        }
+        if let Some(router) = Router::for_rollout(&ctx.client, rollout, canary) {
+            observed.missing.extend(router.missing_references().await?);
+            if observed.missing.is_empty() {
+                observed.router_weight = router.current_weight().await?;
+            }
+        }
+        let analyses = canary
+            .steps
+            .iter()
+            .filter_map(|s| s.analysis.as_ref())
+            .chain(canary.analysis.as_ref().map(|b| &b.analysis));
+        for analysis in analyses {
+            for t in &analysis.templates {
+                if analysis::fetch_template(
+                    &ctx.client,
+                    &namespace,
+                    &t.template_name,
+                    t.cluster_scope,
+                )
+                .await?
+                .is_none()
+                {
+                    let kind = if t.cluster_scope {
+                        "ClusterAnalysisTemplate"
+                    } else {
+                        "AnalysisTemplate"
+                    };
+                    observed.missing.push(format!("{kind} {}", t.template_name));
+                }
+            }
+        }
+    }
+    Ok(observed)
+}
+
+async fn execute(
+    ctx: &Context,
+    rollout: &Rollout,
+    router: Option<&Router>,
+    planned: &sluice_api::rollout::RolloutStatus,
+    action: &Action,
+) -> Result<(), ReconcileError> {
+    let client = &ctx.client;
+    let namespace = rollout.namespace().unwrap_or_default();
+    match action {
+        Action::CreateReplicaSet {
+            hash,
+            revision,
+            replicas,
+        } => {
+            let rs = workload::build_replica_set(rollout, hash, *revision, *replicas);
+            workload::create_replica_set(client, &rs).await?;
+        }
+        Action::ScaleReplicaSet {
+            name,
+            replicas,
+            scale_down_at,
+        } => {
+            workload::scale_replica_set(client, &namespace, name, *replicas, *scale_down_at)
+                .await?;
+        }
+        Action::DeleteReplicaSet { name } => {
+            workload::delete_replica_set(client, &namespace, name).await?;
+        }
+        Action::SetServiceSelector { service, hash } => {
+            workload::set_service_selector(client, &namespace, service, hash).await?;
+        }
+        Action::SetCanaryWeight { weight } => {
+            if let Some(router) = router {
+                router.set_weight(*weight).await?;
+            }
+        }
+        Action::CreateAnalysisRun {
+            name,
+            analysis: spec,
+            role,
+        } => {
+            let stable = planned.stable_rs.clone().unwrap_or_default();
+            let latest = planned.current_pod_hash.clone().unwrap_or_default();
+            analysis::create_run(client, rollout, name, role, spec, &stable, &latest).await?;
+        }
+        Action::TerminateAnalysisRun { name } => {
+            analysis::terminate_run(client, &namespace, name).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn publish(ctx: &Context, rollout: &Rollout, planned: &core::PlannedEvent) {
+    let event = Event {
+        type_: if planned.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: planned.reason.clone(),
+        note: Some(planned.message.chars().take(1000).collect()),
+        // The API limits `action` to 128 characters.
+        action: planned.action.chars().take(128).collect(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+        warn!(error = %e, reason = %planned.reason, "could not record event");
+    }
+}
+
+/// A Rollout that does not even deserialize (e.g. a field of the wrong type written
+/// before the CRD's schema was tightened): it gets `InvalidSpec` and an Event, and the
+/// controller goes on with the others.
+async fn report_malformed(
+    ctx: &Context,
+    guard: &DeserializeGuard<Rollout>,
+    error: &str,
+) -> Result<(), ReconcileError> {
+    let name = guard.name_any();
+    let namespace = guard.namespace().unwrap_or_default();
+    let now = Timestamp::now().to_string();
+    let message = format!("the Rollout cannot be read: {error}");
+    let patch = json!({ "status": {
+        "phase": "Degraded",
+        "message": message,
+        "conditions": [
+            { "type": "InvalidSpec", "status": "True", "reason": "Malformed", "message": message, "lastTransitionTime": now },
+            { "type": "Stalled", "status": "True", "reason": "Malformed", "message": message, "lastTransitionTime": now },
+            { "type": "Ready", "status": "False", "reason": "Malformed", "message": message, "lastTransitionTime": now },
+        ],
+    }});
+    let api: Api<DeserializeGuard<Rollout>> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(&name, &update_params(), &Patch::Merge(&patch))
+        .await
+        .map_err(AdapterError::from)?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Malformed".into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let _ = ctx.recorder.publish(&event, &guard.object_ref(&())).await;
+    warn!(rollout = %format!("{namespace}/{name}"), %error, "malformed rollout");
+    Ok(())
+}
+
+/// Exponential backoff per Rollout (0.5 s doubling to 5 min) with ±20 % jitter, so a
+/// failing Rollout neither spins nor synchronises with others.
+fn error_policy(
+    guard: Arc<DeserializeGuard<Rollout>>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Requeue {
+    let key = ObjectRef::from_obj(&*guard);
+    let attempt = {
+        let mut failures = ctx.failures.lock().expect("not poisoned");
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(10).saturating_sub(1));
+    let base = base.min(Duration::from_secs(300));
+    let jitter =
+        0.8 + 0.4 * (Timestamp::now().subsec_nanosecond().unsigned_abs() % 1000) as f64 / 1000.0;
+    let delay = base.mul_f64(jitter);
+    warn!(
+        rollout = %format!("{}/{}", guard.namespace().unwrap_or_default(), guard.name_any()),
+        category = error.category(),
+        attempt,
+        retry_in = ?delay,
+        error = %error,
+        "reconcile failed"
+    );
+    Requeue::requeue(delay)
+}
