@@ -184,3 +184,84 @@ impl TestNamespace {
         Ok(())
     }
 }
+
+/// A `sluice-controller` process scoped to one namespace, killed (SIGKILL) when dropped.
+/// A real process, so a test can kill it mid-step and start another.
+pub struct ControllerProcess {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts the controller binary named by `SLUICE_CONTROLLER_BIN` (set by `make e2e`).
+    pub fn start(namespace: &str) -> Result<Self> {
+        let bin = std::env::var("SLUICE_CONTROLLER_BIN").context(
+            "SLUICE_CONTROLLER_BIN is not set: run the e2e tests with `make e2e` (it builds the \
+             controller and points this at it)",
+        )?;
+        let dir = repo_root().join("e2e/artifacts");
+        std::fs::create_dir_all(&dir)?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+        let log = dir.join(format!("controller-{namespace}-{nanos:x}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(&bin)
+            .arg("--kubeconfig")
+            .arg(kubeconfig_path())
+            .args(["--namespace", namespace])
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {bin}"))?;
+        Ok(ControllerProcess { child, log })
+    }
+
+    /// Kills the process at once, as a node failure or OOM kill would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The controller's log so far, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Server-side applies a manifest (Service, Ingress, HTTPRoute, Rollout, ...) into a
+/// namespace, finding its resource through discovery.
+pub async fn apply(client: &Client, namespace: &str, manifest: serde_json::Value) -> Result<()> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
+    let api_version = manifest["apiVersion"]
+        .as_str()
+        .context("apiVersion")?
+        .to_string();
+    let kind = manifest["kind"].as_str().context("kind")?.to_string();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &kind);
+    let (resource, caps): (ApiResource, ApiCapabilities) = pinned_kind(client, &gvk).await?;
+    let obj: DynamicObject = serde_json::from_value(manifest)?;
+    let name = obj.metadata.name.clone().context("metadata.name")?;
+    let api: Api<DynamicObject> = match caps.scope {
+        Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .with_context(|| format!("applying {kind} {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,730 @@
+//! Canary rollouts end to end: a real `sluice-controller` process against the real local
+//! control plane, asserting on the real ReplicaSets, Services, Ingresses and HTTPRoutes at
+//! each step.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use sluice_api::Rollout;
+use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, RolloutPhase};
+use sluice_controller::actions::{self, UserAction};
+use sluice_e2e::{
+    ControllerProcess, TestNamespace, apply, client, install_crds, kubectl, wait_for,
+};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Env {
+    client: Client,
+    ns: TestNamespace,
+    controller: Option<ControllerProcess>,
+}
+
+impl Env {
+    async fn new(prefix: &str) -> Result<Self> {
+        let client = client().await?;
+        install_crds(&client).await?;
+        let ns = TestNamespace::create(&client, prefix).await?;
+        let controller = Some(ControllerProcess::start(&ns.name)?);
+        Ok(Env {
+            client,
+            ns,
+            controller,
+        })
+    }
+
+    fn ns(&self) -> &str {
+        &self.ns.name
+    }
+
+    fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client.clone(), self.ns())
+    }
+
+    async fn apply(&self, manifest: Value) -> Result<()> {
+        apply(&self.client, self.ns(), manifest).await
+    }
+
+    async fn services(&self, names: &[&str]) -> Result<()> {
+        for name in names {
+            self.apply(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": name },
+                "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] },
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn rollout(&self, replicas: i32, canary: Value) -> Result<()> {
+        self.apply(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "web" },
+            "spec": {
+                "replicas": replicas,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": pod_template("v1"),
+                "strategy": { "canary": canary },
+            },
+        }))
+        .await
+    }
+
+    /// Changes the pod template (a new version), as a GitOps sync would.
+    async fn set_version(&self, version: &str) -> Result<()> {
+        let patch = json!({ "spec": { "template": pod_template(version) } });
+        self.rollouts()
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn act(&self, action: UserAction) -> Result<()> {
+        actions::apply(&self.client, self.ns(), "web", action).await?;
+        Ok(())
+    }
+
+    /// Waits until the Rollout satisfies `pred`, and returns it.
+    async fn wait(&self, what: &str, pred: impl Fn(&Rollout) -> bool) -> Result<Rollout> {
+        let api = self.rollouts();
+        let result = wait_for(what, STEP_TIMEOUT, || async {
+            Ok(pred(&api.get("web").await?))
+        })
+        .await;
+        if let Err(e) = result {
+            let status = api.get("web").await.ok().and_then(|r| r.status);
+            let log = self
+                .controller
+                .as_ref()
+                .map(|c| c.log_tail())
+                .unwrap_or_default();
+            anyhow::bail!("{e:#}\nstatus: {status:#?}\ncontroller log:\n{log}");
+        }
+        Ok(api.get("web").await?)
+    }
+
+    async fn wait_step(&self, index: i32, phase: RolloutPhase) -> Result<Rollout> {
+        self.wait(&format!("step index {index} in phase {phase:?}"), |r| {
+            let s = r.status.clone().unwrap_or_default();
+            s.current_step_index == Some(index) && s.phase == Some(phase)
+        })
+        .await
+    }
+
+    async fn wait_healthy_on_new_revision(&self) -> Result<Rollout> {
+        self.wait("Healthy on the new revision", |r| {
+            let s = r.status.clone().unwrap_or_default();
+            s.phase == Some(RolloutPhase::Healthy)
+                && s.stable_rs.is_some()
+                && s.stable_rs == s.current_pod_hash
+                && r.metadata.generation == s.observed_generation
+        })
+        .await
+    }
+
+    /// `spec.replicas` and available pods of each revision's ReplicaSet.
+    async fn sizes(&self) -> Result<Vec<(String, i32, i32)>> {
+        let rs: Api<ReplicaSet> = Api::namespaced(self.client.clone(), self.ns());
+        Ok(rs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .map(|rs| {
+                (
+                    rs.labels()
+                        .get(POD_TEMPLATE_HASH_LABEL)
+                        .cloned()
+                        .unwrap_or_default(),
+                    rs.spec.replicas.unwrap_or(0),
+                    rs.status
+                        .as_ref()
+                        .and_then(|s| s.available_replicas)
+                        .unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Waits until the ReplicaSets of `new` and `old` have these sizes, all available.
+    async fn wait_sizes(&self, new: &str, old: &str, want: (i32, i32)) -> Result<()> {
+        let what = format!("ReplicaSets new={} old={}", want.0, want.1);
+        let result = wait_for(&what, STEP_TIMEOUT, || async {
+            let sizes = self.sizes().await?;
+            let of = |h: &str| {
+                sizes
+                    .iter()
+                    .find(|s| s.0 == h)
+                    .map_or((0, 0), |s| (s.1, s.2))
+            };
+            let (n, o) = (of(new), of(old));
+            Ok((n.0, o.0) == want && n.1 == n.0 && o.1 == o.0)
+        })
+        .await;
+        let now = self.sizes().await.unwrap_or_default();
+        result.with_context(|| format!("ReplicaSets (hash, replicas, available) now: {now:?}"))
+    }
+
+    async fn service_hash(&self, name: &str) -> Result<Option<String>> {
+        let svc: Api<Service> = Api::namespaced(self.client.clone(), self.ns());
+        Ok(svc
+            .get(name)
+            .await?
+            .spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned()))
+    }
+
+    async fn finish(mut self) -> Result<()> {
+        if let Some(c) = self.controller.take() {
+            c.kill();
+        }
+        self.ns.delete().await
+    }
+}
+
+fn pod_template(version: &str) -> Value {
+    json!({
+        "metadata": { "labels": { "app": "web" }, "annotations": { "version": version } },
+        "spec": { "containers": [{ "name": "web", "image": "registry.k8s.io/pause:3.10" }] },
+    })
+}
+
+fn hashes(r: &Rollout) -> (String, String) {
+    let s = r.status.clone().unwrap_or_default();
+    (
+        s.current_pod_hash.unwrap_or_default(),
+        s.stable_rs.unwrap_or_default(),
+    )
+}
+
+fn weights(r: &Rollout) -> (i32, i32, Option<bool>) {
+    let w = r
+        .status
+        .clone()
+        .unwrap_or_default()
+        .canary
+        .and_then(|c| c.weights)
+        .unwrap_or_default();
+    (w.canary, w.stable, w.verified)
+}
+
+#[tokio::test]
+async fn replica_ratio_canary_walks_its_steps_and_promotes() -> Result<()> {
+    let env = Env::new("ratio").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.rollout(
+        5,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "steps": [{ "setWeight": 20 }, { "pause": { "duration": "5s" } }, { "setWeight": 50 }, { "pause": {} }, { "setWeight": 100 }],
+        }),
+    )
+    .await?;
+    let first = env.wait_healthy_on_new_revision().await?;
+    let (v1, _) = hashes(&first);
+    assert_eq!(
+        env.service_hash("web-stable").await?.as_deref(),
+        Some(v1.as_str())
+    );
+
+    env.set_version("v2").await?;
+    let at_pause = env.wait_step(1, RolloutPhase::Paused).await?;
+    let (v2, stable) = hashes(&at_pause);
+    assert_eq!(stable, v1);
+    env.wait_sizes(&v2, &v1, (1, 4)).await?;
+    assert_eq!(weights(&at_pause).0, 20);
+    assert_eq!(
+        env.service_hash("web-canary").await?.as_deref(),
+        Some(v2.as_str())
+    );
+    let paused_since = Instant::now();
+
+    // The timed pause ends by itself; the indefinite one does not.
+    let at_indefinite = env.wait_step(3, RolloutPhase::Paused).await?;
+    assert!(
+        paused_since.elapsed() >= Duration::from_secs(3),
+        "the 5s pause ended after {:?}",
+        paused_since.elapsed()
+    );
+    env.wait_sizes(&v2, &v1, (3, 2)).await?;
+    assert_eq!(
+        at_indefinite.status.unwrap().step_progress.as_deref(),
+        Some("4/5")
+    );
+    let out = kubectl(&[
+        "wait",
+        "-n",
+        env.ns(),
+        "--for=condition=Paused",
+        "rollout/web",
+        "--timeout=10s",
+    ])?;
+    assert!(out.success, "kubectl wait Paused: {}", out.stderr);
+
+    env.act(UserAction::Promote).await?;
+    let done = env.wait_healthy_on_new_revision().await?;
+    assert_eq!(hashes(&done), (v2.clone(), v2.clone()));
+    env.wait_sizes(&v2, &v1, (5, 0)).await?;
+    assert_eq!(
+        env.service_hash("web-stable").await?.as_deref(),
+        Some(v2.as_str())
+    );
+    let out = kubectl(&[
+        "wait",
+        "-n",
+        env.ns(),
+        "--for=condition=Ready",
+        "rollout/web",
+        "--timeout=10s",
+    ])?;
+    assert!(out.success, "kubectl wait Ready: {}", out.stderr);
+
+    // The scale subresource reaches the pods.
+    let out = kubectl(&["scale", "-n", env.ns(), "rollout/web", "--replicas=3"])?;
+    assert!(out.success, "{}", out.stderr);
+    env.wait_sizes(&v2, &v1, (3, 0)).await?;
+    let scaled = env
+        .wait("status replicas 3", |r| {
+            r.status.as_ref().is_some_and(|s| s.hpa_replicas == Some(3))
+        })
+        .await?;
+    assert_eq!(scaled.status.unwrap().selector.as_deref(), Some("app=web"));
+    env.finish().await
+}
+
+fn ingress(name: &str, service: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": { "name": name },
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{ "host": "web.example", "http": { "paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": service, "port": { "number": 80 } } },
+            }] } }],
+        },
+    })
+}
+
+#[tokio::test]
+async fn nginx_canary_ingress_follows_the_steps_and_is_removed_at_the_end() -> Result<()> {
+    let env = Env::new("nginx").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(ingress("web", "web-stable")).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "nginx": { "stableIngress": "web" } },
+            "steps": [{ "setWeight": 20 }, { "pause": {} }, { "setWeight": 50 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    let (v1, _) = hashes(&env.wait_healthy_on_new_revision().await?);
+    let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), env.ns());
+    let users_before = ingresses.get("web").await?;
+
+    env.set_version("v2").await?;
+    let r = env.wait_step(1, RolloutPhase::Paused).await?;
+    let (v2, _) = hashes(&r);
+    assert_eq!(weights(&r), (20, 80, Some(true)));
+    env.wait_sizes(&v2, &v1, (1, 4)).await?; // the stable ReplicaSet stays at full size
+    let canary = ingresses.get("web-web-canary").await?;
+    let ann = canary.annotations();
+    assert_eq!(
+        ann.get("nginx.ingress.kubernetes.io/canary")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        ann.get("nginx.ingress.kubernetes.io/canary-weight")
+            .map(String::as_str),
+        Some("20")
+    );
+    let spec = canary.spec.clone().unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rules = spec.rules.unwrap();
+    let backend = &rules[0].http.as_ref().unwrap().paths[0].backend;
+    assert_eq!(backend.service.as_ref().unwrap().name, "web-canary");
+
+    env.act(UserAction::Promote).await?;
+    let r = env.wait_step(3, RolloutPhase::Paused).await?;
+    assert_eq!(weights(&r), (50, 50, Some(true)));
+    let canary = ingresses.get("web-web-canary").await?;
+    assert_eq!(
+        canary
+            .annotations()
+            .get("nginx.ingress.kubernetes.io/canary-weight")
+            .map(String::as_str),
+        Some("50")
+    );
+    env.wait_sizes(&v2, &v1, (2, 4)).await?;
+
+    env.act(UserAction::Promote).await?;
+    env.wait_healthy_on_new_revision().await?;
+    wait_for("the canary Ingress to be removed", STEP_TIMEOUT, || async {
+        Ok(ingresses.get_opt("web-web-canary").await?.is_none())
+    })
+    .await?;
+    assert_eq!(
+        env.service_hash("web-stable").await?.as_deref(),
+        Some(v2.as_str())
+    );
+    // The user's Ingress was never touched.
+    let users_after = ingresses.get("web").await?;
+    assert_eq!(users_after.spec, users_before.spec);
+    assert_eq!(
+        users_after.metadata.resource_version,
+        users_before.metadata.resource_version
+    );
+    env.finish().await
+}
+
+fn route_weights(route: &DynamicObject) -> (i64, i64) {
+    let refs = route.data["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let w = |name: &str| {
+        refs.iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["weight"].as_i64())
+            .unwrap_or(1)
+    };
+    (w("web-canary"), w("web-stable"))
+}
+
+#[tokio::test]
+async fn gateway_api_httproute_weights_follow_the_steps() -> Result<()> {
+    let env = Env::new("gateway").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": { "name": "web" },
+        "spec": {
+            "parentRefs": [{ "name": "gateway" }],
+            "rules": [{ "backendRefs": [
+                { "name": "web-stable", "port": 80, "weight": 100 },
+                { "name": "web-canary", "port": 80, "weight": 0 },
+            ] }],
+        },
+    }))
+    .await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "gatewayAPI": { "httpRoute": "web" } },
+            "steps": [{ "setWeight": 20 }, { "pause": {} }, { "setWeight": 50 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), env.ns(), &ApiResource::from_gvk(&gvk));
+    assert_eq!(route_weights(&routes.get("web").await?), (0, 100));
+
+    env.set_version("v2").await?;
+    env.wait_step(1, RolloutPhase::Paused).await?;
+    assert_eq!(route_weights(&routes.get("web").await?), (20, 80));
+    env.act(UserAction::Promote).await?;
+    env.wait_step(3, RolloutPhase::Paused).await?;
+    assert_eq!(route_weights(&routes.get("web").await?), (50, 50));
+    env.act(UserAction::Promote).await?;
+    env.wait_healthy_on_new_revision().await?;
+    assert_eq!(route_weights(&routes.get("web").await?), (0, 100));
+    env.finish().await
+}
+
+#[tokio::test]
+async fn abort_returns_traffic_at_once_then_retry_and_promote_full() -> Result<()> {
+    let env = Env::new("abort").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(ingress("web", "web-stable")).await?;
+    env.rollout(
+        5,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "nginx": { "stableIngress": "web" } },
+            "abortScaleDownDelaySeconds": 4,
+            "steps": [{ "setWeight": 40 }, { "pause": {} }, { "setWeight": 80 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    let (v1, _) = hashes(&env.wait_healthy_on_new_revision().await?);
+    env.set_version("v2").await?;
+    let (v2, _) = hashes(&env.wait_step(1, RolloutPhase::Paused).await?);
+    env.wait_sizes(&v2, &v1, (2, 5)).await?;
+    let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), env.ns());
+    assert!(ingresses.get_opt("web-web-canary").await?.is_some());
+
+    let aborted_at = Instant::now();
+    env.act(UserAction::Abort).await?;
+    wait_for(
+        "canary traffic to stop",
+        Duration::from_secs(10),
+        || async { Ok(ingresses.get_opt("web-web-canary").await?.is_none()) },
+    )
+    .await?;
+    let traffic_back = aborted_at.elapsed();
+    println!("abort: traffic back on stable {traffic_back:?} after the abort action");
+    // The canary pods are still there (abortScaleDownDelaySeconds), then go.
+    let sizes = env.sizes().await?;
+    let canary_pods = sizes.iter().find(|s| s.0 == v2).map_or(0, |s| s.1);
+    if traffic_back < Duration::from_secs(3) {
+        assert_eq!(
+            canary_pods, 2,
+            "canary scaled down before the delay: {sizes:?}"
+        );
+    }
+    env.wait_sizes(&v2, &v1, (0, 5)).await?;
+    assert!(
+        aborted_at.elapsed() >= Duration::from_secs(3),
+        "scaled down after {:?}",
+        aborted_at.elapsed()
+    );
+    let r = env
+        .wait("Degraded", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.phase == Some(RolloutPhase::Degraded))
+        })
+        .await?;
+    let conditions = r.status.unwrap().conditions;
+    let stalled = conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "RolloutAborted")
+    );
+
+    env.act(UserAction::Retry).await?;
+    let r = env.wait_step(1, RolloutPhase::Paused).await?;
+    assert_eq!(weights(&r).0, 40);
+    env.wait_sizes(&v2, &v1, (2, 5)).await?;
+
+    env.act(UserAction::PromoteFull).await?;
+    env.wait_healthy_on_new_revision().await?;
+    env.finish().await
+}
+
+#[tokio::test]
+async fn spec_paused_holds_and_set_canary_scale_sizes_the_canary() -> Result<()> {
+    let env = Env::new("paused").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(ingress("web", "web-stable")).await?;
+    env.rollout(
+        10,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "nginx": { "stableIngress": "web" } },
+            "steps": [{ "setCanaryScale": { "replicas": 3 } }, { "setWeight": 10 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    let (v1, _) = hashes(&env.wait_healthy_on_new_revision().await?);
+    env.act(UserAction::Pause).await?;
+    env.set_version("v2").await?;
+    let r = env
+        .wait("Paused by spec", |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase == Some(RolloutPhase::Paused) && s.current_pod_hash != s.stable_rs
+            })
+        })
+        .await?;
+    let (v2, _) = hashes(&r);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        env.sizes().await?.iter().all(|s| s.0 != v2 || s.1 == 0),
+        "a paused rollout started the canary"
+    );
+
+    env.act(UserAction::Resume).await?;
+    let r = env.wait_step(2, RolloutPhase::Paused).await?;
+    assert_eq!(weights(&r).0, 10);
+    env.wait_sizes(&v2, &v1, (3, 10)).await?; // 3 canary pods for 10% of the traffic
+    env.finish().await
+}
+
+#[tokio::test]
+async fn pods_that_never_become_ready_hit_the_progress_deadline() -> Result<()> {
+    let env = Env::new("deadline").await?;
+    env.rollout(
+        3,
+        json!({ "steps": [{ "setWeight": 50 }, { "pause": {} }] }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let patch = json!({ "spec": {
+        "progressDeadlineSeconds": 5,
+        // No node has this label: the new pods stay Pending, never ready.
+        "template": { "metadata": { "annotations": { "version": "v2" } }, "spec": { "nodeSelector": { "sluice.dev/no-such-node": "true" } } },
+    } });
+    env.rollouts()
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let r = env
+        .wait("ProgressDeadlineExceeded", |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Progressing"
+                        && c.status == "False"
+                        && c.reason == "ProgressDeadlineExceeded"
+                })
+            })
+        })
+        .await?;
+    let s = r.status.unwrap();
+    assert_eq!(s.phase, Some(RolloutPhase::Degraded));
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+    // The Event says so too.
+    let out = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        env.ns(),
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])?;
+    assert!(
+        out.stdout.contains("ProgressDeadlineExceeded"),
+        "{}",
+        out.stdout
+    );
+    env.finish().await
+}
+
+#[tokio::test]
+async fn going_back_to_the_stable_template_skips_the_steps() -> Result<()> {
+    let env = Env::new("rollback").await?;
+    env.rollout(4, json!({ "steps": [{ "setWeight": 50 }, { "pause": {} }, { "setWeight": 75 }, { "pause": {} }] })).await?;
+    let (v1, _) = hashes(&env.wait_healthy_on_new_revision().await?);
+    env.set_version("v2").await?;
+    let (v2, _) = hashes(&env.wait_step(1, RolloutPhase::Paused).await?);
+    env.wait_sizes(&v2, &v1, (2, 2)).await?;
+    env.set_version("v1").await?;
+    let r = env.wait_healthy_on_new_revision().await?;
+    let s = r.status.unwrap();
+    assert_eq!(s.stable_rs.as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        s.current_step_index,
+        Some(4),
+        "no step was run for the rollback"
+    );
+    env.wait_sizes(&v2, &v1, (0, 4)).await?;
+    env.finish().await
+}
+
+#[tokio::test]
+async fn a_killed_controller_resumes_at_the_same_step() -> Result<()> {
+    let mut env = Env::new("restart").await?;
+    env.rollout(4, json!({ "steps": [{ "setWeight": 25 }, { "pause": { "duration": "12s" } }, { "setWeight": 75 }, { "pause": {} }] })).await?;
+    let (v1, _) = hashes(&env.wait_healthy_on_new_revision().await?);
+    env.set_version("v2").await?;
+    let before = env.wait_step(1, RolloutPhase::Paused).await?;
+    let pause_started = before.status.clone().unwrap().pause_conditions[0]
+        .start_time
+        .clone();
+
+    env.controller.take().unwrap().kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.controller = Some(ControllerProcess::start(env.ns())?);
+
+    // The new process picks the pause up where it was: same step, same start (not
+    // re-entered, so not lengthened), and it still ends on time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = env.rollouts().get("web").await?;
+    let s = r.status.clone().unwrap();
+    assert_eq!(s.current_step_index, Some(1));
+    assert_eq!(
+        s.pause_conditions.first().map(|p| p.start_time.clone()),
+        Some(pause_started.clone())
+    );
+    let after = env.wait_step(3, RolloutPhase::Paused).await?;
+    let (v2, _) = hashes(&after);
+    env.wait_sizes(&v2, &v1, (3, 1)).await?;
+    // No step was completed twice: each StepCompleted note (one per step reached) was
+    // recorded once, never as a repeated series, and the last one is step 3 of 4.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), env.ns());
+    let steps: Vec<(String, i32)> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("StepCompleted"))
+        .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
+        .collect();
+    assert!(
+        steps.iter().all(|(_, count)| *count == 1),
+        "a step completed twice: {steps:?}"
+    );
+    let mut notes: Vec<&str> = steps.iter().map(|(n, _)| n.as_str()).collect();
+    notes.sort();
+    let before_dedup = notes.len();
+    notes.dedup();
+    assert_eq!(notes.len(), before_dedup, "{steps:?}");
+    assert_eq!(
+        notes.last().copied(),
+        Some("completed step 3/4"),
+        "{steps:?}"
+    );
+    env.finish().await
+}
+
+#[tokio::test]
+async fn a_missing_service_is_reported_and_resolves_when_created() -> Result<()> {
+    let env = Env::new("missing").await?;
+    env.rollout(
+        2,
+        json!({ "canaryService": "web-canary", "stableService": "web-stable", "steps": [] }),
+    )
+    .await?;
+    let r = env
+        .wait("InvalidSpec for the missing Services", |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+            })
+        })
+        .await?;
+    let s = r.status.unwrap();
+    let invalid = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "InvalidSpec")
+        .unwrap();
+    assert_eq!(invalid.reason, "ReferenceNotFound");
+    assert!(
+        invalid.message.contains("web-stable"),
+        "{}",
+        invalid.message
+    );
+    assert_eq!(s.phase, Some(RolloutPhase::Degraded));
+    let out = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        env.ns(),
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ])?;
+    assert!(out.stdout.contains("ReferenceNotFound"), "{}", out.stdout);
+    // Creating the Services is enough: the controller watches them.
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.wait_healthy_on_new_revision().await?;
+    env.finish().await
+}
