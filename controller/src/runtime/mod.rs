@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
@@ -23,7 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sluice_api::analysis::AnalysisRun;
 use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::adapters::router::Router;
 use crate::adapters::workload::{self, ROLLOUT_LABEL};
@@ -42,6 +43,11 @@ struct Context {
     client: Client,
     replica_sets: Store<ReplicaSet>,
     analysis_runs: Store<AnalysisRun>,
+    /// Resolves (true) once every cache above has synced; false if one was dropped.
+    /// Shared, because `Store::wait_until_ready` wakes only one of several concurrent
+    /// waiters (kube-runtime 5.0's DelayedInit keeps a single oneshot waker), which left
+    /// all but one reconcile hanging at start-up.
+    caches_ready: Shared<BoxFuture<'static, bool>>,
     recorder: Recorder,
     /// Consecutive failures per Rollout, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Rollout>>, u32>>,
@@ -54,6 +60,8 @@ pub enum ReconcileError {
     Adapter(#[from] AdapterError),
     #[error("a watch cache stopped (the controller is shutting down)")]
     CacheClosed,
+    #[error("reconcile took longer than {0:?}")]
+    Timeout(Duration),
 }
 
 impl ReconcileError {
@@ -62,6 +70,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Adapter(e) => e.category(),
             ReconcileError::CacheClosed => "shutdown",
+            ReconcileError::Timeout(_) => "timeout",
         }
     }
 }
@@ -111,10 +120,17 @@ pub async fn run(
     let rollouts = controller.store();
     let service_owners = rollouts.clone();
 
+    let caches_ready = {
+        let (rs, runs) = (replica_sets.clone(), analysis_runs.clone());
+        async move { rs.wait_until_ready().await.is_ok() && runs.wait_until_ready().await.is_ok() }
+            .boxed()
+            .shared()
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         replica_sets,
         analysis_runs,
+        caches_ready,
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -174,7 +190,21 @@ fn references_service(rollout: &Rollout, name: &str) -> bool {
     .any(|s| s == name)
 }
 
+/// Longest a reconcile may take. A hung API call would otherwise hold this Rollout's slot
+/// for ever (the controller never runs two reconciles of one object at once); timing out
+/// turns it into an error that is retried with backoff.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn reconcile(
+    guard: Arc<DeserializeGuard<Rollout>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
+        .await
+        .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)))
+}
+
+async fn reconcile_inner(
     guard: Arc<DeserializeGuard<Rollout>>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
@@ -188,17 +218,16 @@ async fn reconcile(
     // Planning from a cache that has not synced yet would look like "no ReplicaSets": a
     // restarted controller would take a new revision for the first one and skip its
     // steps. Wait for the first full list of every cache the plan reads.
-    for ready in [
-        ctx.replica_sets.wait_until_ready().boxed(),
-        ctx.analysis_runs.wait_until_ready().boxed(),
-    ] {
-        ready.await.map_err(|_| ReconcileError::CacheClosed)?;
+    if !ctx.caches_ready.clone().await {
+        return Err(ReconcileError::CacheClosed);
     }
     if rollout.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector take the children.
         return Ok(Requeue::await_change());
     }
+    debug!(rollout = %rollout.name_any(), "observing");
     let observed = observe(&ctx, rollout).await?;
+    debug!(rollout = %rollout.name_any(), ?observed, "planning");
     let now = Timestamp::now();
     let plan = core::plan(rollout, &observed, now);
     let router = rollout
