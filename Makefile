@@ -22,7 +22,7 @@ help: ## List the targets
 test: deps binaries lint unit e2e ## Everything CI runs: install, build, lint, unit and end-to-end tests
 	@echo "make test: all tiers passed"
 
-demo: deps binaries build ## Start the local control plane and Prometheus, apply the CRDs and a sample Rollout
+demo: deps binaries build ## Start the plane, Prometheus and the controller; walk a sample canary through its steps
 	e2e/demo.sh
 
 deps: ## Install the Debian packages the plane and tests need (apt-get, when missing)
@@ -57,7 +57,8 @@ e2e: ## End-to-end tests against the real local control plane (started and stopp
 up: deps binaries ## Start the local control plane and Prometheus
 	$(PLANE) up
 
-down: ## Stop the local control plane and Prometheus
+down: ## Stop the demo's controller, the local control plane and Prometheus
+	e2e/demo.sh stop-controller
 	$(PLANE) down
 
 status: ## Show what of the local control plane runs

@@ -1,22 +1,84 @@
 #!/usr/bin/env bash
-# `make demo`: starts the local control plane and Prometheus, installs the sluice CRDs and
-# the sample Rollouts, and says what to look at. The plane stays up until `make down`.
+# `make demo`: starts the local control plane and Prometheus, installs the CRDs, starts the
+# sluice controller, and walks a sample canary (routed through a Gateway API HTTPRoute)
+# through its steps, printing each one. Everything stays up until `make down`.
+#
+#   demo.sh                  the demo
+#   demo.sh stop-controller  stop the controller the demo started (used by `make down`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. e2e/controlplane/lib.sh
 plane=e2e/controlplane/plane.sh
+bin_dir="${CARGO_TARGET_DIR:-target}/debug"
+pid_file="$SLUICE_STATE/controller.pid"
+controller_log="$SLUICE_STATE/logs/controller.log"
+
+stop_controller() {
+    if [ -f "$pid_file" ]; then
+        kill "$(cat "$pid_file")" 2>/dev/null || true
+        rm -f "$pid_file"
+    fi
+}
+if [ "${1:-}" = stop-controller ]; then
+    stop_controller
+    exit 0
+fi
 
 "$plane" up
 eval "$("$plane" env)"
 
 echo
 echo "== installing the sluice CRDs (server-side apply)"
-kubectl apply --server-side --field-manager=sluice-demo -f crds/yaml/
+kubectl apply --server-side --field-manager=sluice-demo -f crds/yaml/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/rollouts.sluice.dev crd/analysistemplates.sluice.dev \
-    crd/clusteranalysistemplates.sluice.dev crd/analysisruns.sluice.dev
+    crd/clusteranalysistemplates.sluice.dev crd/analysisruns.sluice.dev >/dev/null
+
+echo "== starting the sluice controller (log: $controller_log)"
+stop_controller
+mkdir -p "$(dirname "$controller_log")"
+nohup "$bin_dir/sluice-controller" --kubeconfig "$KUBECONFIG" >"$controller_log" 2>&1 &
+echo $! >"$pid_file"
+
+echo "== applying the sample canary Rollouts (replica ratio: web; Gateway API: shop)"
+kubectl apply --server-side --field-manager=sluice-demo \
+    -f examples/canary-rollout.yaml -f examples/canary-gateway-rollout.yaml >/dev/null
+kubectl wait --for=condition=Ready --timeout=60s rollout/web rollout/shop
+kubectl get rollouts
+
+route_weights() {
+    kubectl get httproute shop -o jsonpath='{range .spec.rules[0].backendRefs[*]}{.name}={.weight} {end}'
+}
+replica_sets() {
+    kubectl get rs -l app=shop -o jsonpath='{range .items[*]}{.metadata.labels.sluice\.dev/pod-template-hash}:{.status.availableReplicas}/{.spec.replicas} {end}'
+}
 
 echo
-echo "== applying the sample Rollouts"
-kubectl apply --server-side --field-manager=sluice-demo -f examples/canary-rollout.yaml -f examples/blue-green-rollout.yaml
+echo "== a new version of shop: walking the canary through its steps"
+kubectl patch rollout shop --type=merge \
+    -p '{"spec":{"template":{"metadata":{"annotations":{"version":"v2"}}}}}' >/dev/null
+last=""
+deadline=$((SECONDS + 180))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    line=$(kubectl get rollout shop -o jsonpath='{.status.phase} {.status.stepProgress} {.status.currentPodHash} {.status.stableRS}')
+    read -r phase step current stable <<<"$line"
+    state="$phase $step"
+    if [ "$state" != "$last" ]; then
+        printf '  step %-5s %-11s route: %-30s pods (hash:available/desired): %s\n' \
+            "$step" "$phase" "$(route_weights)" "$(replica_sets)"
+        last=$state
+    fi
+    if [ "$phase" = Paused ] && [ "$step" = "4/6" ]; then
+        echo "  -> an indefinite pause waits for a human: kubectl sluice promote shop"
+        "$bin_dir/kubectl-sluice" promote shop --kubeconfig "$KUBECONFIG" -n default | sed 's/^/     /'
+        sleep 1
+    fi
+    if [ "$phase" = Healthy ] && [ "$current" = "$stable" ] && [ "$step" = "6/6" ] && [ -n "$current" ]; then
+        printf '  done: revision %s is stable; route: %s\n' "$current" "$(route_weights)"
+        break
+    fi
+    sleep 0.5
+done
+[ "$phase" = Healthy ] || { echo "demo: the canary did not finish; see $controller_log" >&2; exit 1; }
 
 echo
 echo "== an invalid Rollout is refused at admission by the CRD's CEL rules:"
@@ -40,22 +102,22 @@ YAML
 fi
 
 echo
-echo "== the Rollouts, with sluice's printer columns"
 kubectl get rollouts
-echo
 cat <<MSG
-The local control plane is up. Things to look at:
+
+The local control plane, Prometheus and the sluice controller are running. Try:
 
   eval "\$($plane env)"
       kubectl now talks to the local plane (and is the plane's own v1.37 kubectl)
-  kubectl get nodes                                   fake kwok nodes, Ready
   kubectl get ro                                      Strategy, Phase, Step, Weight, ...
+  kubectl patch ro web --type=merge -p '{"spec":{"template":{"metadata":{"annotations":{"version":"v2"}}}}}'
+                                                      start a replica-ratio canary
+  $bin_dir/kubectl-sluice promote web                 past its indefinite pause
+  $bin_dir/kubectl-sluice status web
+  kubectl get events --field-selector involvedObject.name=web
   kubectl explain rollout.spec.strategy.canary.steps  the API docs
-  kubectl scale rollout/web --replicas=8              the scale subresource
-  Prometheus: $SLUICE_PROMETHEUS_URL
+  Controller log: $controller_log
+  Prometheus:     $SLUICE_PROMETHEUS_URL
 
-The controller that walks these Rollouts through their steps, and the dashboard, arrive
-with the next issues; the Rollouts above wait for it (Phase stays empty until then).
-
-Stop everything with: make down
+The dashboard arrives with a later release. Stop everything with: make down
 MSG

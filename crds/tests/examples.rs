@@ -59,7 +59,7 @@ fn blue_green_example_reads_as_blue_green() {
         .blue_green
         .as_ref()
         .expect("blueGreen strategy");
-    assert_eq!(bg.active_service, "shop-active");
+    assert_eq!(bg.active_service, "store-active");
     assert!(!bg.auto_promotion_enabled);
     assert!(rollouts[0].spec.strategy.canary.is_none());
 }
