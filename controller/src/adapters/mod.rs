@@ -3,6 +3,8 @@
 //! guarded by a test), so executing a plan twice is harmless.
 
 pub mod analysis;
+#[cfg(test)]
+pub(crate) mod mock_api;
 pub mod router;
 pub mod status;
 pub mod workload;

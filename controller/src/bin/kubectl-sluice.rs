@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::Api;
 use sluice_api::Rollout;
 use sluice_controller::actions::{self, UserAction};
+use sluice_controller::runtime;
 
 /// Act on sluice Rollouts.
 #[derive(Debug, Parser)]
@@ -46,22 +46,10 @@ enum Command {
     Status { rollout: String },
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
-        }
-        None => Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = runtime::client(args.kubeconfig.as_deref()).await?;
     let ns = &args.namespace;
     let (name, action) = match &args.command {
         Command::Promote {

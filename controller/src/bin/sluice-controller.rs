@@ -3,10 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use sluice_controller::runtime::{self, Settings};
 use tracing::info;
 
@@ -33,20 +30,6 @@ struct Args {
     log_format: LogFormat,
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
-        }
-        None => Config::infer()
-            .await
-            .context("no in-cluster config and no kubeconfig")?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -59,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let client = runtime::client(args.kubeconfig.as_deref()).await?;
     info!(namespace = ?args.namespace, "sluice controller starting");
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

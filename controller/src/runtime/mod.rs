@@ -31,6 +31,25 @@ use crate::adapters::workload::{self, ROLLOUT_LABEL};
 use crate::adapters::{AdapterError, analysis, status, update_params};
 use crate::core::{self, Action, AnalysisRunState, Observed};
 
+/// A client for the given kubeconfig, or, without one, the in-cluster config (falling
+/// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
+/// `kubectl-sluice`.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    use anyhow::Context as _;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no usable kubeconfig")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
 /// How the controller runs.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {

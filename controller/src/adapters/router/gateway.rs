@@ -284,26 +284,12 @@ impl TrafficRouter for GatewayApiRouter {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
-    use http::{Method, Request, Response, StatusCode};
+    use http::Method;
     use kube::Client;
-    use kube::client::Body;
-    use tower_test::mock;
 
     use super::*;
-
-    type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
-    /// One request the router sent, decoded for assertions.
-    #[derive(Debug)]
-    struct Seen {
-        method: Method,
-        path: String,
-        query: BTreeMap<String, String>,
-        content_type: Option<String>,
-        body: Option<Value>,
-    }
+    use crate::adapters::mock_api::{self, exchange, not_found};
 
     const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web";
 
@@ -352,82 +338,6 @@ mod tests {
                 with_weight("web-canary", canary_weight)
             ]}
         ]))
-    }
-
-    fn not_found() -> (u16, Value) {
-        (
-            404,
-            json!({
-                "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": "httproutes.gateway.networking.k8s.io \"web\" not found",
-                "reason": "NotFound", "code": 404
-            }),
-        )
-    }
-
-    /// Runs `call` against a mocked API server that answers the requests in order with
-    /// `responses`, and returns the call's result and every request it sent. Fails if the
-    /// call sends more requests than there are responses, or fewer.
-    async fn exchange<T, F, Fut>(responses: Vec<(u16, Value)>, call: F) -> (T, Vec<Seen>)
-    where
-        F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = T>,
-    {
-        let (service, mut handle): (_, Handle) = mock::pair();
-        let client = Client::new(service, "default");
-        let expected = responses.len();
-        let server = async move {
-            let mut seen = Vec::new();
-            for (status, body) in responses {
-                let Some((request, send)) = handle.next_request().await else {
-                    break;
-                };
-                let (parts, body_in) = request.into_parts();
-                let bytes = body_in.collect_bytes().await.expect("request body");
-                seen.push(Seen {
-                    method: parts.method,
-                    path: parts.uri.path().to_string(),
-                    query: parts
-                        .uri
-                        .query()
-                        .unwrap_or_default()
-                        .split('&')
-                        .filter(|kv| !kv.is_empty())
-                        .map(|kv| {
-                            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                            (k.to_string(), v.to_string())
-                        })
-                        .collect(),
-                    content_type: parts
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string),
-                    body: (!bytes.is_empty())
-                        .then(|| serde_json::from_slice(&bytes).expect("JSON request body")),
-                });
-                let response = Response::builder()
-                    .status(StatusCode::from_u16(status).expect("status code"))
-                    .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
-                    .expect("response");
-                send.send_response(response);
-            }
-            (seen, handle)
-        };
-        let run = async move { tokio::join!(call(client), server) };
-        let (result, (seen, mut handle)) = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("the router call and the mocked server finished");
-        assert_eq!(seen.len(), expected, "requests sent: {seen:#?}");
-        let extra = tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await;
-        if let Ok(Some((request, _))) = extra {
-            panic!(
-                "unexpected extra request: {} {}",
-                request.method(),
-                request.uri()
-            );
-        }
-        (result, seen)
     }
 
     #[tokio::test]
@@ -592,9 +502,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_route_is_reported() {
-        let (result, seen) = exchange(vec![not_found()], |c| async move {
-            router(c).missing_references().await
-        })
+        let (result, seen) = exchange(
+            vec![not_found("httproutes.gateway.networking.k8s.io", "web")],
+            |c| async move { router(c).missing_references().await },
+        )
         .await;
         assert_eq!(
             result.expect("missing_references"),
@@ -602,9 +513,10 @@ mod tests {
         );
         assert_eq!(seen[0].path, ROUTE_PATH);
 
-        let (result, _) = exchange(vec![not_found()], |c| async move {
-            router(c).set_weight(30).await
-        })
+        let (result, _) = exchange(
+            vec![not_found("httproutes.gateway.networking.k8s.io", "web")],
+            |c| async move { router(c).set_weight(30).await },
+        )
         .await;
         assert!(
             matches!(&result, Err(AdapterError::NotFound { what }) if what == "HTTPRoute shop/web"),
@@ -614,8 +526,8 @@ mod tests {
 
     #[tokio::test]
     async fn route_namespace_comes_from_the_config_when_set() {
-        let (service, _handle): (_, Handle) = mock::pair();
-        let mut r = router(Client::new(service, "default"));
+        let (client, _handle) = mock_api::client();
+        let mut r = router(client);
         r.config.namespace = Some("edge".into());
         // The Services live in the Rollout's namespace, so refs from another namespace's
         // route must name it; a ref without a namespace means the route's own.

@@ -326,26 +326,13 @@ impl TrafficRouter for NginxRouter {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
-    use http::{Method, Request, Response, StatusCode};
+    use http::Method;
     use kube::Client;
-    use kube::client::Body;
     use serde_json::{Value, json};
-    use tower_test::mock;
 
     use super::*;
-
-    type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
-    /// One request the router sent, decoded for assertions.
-    #[derive(Debug)]
-    struct Seen {
-        method: Method,
-        path: String,
-        query: BTreeMap<String, String>,
-        body: Option<Value>,
-    }
+    use crate::adapters::mock_api::{self, exchange, not_found};
 
     fn router(client: Client, config: NginxTrafficRouting) -> NginxRouter {
         NginxRouter::new(
@@ -367,17 +354,6 @@ mod tests {
             annotation_prefix: DEFAULT_ANNOTATION_PREFIX.into(),
             additional_ingress_annotations: BTreeMap::new(),
         }
-    }
-
-    fn not_found(name: &str) -> (u16, Value) {
-        (
-            404,
-            json!({
-                "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": format!("ingresses.networking.k8s.io \"{name}\" not found"),
-                "reason": "NotFound", "code": 404
-            }),
-        )
     }
 
     fn stable_ingress() -> Value {
@@ -433,70 +409,6 @@ mod tests {
         })
     }
 
-    /// Runs `call` against a mocked API server that answers the requests in order with
-    /// `responses`, and returns the call's result and every request it sent. Fails if the
-    /// call sends more requests than there are responses, or fewer.
-    async fn exchange<T, F, Fut>(responses: Vec<(u16, Value)>, call: F) -> (T, Vec<Seen>)
-    where
-        F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = T>,
-    {
-        let (service, mut handle): (_, Handle) = mock::pair();
-        let client = Client::new(service, "default");
-        let expected = responses.len();
-        let server = async move {
-            let mut seen = Vec::new();
-            for (status, body) in responses {
-                let Some((request, send)) = handle.next_request().await else {
-                    break;
-                };
-                let (parts, body_in) = request.into_parts();
-                let bytes = body_in.collect_bytes().await.expect("request body");
-                seen.push(Seen {
-                    method: parts.method,
-                    path: parts.uri.path().to_string(),
-                    query: url_query(parts.uri.query()),
-                    body: (!bytes.is_empty())
-                        .then(|| serde_json::from_slice(&bytes).expect("JSON request body")),
-                });
-                let response = Response::builder()
-                    .status(StatusCode::from_u16(status).expect("status code"))
-                    .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
-                    .expect("response");
-                send.send_response(response);
-            }
-            (seen, handle)
-        };
-        let run = async move { tokio::join!(call(client), server) };
-        let (result, (seen, mut handle)) = tokio::time::timeout(Duration::from_secs(10), run)
-            .await
-            .expect("the router call and the mocked server finished");
-        assert_eq!(seen.len(), expected, "requests sent: {seen:#?}");
-        // Every client clone is gone once `call` returned, so any further request would
-        // already be queued here.
-        let extra = tokio::time::timeout(Duration::from_secs(2), handle.next_request()).await;
-        if let Ok(Some((request, _))) = extra {
-            panic!(
-                "unexpected extra request: {} {}",
-                request.method(),
-                request.uri()
-            );
-        }
-        (result, seen)
-    }
-
-    fn url_query(query: Option<&str>) -> BTreeMap<String, String> {
-        query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect()
-    }
-
     const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses";
 
     #[tokio::test]
@@ -516,7 +428,7 @@ mod tests {
         let (result, seen) = exchange(
             vec![
                 (200, stable_ingress()),
-                not_found("web-web-canary"),
+                not_found("ingresses.networking.k8s.io", "web-web-canary"),
                 (200, canary_ingress("30", "uid-1")),
             ],
             |client| async move { router(client, cfg).set_weight(30).await },
@@ -588,7 +500,7 @@ mod tests {
         let (result, seen) = exchange(
             vec![
                 (200, stable_ingress()),
-                not_found("web-web-canary"),
+                not_found("ingresses.networking.k8s.io", "web-web-canary"),
                 (200, canary_ingress("5", "uid-1")),
             ],
             |client| async move { router(client, cfg).set_weight(5).await },
@@ -667,7 +579,7 @@ mod tests {
         let (result, seen) = exchange(
             vec![
                 (200, canary_ingress("30", "uid-1")),
-                not_found("web-web-canary"),
+                not_found("ingresses.networking.k8s.io", "web-web-canary"),
             ],
             |client| async move { router(client, config()).set_weight(0).await },
         )
@@ -678,9 +590,10 @@ mod tests {
 
     #[tokio::test]
     async fn set_weight_zero_without_a_canary_ingress_writes_nothing() {
-        let (result, seen) = exchange(vec![not_found("web-web-canary")], |client| async move {
-            router(client, config()).set_weight(0).await
-        })
+        let (result, seen) = exchange(
+            vec![not_found("ingresses.networking.k8s.io", "web-web-canary")],
+            |client| async move { router(client, config()).set_weight(0).await },
+        )
         .await;
         result.expect("set_weight(0)");
         assert_eq!(seen.len(), 1);
@@ -700,9 +613,10 @@ mod tests {
 
     #[tokio::test]
     async fn current_weight_is_zero_without_a_canary_ingress() {
-        let (result, _) = exchange(vec![not_found("web-web-canary")], |client| async move {
-            router(client, config()).current_weight().await
-        })
+        let (result, _) = exchange(
+            vec![not_found("ingresses.networking.k8s.io", "web-web-canary")],
+            |client| async move { router(client, config()).current_weight().await },
+        )
         .await;
         assert_eq!(result.expect("current_weight"), Some(0));
     }
@@ -724,9 +638,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_stable_ingress_is_reported() {
-        let (result, seen) = exchange(vec![not_found("web")], |client| async move {
-            router(client, config()).missing_references().await
-        })
+        let (result, seen) = exchange(
+            vec![not_found("ingresses.networking.k8s.io", "web")],
+            |client| async move { router(client, config()).missing_references().await },
+        )
         .await;
         assert_eq!(
             result.expect("missing_references"),
@@ -734,9 +649,10 @@ mod tests {
         );
         assert_eq!(seen[0].path, format!("{INGRESSES}/web"));
 
-        let (result, _) = exchange(vec![not_found("web")], |client| async move {
-            router(client, config()).set_weight(30).await
-        })
+        let (result, _) = exchange(
+            vec![not_found("ingresses.networking.k8s.io", "web")],
+            |client| async move { router(client, config()).set_weight(30).await },
+        )
         .await;
         assert!(
             matches!(&result, Err(AdapterError::NotFound { what }) if what == "Ingress shop/web"),
@@ -766,8 +682,7 @@ mod tests {
 
     #[tokio::test]
     async fn long_names_are_truncated_with_a_distinguishing_hash() {
-        let (service, _handle): (_, Handle) = mock::pair();
-        let client = Client::new(service, "default");
+        let (client, _handle) = mock_api::client();
         let short = router(client.clone(), config());
         assert_eq!(short.canary_ingress_name(), "web-web-canary");
 
