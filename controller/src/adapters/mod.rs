@@ -5,6 +5,7 @@
 pub mod analysis;
 #[cfg(test)]
 pub(crate) mod mock_api;
+pub mod prometheus;
 pub mod router;
 pub mod status;
 pub mod workload;
