@@ -4,6 +4,7 @@
 //! `plan(&Rollout, &Observed, now) -> Plan` is the whole interface the runtime uses.
 
 pub mod action;
+pub mod analysis;
 pub mod canary;
 pub mod conditions;
 pub mod hash;
@@ -11,6 +12,8 @@ pub mod judge;
 pub mod observed;
 pub mod replicas;
 
+#[cfg(test)]
+mod analysis_tests;
 #[cfg(test)]
 mod canary_tests;
 
