@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use futures::FutureExt;
 use sluice_controller::runtime::{self, Settings};
 use tracing::info;
 
@@ -44,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let client = runtime::client(args.kubeconfig.as_deref()).await?;
     info!(namespace = ?args.namespace, "sluice controller starting");
+    // One signal stops both controllers; each finishes its in-flight reconciles.
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -52,14 +54,15 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => {},
         }
         info!("shutting down: finishing in-flight reconciles");
+    }
+    .boxed()
+    .shared();
+    let settings = Settings {
+        namespace: args.namespace,
     };
-    runtime::run(
-        client,
-        Settings {
-            namespace: args.namespace,
-        },
-        shutdown,
-    )
-    .await;
+    tokio::join!(
+        runtime::run(client.clone(), settings.clone(), shutdown.clone()),
+        runtime::analysis::run(client, settings, shutdown),
+    );
     Ok(())
 }

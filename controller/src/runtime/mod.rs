@@ -28,8 +28,10 @@ use tracing::{debug, info, warn};
 
 use crate::adapters::router::Router;
 use crate::adapters::workload::{self, ROLLOUT_LABEL};
-use crate::adapters::{AdapterError, analysis, status, update_params};
+use crate::adapters::{AdapterError, analysis as runs, status, update_params};
 use crate::core::{self, Action, AnalysisRunState, Observed};
+
+pub mod analysis;
 
 /// A client for the given kubeconfig, or, without one, the in-cluster config (falling
 /// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
@@ -94,7 +96,7 @@ impl ReconcileError {
     }
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope>,
     K::DynamicType: Default,
@@ -349,14 +351,9 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             .chain(canary.analysis.as_ref().map(|b| &b.analysis));
         for analysis in analyses {
             for t in &analysis.templates {
-                if analysis::fetch_template(
-                    &ctx.client,
-                    &namespace,
-                    &t.template_name,
-                    t.cluster_scope,
-                )
-                .await?
-                .is_none()
+                if runs::fetch_template(&ctx.client, &namespace, &t.template_name, t.cluster_scope)
+                    .await?
+                    .is_none()
                 {
                     let kind = if t.cluster_scope {
                         "ClusterAnalysisTemplate"
@@ -415,10 +412,10 @@ async fn execute(
         } => {
             let stable = planned.stable_rs.clone().unwrap_or_default();
             let latest = planned.current_pod_hash.clone().unwrap_or_default();
-            analysis::create_run(client, rollout, name, role, spec, &stable, &latest).await?;
+            runs::create_run(client, rollout, name, role, spec, &stable, &latest).await?;
         }
         Action::TerminateAnalysisRun { name } => {
-            analysis::terminate_run(client, &namespace, name).await?;
+            runs::terminate_run(client, &namespace, name).await?;
         }
     }
     Ok(())

@@ -1,0 +1,418 @@
+//! The AnalysisRun controller: takes each metric's measurements when they are due,
+//! records them, and sets the run's verdict, which the Rollout controller acts on.
+//!
+//! Reconcile: resolve args (Secrets are read at measurement time, never copied into the
+//! run) → `core::analysis::due` → measure each due metric (Prometheus or the judge; a
+//! failed query is an Error measurement, never a reconcile error) → `record` →
+//! `run_phase` → write the status if it changed → requeue at the next due time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use sluice_api::analysis::{
+    AnalysisPhase, AnalysisRun, AnalysisRunArgument, JudgeMetric, Measurement, Metric,
+    PrometheusConnection,
+};
+use tracing::{error, info, warn};
+
+use super::{ReconcileError, Settings, api};
+use crate::adapters::AdapterError;
+use crate::adapters::prometheus::{PrometheusClient, QueryRequest, QueryResult};
+use crate::core::analysis::{self as plan, MetricValue};
+use crate::core::judge::{self, SignalSamples, Verdict};
+
+const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Context {
+    client: Client,
+    prometheus: PrometheusClient,
+}
+
+/// Runs the AnalysisRun controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let prometheus = match PrometheusClient::new() {
+        Ok(p) => p,
+        Err(e) => {
+            // Without an HTTP client no metric can be measured; the Rollout controller
+            // keeps running and analysis steps stay Pending, which is visible.
+            error!(error = %e, "cannot build the Prometheus client: analysis disabled");
+            return;
+        }
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        prometheus,
+    });
+    Controller::new(
+        api::<DeserializeGuard<AnalysisRun>>(&client, settings.namespace.as_deref()),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
+    .await;
+    info!("analysis controller stopped");
+}
+
+fn terminal(phase: Option<AnalysisPhase>) -> bool {
+    matches!(
+        phase,
+        Some(
+            AnalysisPhase::Successful
+                | AnalysisPhase::Failed
+                | AnalysisPhase::Error
+                | AnalysisPhase::Inconclusive
+        )
+    )
+}
+
+async fn reconcile(
+    guard: Arc<DeserializeGuard<AnalysisRun>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    let Ok(run) = &guard.0 else {
+        // A run sluice did not write and cannot read: nothing to measure.
+        warn!(run = %guard.name_any(), "malformed AnalysisRun ignored");
+        return Ok(Requeue::await_change());
+    };
+    let old = run.status.clone().unwrap_or_default();
+    if terminal(old.phase) {
+        return Ok(Requeue::await_change());
+    }
+    let namespace = run.namespace().unwrap_or_default();
+    let spec = &run.spec.analysis;
+    let mut status = old.clone();
+    let now = Timestamp::now();
+    let started_at = status.started_at.get_or_insert(Time(now)).0;
+
+    // A condition that does not compile (or a duration that does not parse) can never
+    // be measured: the run ends in Error at once, with the reason, and the Rollout aborts.
+    if let Err(e) = plan::validate_spec(spec) {
+        status.phase = Some(AnalysisPhase::Error);
+        status.message = Some(format!("invalid analysis: {e}"));
+        status.completed_at = Some(Time(now));
+        status.observed_generation = run.metadata.generation;
+        write_status(&ctx.client, run, &status).await?;
+        warn!(run = %format!("{namespace}/{}", run.name_any()), error = %e, "invalid analysis");
+        return Ok(Requeue::await_change());
+    }
+    if !run.spec.terminate {
+        let schedule = plan::due(spec, &status, started_at, now);
+        if !schedule.due_now.is_empty() {
+            let args = resolve_args(&ctx.client, &namespace, &spec.args).await;
+            for name in &schedule.due_now {
+                let Some(metric) = spec.metrics.iter().find(|m| &m.name == name) else {
+                    continue;
+                };
+                let measurement = match &args {
+                    Ok(args) => measure(&ctx, &namespace, metric, args).await,
+                    Err(e) => error_measurement(Timestamp::now(), e.clone()),
+                };
+                plan::record(spec, &mut status, name, measurement);
+            }
+        }
+    }
+    let (phase, message) = plan::run_phase(spec, &status, run.spec.terminate);
+    status.phase = Some(phase);
+    status.message = Some(message);
+    status.observed_generation = run.metadata.generation;
+    if terminal(Some(phase)) && status.completed_at.is_none() {
+        status.completed_at = Some(Time(Timestamp::now()));
+    }
+    if status != old {
+        if !write_status(&ctx.client, run, &status).await? {
+            return Ok(Requeue::requeue(Duration::from_millis(200)));
+        }
+        if terminal(Some(phase)) {
+            info!(run = %format!("{namespace}/{}", run.name_any()), ?phase, "analysis finished");
+        }
+    }
+    if terminal(Some(phase)) {
+        return Ok(Requeue::await_change());
+    }
+    let after = Timestamp::now();
+    Ok(match plan::due(spec, &status, started_at, after).next {
+        Some(next) => {
+            let wait = next.duration_since(after);
+            Requeue::requeue(if wait.is_negative() {
+                Duration::from_millis(100)
+            } else {
+                wait.unsigned_abs().max(Duration::from_millis(100))
+            })
+        }
+        None => Requeue::await_change(),
+    })
+}
+
+/// Replaces the run's status as it was read; false on a conflict (someone, e.g. a
+/// terminate, changed the run meanwhile: measure again from it).
+async fn write_status(
+    client: &Client,
+    run: &AnalysisRun,
+    status: &sluice_api::analysis::AnalysisRunStatus,
+) -> Result<bool, ReconcileError> {
+    let mut updated = run.clone();
+    updated.status = Some(status.clone());
+    updated.metadata.managed_fields = None;
+    let runs: Api<AnalysisRun> =
+        Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
+    match runs
+        .replace_status(&run.name_any(), &PostParams::default(), &updated)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(AdapterError::from(e).into()),
+    }
+}
+
+fn error_policy(
+    guard: Arc<DeserializeGuard<AnalysisRun>>,
+    error: &ReconcileError,
+    _: Arc<Context>,
+) -> Requeue {
+    warn!(run = %guard.name_any(), category = error.category(), %error, "analysis reconcile failed");
+    Requeue::requeue(Duration::from_secs(2))
+}
+
+async fn secret_value(
+    client: &Client,
+    namespace: &str,
+    key: &SecretKeySelector,
+) -> Result<String, String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(&key.name)
+        .await
+        .map_err(|e| format!("reading Secret {}: {e}", key.name))?
+        .ok_or_else(|| format!("Secret {} not found", key.name))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key.key))
+        .ok_or_else(|| format!("Secret {} has no key {}", key.name, key.key))?;
+    String::from_utf8(bytes.0.clone())
+        .map_err(|_| format!("Secret {} key {} is not UTF-8", key.name, key.key))
+}
+
+/// Args with Secret values filled in (read now, never stored in the run).
+async fn resolve_args(
+    client: &Client,
+    namespace: &str,
+    args: &[AnalysisRunArgument],
+) -> Result<Vec<AnalysisRunArgument>, String> {
+    let mut resolved = Vec::with_capacity(args.len());
+    for arg in args {
+        let mut arg = arg.clone();
+        if let Some(secret) = arg
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.clone())
+        {
+            arg.value = Some(secret_value(client, namespace, &secret).await?);
+            arg.value_from = None;
+        }
+        resolved.push(arg);
+    }
+    Ok(resolved)
+}
+
+fn error_measurement(started: Timestamp, message: String) -> Measurement {
+    Measurement {
+        phase: AnalysisPhase::Error,
+        value: None,
+        started_at: Some(Time(started)),
+        finished_at: Some(Time(Timestamp::now())),
+        message: Some(message),
+    }
+}
+
+async fn connection_parts(
+    client: &Client,
+    namespace: &str,
+    connection: &PrometheusConnection,
+) -> Result<(Vec<(String, String)>, Option<String>, Duration), String> {
+    let headers = connection
+        .headers
+        .iter()
+        .map(|h| (h.key.clone(), h.value.clone()))
+        .collect();
+    let token = match &connection.authentication {
+        Some(auth) => Some(secret_value(client, namespace, &auth.bearer_token).await?),
+        None => None,
+    };
+    let timeout = match &connection.timeout {
+        Some(t) => t.to_duration().map_err(|e| e.to_string())?,
+        None => DEFAULT_QUERY_TIMEOUT,
+    };
+    Ok((headers, token, timeout))
+}
+
+/// One measurement of one metric. Never fails: a query that cannot be made or answered
+/// is an Error measurement with the reason, which the limits then judge.
+async fn measure(
+    ctx: &Context,
+    namespace: &str,
+    metric: &Metric,
+    args: &[AnalysisRunArgument],
+) -> Measurement {
+    let started = Timestamp::now();
+    let outcome = if let Some(prom) = &metric.provider.prometheus {
+        measure_prometheus(ctx, namespace, metric, prom, args, started).await
+    } else if let Some(judge) = &metric.provider.judge {
+        measure_judge(ctx, namespace, metric, judge, args, started).await
+    } else {
+        Err("metric has no provider".to_string())
+    };
+    match outcome {
+        Ok(m) => m,
+        Err(message) => error_measurement(started, message),
+    }
+}
+
+async fn measure_prometheus(
+    ctx: &Context,
+    namespace: &str,
+    metric: &Metric,
+    prom: &sluice_api::analysis::PrometheusMetric,
+    args: &[AnalysisRunArgument],
+    started: Timestamp,
+) -> Result<Measurement, String> {
+    let query = plan::substitute_args(&prom.query, args).map_err(|e| e.to_string())?;
+    let (headers, token, timeout) =
+        connection_parts(&ctx.client, namespace, &prom.connection).await?;
+    let range = match &prom.range_query {
+        Some(r) => Some((
+            r.lookback.to_duration().map_err(|e| e.to_string())?,
+            r.step.to_duration().map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
+    let result = ctx
+        .prometheus
+        .query(&QueryRequest {
+            address: &prom.connection.address,
+            query: &query,
+            at: started,
+            range,
+            timeout,
+            headers: &headers,
+            bearer_token: token.as_deref(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = match &result {
+        QueryResult::Scalar(x) => MetricValue::Numbers(vec![*x]),
+        QueryResult::Vector(samples) => {
+            MetricValue::Numbers(samples.iter().map(|s| s.value).collect())
+        }
+        QueryResult::Matrix(series) => MetricValue::Numbers(
+            series
+                .iter()
+                .filter_map(|s| s.points.last().map(|p| p.1))
+                .collect(),
+        ),
+        QueryResult::String(s) => {
+            return Err(format!("query returned a string, not a number: {s:?}"));
+        }
+    };
+    let (phase, message) = plan::evaluate(metric, &value);
+    Ok(Measurement {
+        phase,
+        value: Some(result.describe()),
+        started_at: Some(Time(started)),
+        finished_at: Some(Time(Timestamp::now())),
+        message,
+    })
+}
+
+async fn measure_judge(
+    ctx: &Context,
+    namespace: &str,
+    metric: &Metric,
+    judge_spec: &JudgeMetric,
+    args: &[AnalysisRunArgument],
+    started: Timestamp,
+) -> Result<Measurement, String> {
+    let (headers, token, timeout) =
+        connection_parts(&ctx.client, namespace, &judge_spec.connection).await?;
+    let lookback = judge_spec
+        .lookback
+        .to_duration()
+        .map_err(|e| e.to_string())?;
+    let step = judge_spec.step.to_duration().map_err(|e| e.to_string())?;
+    let mut series: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for signal in &judge_spec.signals {
+        let mut sides = Vec::with_capacity(2);
+        for q in [&signal.canary_query, &signal.baseline_query] {
+            let query = plan::substitute_args(q, args).map_err(|e| e.to_string())?;
+            let result = ctx
+                .prometheus
+                .query(&QueryRequest {
+                    address: &judge_spec.connection.address,
+                    query: &query,
+                    at: started,
+                    range: Some((lookback, step)),
+                    timeout,
+                    headers: &headers,
+                    bearer_token: token.as_deref(),
+                })
+                .await
+                .map_err(|e| format!("signal {}: {e}", signal.name))?;
+            sides.push(match result {
+                QueryResult::Matrix(series) => series
+                    .iter()
+                    .flat_map(|s| s.points.iter().map(|p| p.1))
+                    .collect(),
+                QueryResult::Vector(samples) => samples.iter().map(|s| s.value).collect(),
+                QueryResult::Scalar(x) => vec![x],
+                QueryResult::String(_) => Vec::new(),
+            });
+        }
+        let baseline = sides.pop().unwrap_or_default();
+        let canary = sides.pop().unwrap_or_default();
+        series.insert(signal.name.clone(), (canary, baseline));
+    }
+    let samples: Vec<SignalSamples<'_>> = judge_spec
+        .signals
+        .iter()
+        .map(|signal| {
+            let (canary, baseline) = &series[&signal.name];
+            SignalSamples {
+                signal,
+                canary,
+                baseline,
+            }
+        })
+        .collect();
+    let report = judge::judge(judge_spec, &samples);
+    let phase = if metric.success_condition.is_some() || metric.failure_condition.is_some() {
+        plan::evaluate(metric, &MetricValue::Score(report.score)).0
+    } else {
+        match report.verdict {
+            Verdict::Pass => AnalysisPhase::Successful,
+            Verdict::Marginal => AnalysisPhase::Inconclusive,
+            Verdict::Fail => AnalysisPhase::Failed,
+        }
+    };
+    Ok(Measurement {
+        phase,
+        value: Some(format!("{:.1}", report.score)),
+        started_at: Some(Time(started)),
+        finished_at: Some(Time(Timestamp::now())),
+        message: Some(report.summary()),
+    })
+}
