@@ -496,6 +496,8 @@ cmd_env() {
     # The e2e tests only ever use this variable, never a KUBECONFIG that may point elsewhere.
     printf 'export SLUICE_E2E_KUBECONFIG=%q\n' "$KUBECONFIG_PATH"
     printf 'export SLUICE_PROMETHEUS_URL=%q\n' "http://127.0.0.1:$prom_port"
+    # Drop file_sd JSON files here to have Prometheus scrape a test's targets.
+    printf 'export SLUICE_PROMETHEUS_TARGETS=%q\n' "$PROM_DIR/targets"
     # kubectl's discovery cache, kept under our state rather than in ~/.kube.
     printf 'export KUBECACHEDIR=%q\n' "$KUBECACHE"
     # The matching kubectl first on PATH.

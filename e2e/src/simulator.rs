@@ -1,0 +1,422 @@
+//! Traffic and metrics simulator for the analysis tests.
+//!
+//! kwok pods serve no traffic and export no metrics, so this stands in for the
+//! application: every tick it reads the routing state sluice wrote for one Rollout (the
+//! canary Ingress weight, the HTTPRoute weights, or, without a router, the available pods
+//! of each ReplicaSet), splits a synthetic request stream accordingly, and counts
+//! per-version requests, errors and latencies. It serves them in the Prometheus text
+//! format on 127.0.0.1 and registers itself with the local Prometheus through a file_sd
+//! target, so the controller reads them back through real PromQL.
+//!
+//! Metrics, labelled `namespace`, `service`, `version` (the pod template's `version`
+//! annotation) and `pod_template_hash`:
+//! - `http_requests_total{code="200"|"500"}` (counter)
+//! - `http_request_duration_seconds` (histogram)
+//!
+//! A test sets each version's error rate and latency with [`Simulator::set`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::{Api, Client, ResourceExt};
+use sluice_api::Rollout;
+use sluice_api::rollout::POD_TEMPLATE_HASH_LABEL;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Requests per second in the synthetic stream.
+const REQUESTS_PER_SECOND: f64 = 200.0;
+const TICK: Duration = Duration::from_millis(100);
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// How a version behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Behaviour {
+    /// Share of requests answered with a 500, 0 to 1.
+    pub error_rate: f64,
+    /// Typical latency in seconds; each request varies by up to ±20 %.
+    pub latency: f64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            error_rate: 0.0,
+            latency: 0.02,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct VersionCounters {
+    hash: String,
+    ok: f64,
+    errors: f64,
+    /// Cumulative histogram bucket counts, one per `BUCKETS` entry, plus +Inf.
+    buckets: Vec<f64>,
+    sum: f64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    behaviours: BTreeMap<String, Behaviour>,
+    counters: BTreeMap<String, VersionCounters>,
+    /// Share of traffic per version at the last tick, for test diagnostics.
+    split: BTreeMap<String, f64>,
+    noise: u64,
+}
+
+impl State {
+    /// A deterministic pseudo-random factor in [0.8, 1.2] (an LCG: reproducible runs).
+    fn jitter(&mut self) -> f64 {
+        self.noise = self
+            .noise
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        0.8 + 0.4 * ((self.noise >> 33) as f64 / (1u64 << 31) as f64)
+    }
+}
+
+/// A running simulator; stops (and unregisters from Prometheus) when dropped.
+pub struct Simulator {
+    state: Arc<Mutex<State>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    target_file: PathBuf,
+}
+
+impl Simulator {
+    /// Starts simulating traffic for Rollout `rollout` in `namespace` (Service name
+    /// `service` in the metrics) and registers with Prometheus.
+    pub async fn start(
+        client: Client,
+        namespace: &str,
+        rollout: &str,
+        service: &str,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(Mutex::new(State {
+            noise: 42,
+            ..State::default()
+        }));
+        let labels = format!("namespace=\"{namespace}\",service=\"{service}\"");
+
+        let serve_state = state.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = render(&serve_state.lock().expect("not poisoned"), &labels);
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+
+        let tick_state = state.clone();
+        let (ns, name) = (namespace.to_string(), rollout.to_string());
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            loop {
+                interval.tick().await;
+                if let Ok(split) = routing_split(&client, &ns, &name).await {
+                    advance(&mut tick_state.lock().expect("not poisoned"), split);
+                }
+            }
+        });
+
+        let dir = std::env::var_os("SLUICE_PROMETHEUS_TARGETS")
+            .map(PathBuf::from)
+            .context(
+                "SLUICE_PROMETHEUS_TARGETS is not set (eval \"$(e2e/controlplane/plane.sh env)\")",
+            )?;
+        std::fs::create_dir_all(&dir)?;
+        let target_file = dir.join(format!("{namespace}-{rollout}.json"));
+        // Written to a temporary name first: Prometheus must never read half a file.
+        let tmp = target_file.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&serde_json::json!([{
+                "targets": [format!("127.0.0.1:{port}")],
+                "labels": { "job": "sluice-simulator" },
+            }]))?,
+        )?;
+        std::fs::rename(&tmp, &target_file)?;
+        Ok(Simulator {
+            state,
+            tasks: vec![server, ticker],
+            target_file,
+        })
+    }
+
+    /// Sets how a version (the pod template's `version` annotation) behaves from now on.
+    pub fn set(&self, version: &str, behaviour: Behaviour) {
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .behaviours
+            .insert(version.to_string(), behaviour);
+    }
+
+    /// The traffic share of each version at the last tick.
+    pub fn split(&self) -> BTreeMap<String, f64> {
+        self.state.lock().expect("not poisoned").split.clone()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.target_file);
+    }
+}
+
+/// (version, hash, share of traffic) for the Rollout right now, from what sluice wrote.
+async fn routing_split(
+    client: &Client,
+    ns: &str,
+    rollout: &str,
+) -> Result<Vec<(String, String, f64)>> {
+    let ro = Api::<Rollout>::namespaced(client.clone(), ns)
+        .get(rollout)
+        .await?;
+    let status = ro.status.clone().unwrap_or_default();
+    let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(POD_TEMPLATE_HASH_LABEL))
+        .await?;
+    let version_of = |hash: &str| -> Option<(String, i32)> {
+        replica_sets
+            .items
+            .iter()
+            .find(|rs| rs.labels().get(POD_TEMPLATE_HASH_LABEL).map(String::as_str) == Some(hash))
+            .map(|rs| {
+                let version = rs
+                    .spec
+                    .template
+                    .as_ref()
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.annotations.as_ref())
+                    .and_then(|a| a.get("version").cloned())
+                    .unwrap_or_else(|| hash.to_string());
+                (
+                    version,
+                    rs.status
+                        .as_ref()
+                        .and_then(|s| s.available_replicas)
+                        .unwrap_or(0),
+                )
+            })
+    };
+    let (Some(current), Some(stable)) = (status.current_pod_hash, status.stable_rs) else {
+        return Ok(Vec::new());
+    };
+    let routing = ro
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.traffic_routing.clone());
+    let canary_share = match &routing {
+        _ if current == stable => 0.0,
+        Some(r) if r.nginx.is_some() => {
+            let stable_ingress = &r.nginx.as_ref().expect("checked").stable_ingress;
+            let canary = Api::<Ingress>::namespaced(client.clone(), ns)
+                .get_opt(&format!("{rollout}-{stable_ingress}-canary"))
+                .await?;
+            canary
+                .and_then(|i| {
+                    i.annotations()
+                        .get("nginx.ingress.kubernetes.io/canary-weight")
+                        .and_then(|w| w.parse::<f64>().ok())
+                })
+                .unwrap_or(0.0)
+                / 100.0
+        }
+        Some(r) if r.gateway_api.is_some() => {
+            let route_name = &r.gateway_api.as_ref().expect("checked").http_route;
+            let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+            let route = Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                ns,
+                &ApiResource::from_gvk(&gvk),
+            )
+            .get(route_name)
+            .await?;
+            let canary = ro
+                .spec
+                .strategy
+                .canary
+                .as_ref()
+                .and_then(|c| c.canary_service.clone())
+                .unwrap_or_default();
+            let refs = route.data["spec"]["rules"][0]["backendRefs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let (mut c, mut total) = (0.0, 0.0);
+            for r in refs {
+                let w = r["weight"].as_f64().unwrap_or(1.0);
+                total += w;
+                if r["name"] == canary.as_str() {
+                    c += w;
+                }
+            }
+            if total > 0.0 { c / total } else { 0.0 }
+        }
+        _ => {
+            // Replica ratio: every available pod takes an equal share.
+            let canary_pods = version_of(&current).map_or(0, |v| v.1) as f64;
+            let stable_pods = version_of(&stable).map_or(0, |v| v.1) as f64;
+            if canary_pods + stable_pods > 0.0 {
+                canary_pods / (canary_pods + stable_pods)
+            } else {
+                0.0
+            }
+        }
+    };
+    let mut split = Vec::new();
+    if let Some((version, _)) = version_of(&stable) {
+        split.push((version, stable.clone(), 1.0 - canary_share));
+    }
+    if current != stable
+        && let Some((version, _)) = version_of(&current)
+    {
+        split.push((version, current, canary_share));
+    }
+    Ok(split)
+}
+
+fn advance(state: &mut State, split: Vec<(String, String, f64)>) {
+    let per_tick = REQUESTS_PER_SECOND * TICK.as_secs_f64();
+    state.split = split.iter().map(|(v, _, s)| (v.clone(), *s)).collect();
+    for (version, hash, share) in split {
+        let behaviour = state.behaviours.get(&version).copied().unwrap_or_default();
+        let requests = per_tick * share;
+        if requests <= 0.0 {
+            continue;
+        }
+        // Ten latency samples per tick and version stand for its requests.
+        let samples: Vec<f64> = (0..10)
+            .map(|_| behaviour.latency * state.jitter())
+            .collect();
+        let c = state
+            .counters
+            .entry(version.clone())
+            .or_insert_with(|| VersionCounters {
+                hash: hash.clone(),
+                buckets: vec![0.0; BUCKETS.len() + 1],
+                ..VersionCounters::default()
+            });
+        c.errors += requests * behaviour.error_rate;
+        c.ok += requests * (1.0 - behaviour.error_rate);
+        for latency in samples {
+            let weight = requests / 10.0;
+            c.sum += latency * weight;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                if latency <= *le {
+                    c.buckets[i] += weight;
+                }
+            }
+            c.buckets[BUCKETS.len()] += weight;
+        }
+    }
+}
+
+fn render(state: &State, labels: &str) -> String {
+    let mut out = String::from("# TYPE http_requests_total counter\n");
+    for (version, c) in &state.counters {
+        let l = format!(
+            "{labels},version=\"{version}\",pod_template_hash=\"{}\"",
+            c.hash
+        );
+        out.push_str(&format!(
+            "http_requests_total{{{l},code=\"200\"}} {}\n",
+            c.ok
+        ));
+        out.push_str(&format!(
+            "http_requests_total{{{l},code=\"500\"}} {}\n",
+            c.errors
+        ));
+    }
+    out.push_str("# TYPE http_request_duration_seconds histogram\n");
+    for (version, c) in &state.counters {
+        let l = format!(
+            "{labels},version=\"{version}\",pod_template_hash=\"{}\"",
+            c.hash
+        );
+        for (i, le) in BUCKETS.iter().enumerate() {
+            out.push_str(&format!(
+                "http_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {}\n",
+                c.buckets[i]
+            ));
+        }
+        let count = c.buckets[BUCKETS.len()];
+        out.push_str(&format!(
+            "http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}\n"
+        ));
+        out.push_str(&format!(
+            "http_request_duration_seconds_sum{{{l}}} {}\n",
+            c.sum
+        ));
+        out.push_str(&format!(
+            "http_request_duration_seconds_count{{{l}}} {count}\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_splits_by_share_and_errors_follow_the_behaviour() {
+        let mut state = State {
+            noise: 1,
+            ..State::default()
+        };
+        state.behaviours.insert(
+            "v2".into(),
+            Behaviour {
+                error_rate: 0.2,
+                latency: 0.1,
+            },
+        );
+        for _ in 0..10 {
+            advance(
+                &mut state,
+                vec![
+                    ("v1".into(), "h1".into(), 0.75),
+                    ("v2".into(), "h2".into(), 0.25),
+                ],
+            );
+        }
+        let (v1, v2) = (&state.counters["v1"], &state.counters["v2"]);
+        // One second at 200 rps: 150 to v1, 50 to v2 of which 20 % fail.
+        assert!((v1.ok + v1.errors - 150.0).abs() < 1e-9);
+        assert!((v2.errors - 10.0).abs() < 1e-9 && (v2.ok - 40.0).abs() < 1e-9);
+        let text = render(&state, "namespace=\"n\",service=\"web\"");
+        assert!(text.contains("http_requests_total{namespace=\"n\",service=\"web\",version=\"v2\",pod_template_hash=\"h2\",code=\"500\"} 10"), "{text}");
+        // v2's ~100 ms latencies fall above the 50 ms bucket, v1's ~20 ms ones below it.
+        assert!(
+            text.contains("version=\"v2\",pod_template_hash=\"h2\",le=\"0.05\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("version=\"v1\",pod_template_hash=\"h1\",le=\"0.05\"} 150"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Analysis end to end: the traffic simulator feeds per-version metrics to the real
+//! Prometheus, the controller's AnalysisRuns query them through real PromQL, and the
+//! Rollout continues or rolls back on the verdict.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
+use sluice_api::rollout::RolloutPhase;
+use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, weights};
+use sluice_e2e::simulator::{Behaviour, Simulator};
+use sluice_e2e::wait_for;
+
+fn prometheus_url() -> String {
+    std::env::var("SLUICE_PROMETHEUS_URL")
+        .expect("SLUICE_PROMETHEUS_URL (eval \"$(e2e/controlplane/plane.sh env)\")")
+}
+
+/// A success-rate template over the simulator's counters for one revision.
+fn success_rate_template(interval: &str, count: i32) -> Value {
+    let selector = "namespace=\"{{args.namespace}}\",pod_template_hash=\"{{args.canary-hash}}\"";
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": { "name": "success-rate" },
+        "spec": {
+            "args": [{ "name": "namespace" }, { "name": "canary-hash" }],
+            "metrics": [{
+                "name": "success-rate",
+                "initialDelay": "6s",
+                "interval": interval,
+                "count": count,
+                "successCondition": "result[0] >= 0.95",
+                "provider": { "prometheus": {
+                    "address": prometheus_url(),
+                    "query": format!(
+                        "sum(rate(http_requests_total{{{selector},code!~\"5..\"}}[10s])) / sum(rate(http_requests_total{{{selector}}}[10s]))"
+                    ),
+                } },
+            }],
+        },
+    })
+}
+
+async fn canary_with_analysis(env: &Env) -> Result<()> {
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": { "name": "web" },
+        "spec": { "ingressClassName": "nginx", "rules": [{ "host": "web.example", "http": { "paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": { "service": { "name": "web-stable", "port": { "number": 80 } } },
+        }] } }] },
+    }))
+    .await?;
+    env.apply(success_rate_template("2s", 3)).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "nginx": { "stableIngress": "web" } },
+            "steps": [
+                { "setWeight": 30 },
+                { "analysis": {
+                    "templates": [{ "templateName": "success-rate" }],
+                    "args": [
+                        { "name": "namespace", "value": env.ns() },
+                        { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+                    ],
+                } },
+                { "setWeight": 60 },
+                { "pause": {} },
+            ],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    Ok(())
+}
+
+async fn step_run(env: &Env) -> Result<AnalysisRun> {
+    let runs: Api<AnalysisRun> = Api::namespaced(env.client.clone(), env.ns());
+    let list = runs.list(&ListParams::default()).await?;
+    list.items
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no AnalysisRun"))
+}
+
+#[tokio::test]
+async fn a_healthy_canary_passes_its_analysis_step() -> Result<()> {
+    let env = Env::new("analysis-ok").await?;
+    canary_with_analysis(&env).await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.0,
+            latency: 0.02,
+        },
+    );
+    env.set_version("v2").await?;
+    let r = env.wait_step(3, RolloutPhase::Paused).await?;
+    assert_eq!(weights(&r).0, 60, "past the analysis step");
+    let run = step_run(&env).await?;
+    let status = run.status.unwrap();
+    assert_eq!(status.phase, Some(AnalysisPhase::Successful), "{status:#?}");
+    let metric = &status.metric_results[0];
+    assert_eq!(metric.failed, 0, "{metric:#?}");
+    assert!(metric.successful >= 2, "{metric:#?}");
+    for m in &metric.measurements {
+        match m.phase {
+            // Real PromQL answers: a success rate of 1.
+            AnalysisPhase::Successful => assert_eq!(m.value.as_deref(), Some("[1]"), "{m:#?}"),
+            // A measurement taken before Prometheus had two samples of the new revision is
+            // reported as such, never counted as a pass.
+            AnalysisPhase::Error => assert!(m.message.is_some(), "{m:#?}"),
+            other => panic!("unexpected measurement {other:?}: {m:#?}"),
+        }
+    }
+    env.finish().await
+}
+
+#[tokio::test]
+async fn a_canary_failing_a_fifth_of_its_requests_is_rolled_back() -> Result<()> {
+    let env = Env::new("analysis-bad").await?;
+    canary_with_analysis(&env).await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.2,
+            latency: 0.02,
+        },
+    );
+    env.set_version("v2").await?;
+    let (v2, _) = hashes(&env.wait_step(1, RolloutPhase::Progressing).await?);
+
+    let runs: Api<AnalysisRun> = Api::namespaced(env.client.clone(), env.ns());
+    wait_for("the AnalysisRun to fail", STEP_TIMEOUT, || async {
+        Ok(runs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|r| r.status.as_ref().and_then(|s| s.phase) == Some(AnalysisPhase::Failed)))
+    })
+    .await?;
+    let failed_seen = Instant::now();
+    let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), env.ns());
+    wait_for(
+        "canary traffic to stop",
+        Duration::from_secs(20),
+        || async { Ok(ingresses.get_opt("web-web-canary").await?.is_none()) },
+    )
+    .await?;
+    println!(
+        "analysis: traffic back on stable {:?} after the failed run was observed",
+        failed_seen.elapsed()
+    );
+    let r = env
+        .wait("aborted", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+        })
+        .await?;
+    let status = r.status.unwrap();
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("analysis"),
+        "{:?}",
+        status.message
+    );
+    assert_eq!(weights_of(&status), 0);
+    let run = step_run(&env).await?.status.unwrap();
+    let m = &run.metric_results[0];
+    assert!(m.failed >= 1, "{m:#?}");
+    // The failing value is the real rate: about 0.8.
+    let value = m
+        .measurements
+        .last()
+        .and_then(|m| m.value.clone())
+        .unwrap_or_default();
+    assert!(
+        value.starts_with("[0.8") || value.starts_with("[0.7"),
+        "{value}"
+    );
+    assert_ne!(
+        status.stable_rs.as_deref(),
+        Some(v2.as_str()),
+        "never promoted"
+    );
+    env.finish().await
+}
+
+fn weights_of(status: &sluice_api::rollout::RolloutStatus) -> i32 {
+    status
+        .canary
+        .as_ref()
+        .and_then(|c| c.weights.as_ref())
+        .map_or(-1, |w| w.canary)
+}
+
+#[tokio::test]
+async fn a_condition_that_does_not_compile_fails_the_run_with_the_reason() -> Result<()> {
+    let env = Env::new("analysis-invalid").await?;
+    canary_with_analysis(&env).await?;
+    let mut template = success_rate_template("2s", 3);
+    template["spec"]["metrics"][0]["successCondition"] = json!("result[0] >= ");
+    env.apply(template).await?;
+    env.set_version("v2").await?;
+    let r = env
+        .wait("aborted by the invalid analysis", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+        })
+        .await?;
+    let message = r.status.unwrap().message.unwrap_or_default();
+    assert!(
+        message.contains("invalid analysis") && message.contains("successCondition"),
+        "{message}"
+    );
+    let run = step_run(&env).await?.status.unwrap();
+    assert_eq!(run.phase, Some(AnalysisPhase::Error));
+    assert!(
+        run.metric_results.is_empty(),
+        "nothing was measured: {run:#?}"
+    );
+    env.finish().await
+}
