@@ -367,7 +367,10 @@ pub struct JudgeSignal {
     #[serde(default)]
     pub nan_strategy: NanStrategy,
 
-    /// Drop outliers (beyond 3 interquartile ranges) before comparing.
+    /// Drop outliers before comparing: samples more than 3 interquartile ranges outside
+    /// the quartiles, with the fences widened to at least the 1st and 99th percentiles
+    /// (Kayenta's rule), so series of 99 samples or fewer keep every sample and mostly-zero
+    /// error counts do not lose the very errors being looked for.
     #[serde(default)]
     pub outlier_removal: bool,
 
