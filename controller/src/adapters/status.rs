@@ -7,13 +7,11 @@ use sluice_api::rollout::{Rollout, RolloutStatus};
 
 use super::AdapterError;
 
-/// Fields that are timestamps: a status that differs only in these is not written.
-const TIMESTAMP_FIELDS: &[&str] = &[
-    "lastTransitionTime",
-    "progressedAt",
-    "startTime",
-    "abortedAt",
-];
+/// Timestamps that only record when something else changed: a status that differs only
+/// in these is not written. State-bearing times (`abortedAt`, `progressedAt`, a pause's
+/// `startTime`) are not among them: the abort delay, the progress deadline and timed
+/// pauses count from them, so they must always be persisted.
+const TIMESTAMP_FIELDS: &[&str] = &["lastTransitionTime"];
 
 fn without_timestamps(value: &mut Value) {
     match value {
@@ -64,17 +62,47 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
-    fn timestamps_alone_do_not_count_as_a_change() {
+    fn transition_times_alone_do_not_count_as_a_change() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+        let condition = |at: &str| Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Healthy".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(at.parse().unwrap()),
+        };
         let a = RolloutStatus {
-            progressed_at: Some(Time("2026-01-01T00:00:00Z".parse().unwrap())),
+            conditions: vec![condition("2026-01-01T00:00:00Z")],
             current_step_index: Some(2),
             ..RolloutStatus::default()
         };
         let mut b = a.clone();
-        b.progressed_at = Some(Time("2026-01-01T00:05:00Z".parse().unwrap()));
+        b.conditions = vec![condition("2026-01-01T00:05:00Z")];
         assert!(!differs(Some(&a), &b));
         b.current_step_index = Some(3);
         assert!(differs(Some(&a), &b));
         assert!(differs(None, &b));
+    }
+
+    #[test]
+    fn state_bearing_times_are_always_written() {
+        let a = RolloutStatus::default();
+        let b = RolloutStatus {
+            aborted_at: Some(Time("2026-01-01T00:00:00Z".parse().unwrap())),
+            ..RolloutStatus::default()
+        };
+        assert!(
+            differs(Some(&a), &b),
+            "the abort delay counts from abortedAt"
+        );
+        let c = RolloutStatus {
+            progressed_at: Some(Time("2026-01-01T00:00:00Z".parse().unwrap())),
+            ..RolloutStatus::default()
+        };
+        assert!(
+            differs(Some(&a), &c),
+            "the progress deadline counts from progressedAt"
+        );
     }
 }
