@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use super::{ReconcileError, Settings, api};
 use crate::adapters::AdapterError;
-use crate::adapters::prometheus::{PrometheusClient, QueryRequest, QueryResult};
+use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
 use crate::core::analysis::{self as plan, MetricValue};
 use crate::core::judge::{self, SignalSamples, Verdict};
 
@@ -240,25 +240,60 @@ fn error_measurement(started: Timestamp, message: String) -> Measurement {
     }
 }
 
-async fn connection_parts(
-    client: &Client,
-    namespace: &str,
-    connection: &PrometheusConnection,
-) -> Result<(Vec<(String, String)>, Option<String>, Duration), String> {
-    let headers = connection
-        .headers
-        .iter()
-        .map(|h| (h.key.clone(), h.value.clone()))
-        .collect();
-    let token = match &connection.authentication {
-        Some(auth) => Some(secret_value(client, namespace, &auth.bearer_token).await?),
-        None => None,
-    };
-    let timeout = match &connection.timeout {
-        Some(t) => t.to_duration().map_err(|e| e.to_string())?,
-        None => DEFAULT_QUERY_TIMEOUT,
-    };
-    Ok((headers, token, timeout))
+/// A Prometheus connection with its Secret read and its timeout parsed, shared by the
+/// Prometheus and judge providers.
+struct Connection<'a> {
+    address: &'a str,
+    headers: Vec<(String, String)>,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl<'a> Connection<'a> {
+    async fn resolve(
+        client: &Client,
+        namespace: &str,
+        spec: &'a PrometheusConnection,
+    ) -> Result<Connection<'a>, String> {
+        let token = match &spec.authentication {
+            Some(auth) => Some(secret_value(client, namespace, &auth.bearer_token).await?),
+            None => None,
+        };
+        let timeout = match &spec.timeout {
+            Some(t) => t.to_duration().map_err(|e| e.to_string())?,
+            None => DEFAULT_QUERY_TIMEOUT,
+        };
+        Ok(Connection {
+            address: &spec.address,
+            headers: spec
+                .headers
+                .iter()
+                .map(|h| (h.key.clone(), h.value.clone()))
+                .collect(),
+            token,
+            timeout,
+        })
+    }
+
+    async fn query(
+        &self,
+        prometheus: &PrometheusClient,
+        query: &str,
+        at: Timestamp,
+        range: Option<(Duration, Duration)>,
+    ) -> Result<QueryResult, PrometheusError> {
+        prometheus
+            .query(&QueryRequest {
+                address: self.address,
+                query,
+                at,
+                range,
+                timeout: self.timeout,
+                headers: &self.headers,
+                bearer_token: self.token.as_deref(),
+            })
+            .await
+    }
 }
 
 /// One measurement of one metric. Never fails: a query that cannot be made or answered
@@ -292,8 +327,7 @@ async fn measure_prometheus(
     started: Timestamp,
 ) -> Result<Measurement, String> {
     let query = plan::substitute_args(&prom.query, args).map_err(|e| e.to_string())?;
-    let (headers, token, timeout) =
-        connection_parts(&ctx.client, namespace, &prom.connection).await?;
+    let connection = Connection::resolve(&ctx.client, namespace, &prom.connection).await?;
     let range = match &prom.range_query {
         Some(r) => Some((
             r.lookback.to_duration().map_err(|e| e.to_string())?,
@@ -301,17 +335,8 @@ async fn measure_prometheus(
         )),
         None => None,
     };
-    let result = ctx
-        .prometheus
-        .query(&QueryRequest {
-            address: &prom.connection.address,
-            query: &query,
-            at: started,
-            range,
-            timeout,
-            headers: &headers,
-            bearer_token: token.as_deref(),
-        })
+    let result = connection
+        .query(&ctx.prometheus, &query, started, range)
         .await
         .map_err(|e| e.to_string())?;
     let value = match &result {
@@ -347,8 +372,7 @@ async fn measure_judge(
     args: &[AnalysisRunArgument],
     started: Timestamp,
 ) -> Result<Measurement, String> {
-    let (headers, token, timeout) =
-        connection_parts(&ctx.client, namespace, &judge_spec.connection).await?;
+    let connection = Connection::resolve(&ctx.client, namespace, &judge_spec.connection).await?;
     let lookback = judge_spec
         .lookback
         .to_duration()
@@ -359,17 +383,8 @@ async fn measure_judge(
         let mut sides = Vec::with_capacity(2);
         for q in [&signal.canary_query, &signal.baseline_query] {
             let query = plan::substitute_args(q, args).map_err(|e| e.to_string())?;
-            let result = ctx
-                .prometheus
-                .query(&QueryRequest {
-                    address: &judge_spec.connection.address,
-                    query: &query,
-                    at: started,
-                    range: Some((lookback, step)),
-                    timeout,
-                    headers: &headers,
-                    bearer_token: token.as_deref(),
-                })
+            let result = connection
+                .query(&ctx.prometheus, &query, started, Some((lookback, step)))
                 .await
                 .map_err(|e| format!("signal {}: {e}", signal.name))?;
             sides.push(match result {
