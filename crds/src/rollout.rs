@@ -417,8 +417,11 @@ pub enum PauseReason {
     CanaryPauseStep,
     /// Blue-green waiting for promotion.
     BlueGreenPause,
-    /// An analysis was inconclusive and needs a human.
+    /// An analysis step was inconclusive and needs a human.
     InconclusiveAnalysis,
+    /// The background analysis was inconclusive and needs a human; a promote starts a
+    /// fresh background run.
+    BackgroundAnalysisInconclusive,
 }
 
 /// One reason the rollout is paused, and since when.

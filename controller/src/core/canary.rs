@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
-    CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason, Rollout, RolloutStatus,
-    TrafficWeights,
+    BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason,
+    Rollout, RolloutStatus, TrafficWeights,
 };
 
 use super::action::{Action, PlannedEvent};
@@ -178,10 +178,18 @@ pub fn plan(
         status.pause_conditions.clear();
         status.controller_pause = false;
         status.promote_full = false;
-        if let Some(run) = status
+        for run in status
             .canary
             .as_mut()
-            .and_then(|c| c.current_step_analysis_run.take())
+            .map(|c| {
+                [
+                    c.current_step_analysis_run.take(),
+                    c.current_background_analysis_run.take(),
+                ]
+            })
+            .into_iter()
+            .flatten()
+            .flatten()
         {
             actions.push(Action::TerminateAnalysisRun { name: run });
         }
@@ -233,6 +241,10 @@ pub fn plan(
     let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(steps.len());
     let mut paused_at_step = false;
     let mut abort_reason = None;
+    let background_paused = status
+        .pause_conditions
+        .iter()
+        .any(|c| c.reason == PauseReason::BackgroundAnalysisInconclusive);
     if mode == Mode::Canary {
         let walk = walk_steps(
             &name,
@@ -246,7 +258,7 @@ pub fn plan(
             replicas,
             has_router,
             canary.dynamic_stable_scale,
-            spec.paused,
+            spec.paused || background_paused,
             now,
             &mut actions,
             &mut wake,
@@ -261,7 +273,27 @@ pub fn plan(
         }
         index = walk.index;
         paused_at_step = walk.paused_at_step;
-        if let Some(reason) = walk.abort_reason {
+        let mut walk_abort = walk.abort_reason;
+        if walk_abort.is_none()
+            && index < steps.len()
+            && let Some(bg) = &canary.analysis
+        {
+            match background_analysis(
+                &name,
+                template_hash,
+                bg,
+                index,
+                &mut status,
+                observed,
+                now,
+                &mut actions,
+            ) {
+                Background::Continue => {}
+                Background::Paused => paused_at_step = true,
+                Background::Abort(reason) => walk_abort = Some(reason),
+            }
+        }
+        if let Some(reason) = walk_abort {
             status.abort = true;
             status.aborted_at = Some(Time(now));
             abort_reason = Some(reason);
@@ -272,6 +304,15 @@ pub fn plan(
     }
     if mode == Mode::Stable || mode == Mode::Promoting {
         index = steps.len();
+    }
+    // The background analysis covers the canary only: promotion or abort ends it.
+    if mode != Mode::Canary
+        && let Some(run) = status
+            .canary
+            .as_mut()
+            .and_then(|c| c.current_background_analysis_run.take())
+    {
+        actions.push(Action::TerminateAnalysisRun { name: run });
     }
     status.current_step_index = Some(index as i32);
 
@@ -644,6 +685,74 @@ fn pause_state(
         wake.at(end);
     }
     PauseState::Waiting
+}
+
+/// What the background analysis says about the rollout.
+enum Background {
+    Continue,
+    Paused,
+    Abort(String),
+}
+
+/// Background analysis: one run from `startingStep` on, for the rest of the canary. Its
+/// verdict acts like a step's: Failed or Error aborts; Inconclusive pauses for a human
+/// (`BackgroundAnalysisInconclusive`), and a promote starts a fresh run.
+#[allow(clippy::too_many_arguments)]
+fn background_analysis(
+    rollout: &str,
+    template_hash: &str,
+    bg: &BackgroundAnalysis,
+    index: usize,
+    status: &mut RolloutStatus,
+    observed: &Observed,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+) -> Background {
+    if (index as i32) < bg.starting_step.unwrap_or(0) {
+        return Background::Continue;
+    }
+    if status
+        .pause_conditions
+        .iter()
+        .any(|c| c.reason == PauseReason::BackgroundAnalysisInconclusive)
+    {
+        return Background::Paused;
+    }
+    let canary_status = status.canary.get_or_insert_with(CanaryStatus::default);
+    let run_name = match &canary_status.current_background_analysis_run {
+        Some(run) => run.clone(),
+        None => {
+            let run = next_run_name(observed, &format!("{rollout}-{template_hash}-background"));
+            canary_status.current_background_analysis_run = Some(run.clone());
+            actions.push(Action::CreateAnalysisRun {
+                name: run.clone(),
+                analysis: bg.analysis.clone(),
+                role: "background".into(),
+            });
+            run
+        }
+    };
+    let Some(run) = observed.analysis_run(&run_name) else {
+        return Background::Continue;
+    };
+    match run.phase {
+        Some(phase @ (AnalysisPhase::Failed | AnalysisPhase::Error)) => Background::Abort(format!(
+            "background analysis {run_name} ended {phase:?}{}",
+            run.message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        Some(AnalysisPhase::Inconclusive) => {
+            canary_status.current_background_analysis_run = None;
+            status.pause_conditions.push(PauseCondition {
+                reason: PauseReason::BackgroundAnalysisInconclusive,
+                start_time: Time(now),
+            });
+            Background::Paused
+        }
+        _ => Background::Continue,
+    }
 }
 
 /// `base-N` with the first N not taken, so a retry never reuses a finished run.

@@ -838,3 +838,100 @@ fn old_revisions_are_pruned_past_the_history_limit() {
     revisions.sort();
     assert_eq!(revisions, vec![3, 4, 5]);
 }
+
+fn background_canary() -> Value {
+    json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "analysis": { "templates": [{ "templateName": "error-rate" }], "startingStep": 2 },
+        "steps": [{ "setWeight": 20 }, { "pause": {} }, { "setWeight": 40 }, { "pause": {} }, { "setWeight": 60 }, { "pause": {} }],
+    })
+}
+
+fn background_run(r: &Rollout) -> Option<String> {
+    r.status
+        .as_ref()?
+        .canary
+        .as_ref()?
+        .current_background_analysis_run
+        .clone()
+}
+
+#[test]
+fn background_analysis_starts_at_its_step_and_a_failure_aborts() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let (mut r, _) = stable_at_v1(background_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(step_index(&r), 1);
+    assert!(w.runs.is_empty(), "no background run before startingStep");
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(step_index(&r), 3);
+    let run = background_run(&r).expect("background run started at step 2");
+    assert_eq!(w.runs.len(), 1);
+    assert_eq!(w.runs[0].name, run);
+
+    w.runs[0].phase = Some(AnalysisPhase::Error);
+    w.runs[0].message = Some("prometheus at http://p: query timed out".into());
+    settle(&mut r, &mut w, after(2), None);
+    let s = r.status.as_ref().unwrap();
+    assert!(s.abort);
+    assert_eq!(s.phase, Some(RolloutPhase::Degraded));
+    assert!(
+        s.message.as_ref().unwrap().contains("background analysis"),
+        "{:?}",
+        s.message
+    );
+    assert_eq!(w.router, Some(0));
+    assert_eq!(
+        background_run(&r),
+        None,
+        "an aborted rollout ends its background run"
+    );
+}
+
+#[test]
+fn inconclusive_background_analysis_pauses_until_promoted_then_measures_afresh() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let (mut r, _) = stable_at_v1(background_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    promote(&mut r); // past the pause at step 3, on to setWeight 60
+    w.runs[0].phase = Some(AnalysisPhase::Inconclusive);
+    settle(&mut r, &mut w, after(2), None);
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.phase, Some(RolloutPhase::Paused));
+    assert!(
+        s.pause_conditions
+            .iter()
+            .any(|c| c.reason == PauseReason::BackgroundAnalysisInconclusive)
+    );
+    let held_at = step_index(&r);
+    // Held: time passing does not move the steps.
+    settle(&mut r, &mut w, after(600), None);
+    assert_eq!(step_index(&r), held_at);
+    // A promote ends the pause and starts a fresh background run.
+    promote(&mut r);
+    settle(&mut r, &mut w, after(601), None);
+    assert_eq!(w.runs.len(), 2);
+    assert_ne!(w.runs[1].name, w.runs[0].name);
+    assert_eq!(background_run(&r).as_deref(), Some(w.runs[1].name.as_str()));
+}
+
+#[test]
+fn promotion_ends_the_background_run() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let (mut r, _) = stable_at_v1(background_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    assert!(background_run(&r).is_some());
+    r.status.as_mut().unwrap().promote_full = true;
+    let p = settle(&mut r, &mut w, after(2), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy, "{p:#?}");
+    assert_eq!(background_run(&r), None);
+}
