@@ -236,3 +236,182 @@ async fn a_condition_that_does_not_compile_fails_the_run_with_the_reason() -> Re
     );
     env.finish().await
 }
+
+/// A TCP proxy to the real Prometheus that the test can cut, so that "Prometheus is gone"
+/// can be tested without stopping the Prometheus other tests use.
+struct PrometheusProxy {
+    address: String,
+    /// The accept loop and every open connection: a cut must close pooled keep-alive
+    /// connections too, or the client would go on querying through them.
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl PrometheusProxy {
+    async fn start() -> Result<Self> {
+        let upstream = prometheus_url().trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = format!("http://{}", listener.local_addr()?);
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conns = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns
+                    .lock()
+                    .expect("not poisoned")
+                    .push(conn.abort_handle());
+            }
+        });
+        tasks
+            .lock()
+            .expect("not poisoned")
+            .push(accept.abort_handle());
+        Ok(PrometheusProxy { address, tasks })
+    }
+
+    /// Closes the listener and every open connection: from now on Prometheus is gone.
+    fn cut(&self) {
+        for task in self.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn prometheus_going_away_ends_in_error_and_never_promotes() -> Result<()> {
+    let env = Env::new("analysis-down").await?;
+    let proxy = PrometheusProxy::start().await?;
+    canary_with_analysis(&env).await?;
+    // Many measurements at a short interval, through the proxy.
+    let mut template = success_rate_template("1s", 30);
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["address"] = json!(proxy.address);
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["timeout"] = json!("2s");
+    env.apply(template).await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set("v2", Behaviour::default());
+    env.set_version("v2").await?;
+    let runs: Api<AnalysisRun> = Api::namespaced(env.client.clone(), env.ns());
+    wait_for("a successful measurement", STEP_TIMEOUT, || async {
+        Ok(runs
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| s.metric_results.iter().any(|m| m.successful > 0))
+            }))
+    })
+    .await?;
+    proxy.cut();
+    let r = env
+        .wait("aborted after consecutive errors", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+        })
+        .await?;
+    let run = step_run(&env).await?.status.unwrap();
+    assert_eq!(run.phase, Some(AnalysisPhase::Error), "{run:#?}");
+    let m = &run.metric_results[0];
+    // consecutiveErrorLimit defaults to 4: the fifth error in a row decides.
+    assert_eq!(m.consecutive_error, 5, "{m:#?}");
+    assert!(
+        m.measurements
+            .last()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("prometheus"),
+        "{m:#?}"
+    );
+    let s = r.status.unwrap();
+    assert_ne!(s.stable_rs, s.current_pod_hash, "never promoted");
+    assert_eq!(weights_of(&s), 0);
+    env.finish().await
+}
+
+#[tokio::test]
+async fn an_inconclusive_step_pauses_for_a_human_and_promote_continues() -> Result<()> {
+    let env = Env::new("analysis-maybe").await?;
+    canary_with_analysis(&env).await?;
+    // 0.8 is neither a success (>= 0.95) nor a failure (< 0.5): inconclusive.
+    let mut template = success_rate_template("1s", 2);
+    template["spec"]["metrics"][0]["failureCondition"] = json!("result[0] < 0.5");
+    env.apply(template).await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.2,
+            latency: 0.02,
+        },
+    );
+    env.set_version("v2").await?;
+    let r = env
+        .wait("paused on the inconclusive analysis", |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase == Some(RolloutPhase::Paused)
+                    && s.pause_conditions
+                        .iter()
+                        .any(|p| p.reason == sluice_api::rollout::PauseReason::InconclusiveAnalysis)
+            })
+        })
+        .await?;
+    assert_eq!(r.status.unwrap().current_step_index, Some(1));
+    assert_eq!(
+        step_run(&env).await?.status.unwrap().phase,
+        Some(AnalysisPhase::Inconclusive)
+    );
+    env.act(sluice_controller::actions::UserAction::Promote)
+        .await?;
+    let r = env.wait_step(3, RolloutPhase::Paused).await?;
+    assert_eq!(weights(&r).0, 60, "promoted past the inconclusive analysis");
+    env.finish().await
+}
+
+#[tokio::test]
+async fn a_healthy_canary_passes_background_analysis_and_completes() -> Result<()> {
+    let env = Env::new("analysis-bg").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(success_rate_template("2s", 100)).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "analysis": {
+                "templates": [{ "templateName": "success-rate" }],
+                "args": [
+                    { "name": "namespace", "value": env.ns() },
+                    { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+                ],
+            },
+            "steps": [{ "setWeight": 50 }, { "pause": { "duration": "12s" } }, { "setWeight": 100 }],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set("v2", Behaviour::default());
+    env.set_version("v2").await?;
+    let done = env.wait_healthy_on_new_revision().await?;
+    let (v2, stable) = hashes(&done);
+    assert_eq!(v2, stable);
+    // The background run measured while the canary ran, then was ended by the promotion.
+    let run = step_run(&env).await?;
+    let status = run.status.unwrap();
+    assert!(status.metric_results[0].successful >= 1, "{status:#?}");
+    assert_eq!(status.metric_results[0].failed, 0, "{status:#?}");
+    assert!(
+        run.spec.terminate,
+        "promotion terminates the background run"
+    );
+    env.finish().await
+}
