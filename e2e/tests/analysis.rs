@@ -415,3 +415,124 @@ async fn a_healthy_canary_passes_background_analysis_and_completes() -> Result<(
     );
     env.finish().await
 }
+
+/// A judge template comparing the canary's mean latency with the stable pods' over the
+/// last 20 s, one sample a second, from the simulator's histogram.
+fn latency_judge_template() -> Value {
+    let mean = |hash: &str| {
+        format!(
+            "sum(rate(http_request_duration_seconds_sum{{namespace=\"{{{{args.namespace}}}}\",pod_template_hash=\"{{{{args.{hash}}}}}\"}}[4s])) / sum(rate(http_request_duration_seconds_count{{namespace=\"{{{{args.namespace}}}}\",pod_template_hash=\"{{{{args.{hash}}}}}\"}}[4s]))"
+        )
+    };
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": { "name": "latency-judge" },
+        "spec": {
+            "args": [{ "name": "namespace" }, { "name": "canary-hash" }, { "name": "stable-hash" }],
+            "metrics": [{
+                "name": "latency-vs-baseline",
+                "initialDelay": "24s",
+                "provider": { "judge": {
+                    "address": prometheus_url(),
+                    "lookback": "20s",
+                    "step": "1s",
+                    "signals": [{
+                        "name": "mean-latency",
+                        "canaryQuery": mean("canary-hash"),
+                        "baselineQuery": mean("stable-hash"),
+                        "direction": "Increase",
+                        "allowedIncrease": 1.2,
+                        "critical": true,
+                    }],
+                } },
+            }],
+        },
+    })
+}
+
+async fn judged_canary(prefix: &str, canary_latency: f64) -> Result<(Env, Simulator)> {
+    let env = Env::new(prefix).await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(latency_judge_template()).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "steps": [
+                { "setWeight": 50 },
+                { "analysis": {
+                    "templates": [{ "templateName": "latency-judge" }],
+                    "args": [
+                        { "name": "namespace", "value": env.ns() },
+                        { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+                        { "name": "stable-hash", "valueFrom": { "podTemplateHashValue": "Stable" } },
+                    ],
+                } },
+                { "pause": {} },
+            ],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set(
+        "v1",
+        Behaviour {
+            error_rate: 0.0,
+            latency: 0.02,
+        },
+    );
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.0,
+            latency: canary_latency,
+        },
+    );
+    env.set_version("v2").await?;
+    Ok((env, sim))
+}
+
+#[tokio::test]
+async fn the_judge_passes_a_canary_identical_to_its_baseline() -> Result<()> {
+    let (env, _sim) = judged_canary("judge-same", 0.02).await?;
+    env.wait_step(2, RolloutPhase::Paused).await?;
+    let run = step_run(&env).await?.status.unwrap();
+    assert_eq!(run.phase, Some(AnalysisPhase::Successful), "{run:#?}");
+    let m = &run.metric_results[0].measurements[0];
+    println!(
+        "judge, identical versions: score {:?}: {}",
+        m.value,
+        m.message.clone().unwrap_or_default()
+    );
+    assert_eq!(m.value.as_deref(), Some("100.0"), "{m:#?}");
+    env.finish().await
+}
+
+#[tokio::test]
+async fn the_judge_fails_a_canary_with_doubled_latency() -> Result<()> {
+    let (env, _sim) = judged_canary("judge-slow", 0.04).await?;
+    let r = env
+        .wait("aborted by the judge", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+        })
+        .await?;
+    let run = step_run(&env).await?.status.unwrap();
+    assert_eq!(run.phase, Some(AnalysisPhase::Failed), "{run:#?}");
+    let m = &run.metric_results[0].measurements[0];
+    println!(
+        "judge, doubled latency: score {:?}: {}",
+        m.value,
+        m.message.clone().unwrap_or_default()
+    );
+    assert_eq!(m.value.as_deref(), Some("0.0"), "{m:#?}");
+    assert!(
+        m.message.as_deref().unwrap_or_default().contains("High"),
+        "{m:#?}"
+    );
+    let s = r.status.unwrap();
+    assert_ne!(s.stable_rs, s.current_pod_hash, "never promoted");
+    env.finish().await
+}
