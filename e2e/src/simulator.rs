@@ -56,6 +56,10 @@ impl Default for Behaviour {
 #[derive(Debug, Default, Clone)]
 struct VersionCounters {
     hash: String,
+    /// The Service that routes to this version (canaryService or stableService).
+    service: String,
+    /// True for the canary.
+    canary: bool,
     ok: f64,
     errors: f64,
     /// Cumulative histogram bucket counts, one per `BUCKETS` entry, plus +Inf.
@@ -183,12 +187,18 @@ impl Drop for Simulator {
     }
 }
 
-/// (version, hash, share of traffic) for the Rollout right now, from what sluice wrote.
-async fn routing_split(
-    client: &Client,
-    ns: &str,
-    rollout: &str,
-) -> Result<Vec<(String, String, f64)>> {
+/// One version's share of the traffic.
+#[derive(Debug, Clone)]
+struct Share {
+    version: String,
+    hash: String,
+    service: String,
+    canary: bool,
+    share: f64,
+}
+
+/// Each version's share of the traffic right now, from what sluice wrote.
+async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<Share>> {
     let ro = Api::<Rollout>::namespaced(client.clone(), ns)
         .get(rollout)
         .await?;
@@ -286,24 +296,49 @@ async fn routing_split(
             }
         }
     };
+    let service = |canary: bool| {
+        let c = ro.spec.strategy.canary.as_ref();
+        let name = if canary {
+            c.and_then(|c| c.canary_service.clone())
+        } else {
+            c.and_then(|c| c.stable_service.clone())
+        };
+        name.unwrap_or_else(|| rollout.to_string())
+    };
     let mut split = Vec::new();
     if let Some((version, _)) = version_of(&stable) {
-        split.push((version, stable.clone(), 1.0 - canary_share));
+        split.push(Share {
+            version,
+            hash: stable.clone(),
+            service: service(false),
+            canary: false,
+            share: 1.0 - canary_share,
+        });
     }
     if current != stable
         && let Some((version, _)) = version_of(&current)
     {
-        split.push((version, current, canary_share));
+        split.push(Share {
+            version,
+            hash: current,
+            service: service(true),
+            canary: true,
+            share: canary_share,
+        });
     }
     Ok(split)
 }
 
-fn advance(state: &mut State, split: Vec<(String, String, f64)>) {
+fn advance(state: &mut State, split: Vec<Share>) {
     let per_tick = REQUESTS_PER_SECOND * TICK.as_secs_f64();
-    state.split = split.iter().map(|(v, _, s)| (v.clone(), *s)).collect();
-    for (version, hash, share) in split {
-        let behaviour = state.behaviours.get(&version).copied().unwrap_or_default();
-        let requests = per_tick * share;
+    state.split = split.iter().map(|s| (s.version.clone(), s.share)).collect();
+    for s in split {
+        let behaviour = state
+            .behaviours
+            .get(&s.version)
+            .copied()
+            .unwrap_or_default();
+        let requests = per_tick * s.share;
         if requests <= 0.0 {
             continue;
         }
@@ -313,12 +348,14 @@ fn advance(state: &mut State, split: Vec<(String, String, f64)>) {
             .collect();
         let c = state
             .counters
-            .entry(version.clone())
+            .entry(s.version.clone())
             .or_insert_with(|| VersionCounters {
-                hash: hash.clone(),
                 buckets: vec![0.0; BUCKETS.len() + 1],
                 ..VersionCounters::default()
             });
+        c.hash = s.hash;
+        c.service = s.service;
+        c.canary = s.canary;
         c.errors += requests * behaviour.error_rate;
         c.ok += requests * (1.0 - behaviour.error_rate);
         for latency in samples {
@@ -374,6 +411,31 @@ fn render(state: &State, labels: &str) -> String {
             "http_request_duration_seconds_count{{{l}}} {count}\n"
         ));
     }
+    // The same requests as the NGINX Ingress controller and an Istio sidecar count them,
+    // so the ready-made templates for those sources can be evaluated too.
+    let namespace = labels
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("namespace="))
+        .unwrap_or("\"\"");
+    out.push_str("# TYPE nginx_ingress_controller_requests counter\n");
+    for c in state.counters.values() {
+        let canary = if c.canary { "true" } else { "" };
+        for (status, n) in [("200", c.ok), ("500", c.errors)] {
+            out.push_str(&format!(
+                "nginx_ingress_controller_requests{{exported_namespace={namespace},service=\"{}\",canary=\"{canary}\",status=\"{status}\"}} {n}\n",
+                c.service
+            ));
+        }
+    }
+    out.push_str("# TYPE istio_requests_total counter\n");
+    for (version, c) in &state.counters {
+        for (code, n) in [("200", c.ok), ("500", c.errors)] {
+            out.push_str(&format!(
+                "istio_requests_total{{reporter=\"destination\",destination_workload_namespace={namespace},destination_service_name=\"{}\",destination_canonical_revision=\"{version}\",response_code=\"{code}\"}} {n}\n",
+                c.service
+            ));
+        }
+    }
     out
 }
 
@@ -398,8 +460,20 @@ mod tests {
             advance(
                 &mut state,
                 vec![
-                    ("v1".into(), "h1".into(), 0.75),
-                    ("v2".into(), "h2".into(), 0.25),
+                    Share {
+                        version: "v1".into(),
+                        hash: "h1".into(),
+                        service: "web-stable".into(),
+                        canary: false,
+                        share: 0.75,
+                    },
+                    Share {
+                        version: "v2".into(),
+                        hash: "h2".into(),
+                        service: "web-canary".into(),
+                        canary: true,
+                        share: 0.25,
+                    },
                 ],
             );
         }
@@ -416,6 +490,14 @@ mod tests {
         );
         assert!(
             text.contains("version=\"v1\",pod_template_hash=\"h1\",le=\"0.05\"} 150"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nginx_ingress_controller_requests{exported_namespace=\"n\",service=\"web-canary\",canary=\"true\",status=\"500\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("istio_requests_total{reporter=\"destination\",destination_workload_namespace=\"n\",destination_service_name=\"web-stable\",destination_canonical_revision=\"v1\",response_code=\"500\"} 0"),
             "{text}"
         );
     }
