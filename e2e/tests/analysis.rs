@@ -197,6 +197,75 @@ async fn a_canary_failing_a_fifth_of_its_requests_is_rolled_back() -> Result<()>
         Some(v2.as_str()),
         "never promoted"
     );
+
+    // Replaying the template over the live run's window reaches the same verdict, with
+    // real past PromQL values, both through the library and `kubectl sluice analyze`.
+    let from = run.started_at.clone().unwrap().0;
+    let to = run.completed_at.clone().unwrap().0 + k8s_openapi::jiff::SignedDuration::from_secs(2);
+    let template: sluice_api::AnalysisTemplate = Api::namespaced(env.client.clone(), env.ns())
+        .get("success-rate")
+        .await?;
+    let args: Vec<sluice_api::analysis::AnalysisRunArgument> = serde_json::from_value(json!([
+        { "name": "namespace", "value": env.ns() },
+        { "name": "canary-hash", "value": v2 },
+    ]))?;
+    let spec =
+        sluice_controller::adapters::analysis::merge(&[template.spec.analysis], &args, "", "")?;
+    let measurer = sluice_controller::runtime::analysis::Measurer {
+        client: env.client.clone(),
+        prometheus: sluice_controller::adapters::prometheus::PrometheusClient::new()?,
+    };
+    let replayed = sluice_controller::runtime::replay::replay(
+        &measurer,
+        env.ns(),
+        &spec,
+        &spec.args,
+        from,
+        to,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    println!(
+        "replay: {:?} after {} measurements: {}",
+        replayed.phase,
+        replayed.measurements.len(),
+        replayed.message
+    );
+    assert_eq!(replayed.phase, AnalysisPhase::Failed, "{replayed:#?}");
+    // The deciding measurement carries the real past success rate, about 0.8.
+    let deciding = replayed
+        .measurements
+        .last()
+        .and_then(|m| m.measurement.value.clone())
+        .unwrap_or_default();
+    assert!(
+        deciding.starts_with("[0.8") || deciding.starts_with("[0.7"),
+        "{deciding}"
+    );
+
+    let bin = std::path::PathBuf::from(std::env::var("SLUICE_CONTROLLER_BIN")?)
+        .with_file_name("kubectl-sluice");
+    let out = std::process::Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(sluice_e2e::kubeconfig_path())
+        .args(["-n", env.ns(), "analyze", "success-rate"])
+        .args([
+            "--arg",
+            &format!("namespace={}", env.ns()),
+            "--arg",
+            &format!("canary-hash={v2}"),
+        ])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("verdict: Failed"), "{stdout}");
     env.finish().await
 }
 

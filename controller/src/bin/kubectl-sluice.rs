@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use sluice_api::Rollout;
+use sluice_api::analysis::{AnalysisPhase, AnalysisRunArgument};
 use sluice_controller::actions::{self, UserAction};
-use sluice_controller::runtime;
+use sluice_controller::adapters::{self, prometheus::PrometheusClient};
+use sluice_controller::runtime::{self, analysis::Measurer, replay};
 
 /// Act on sluice Rollouts.
 #[derive(Debug, Parser)]
@@ -44,6 +47,45 @@ enum Command {
     Resume { rollout: String },
     /// Show phase, step, weights and conditions.
     Status { rollout: String },
+    /// Replay an analysis over a past window: every measurement the controller would
+    /// have taken, and its verdict. Exit 0 Successful, 1 Failed or Error, 3 otherwise.
+    Analyze {
+        /// The AnalysisTemplate (with --cluster, the ClusterAnalysisTemplate) to replay.
+        template: String,
+        /// Use a ClusterAnalysisTemplate.
+        #[arg(long)]
+        cluster: bool,
+        /// An arg as name=value; repeatable.
+        #[arg(long = "arg", value_parser = parse_arg)]
+        args: Vec<(String, String)>,
+        /// Start of the window: an RFC 3339 time, or how long ago (30m, 2h).
+        #[arg(long)]
+        from: String,
+        /// End of the window: an RFC 3339 time, how long ago, or now.
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Prometheus base URL to use instead of the template's (e.g. a port-forward).
+        #[arg(long)]
+        prometheus: Option<String>,
+    },
+}
+
+fn parse_arg(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
+
+fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+    if s == "now" {
+        return Ok(Timestamp::now());
+    }
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let ago = humantime::parse_duration(s)
+        .with_context(|| format!("{s:?} is neither an RFC 3339 time, a duration, nor now"))?;
+    Ok(Timestamp::now() - k8s_openapi::jiff::SignedDuration::try_from(ago)?)
 }
 
 #[tokio::main]
@@ -64,6 +106,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Retry { rollout } => (rollout, UserAction::Retry),
         Command::Pause { rollout } => (rollout, UserAction::Pause),
         Command::Resume { rollout } => (rollout, UserAction::Resume),
+        Command::Analyze {
+            template,
+            cluster,
+            args: pairs,
+            from,
+            to,
+            prometheus,
+        } => {
+            let code = analyze(
+                client,
+                ns,
+                template,
+                *cluster,
+                pairs,
+                from,
+                to,
+                prometheus.as_deref(),
+            )
+            .await?;
+            std::process::exit(code);
+        }
         Command::Status { rollout } => {
             let r = Api::<Rollout>::namespaced(client, ns).get(rollout).await?;
             print_status(&r);
@@ -75,6 +138,70 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("rollout {ns}/{name}"))?;
     println!("rollout {ns}/{name} {}", action.done());
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn analyze(
+    client: kube::Client,
+    ns: &str,
+    template: &str,
+    cluster: bool,
+    pairs: &[(String, String)],
+    from: &str,
+    to: &str,
+    prometheus: Option<&str>,
+) -> anyhow::Result<i32> {
+    let (from, to) = (parse_time(from)?, parse_time(to)?);
+    let mut spec = adapters::analysis::fetch_template(&client, ns, template, cluster)
+        .await?
+        .with_context(|| format!("template {template} not found"))?;
+    if let Some(url) = prometheus {
+        for m in &mut spec.metrics {
+            if let Some(p) = m.provider.prometheus.as_mut() {
+                p.connection.address = url.to_string();
+            }
+            if let Some(j) = m.provider.judge.as_mut() {
+                j.connection.address = url.to_string();
+            }
+        }
+    }
+    let args: Vec<AnalysisRunArgument> = pairs
+        .iter()
+        .map(|(name, value)| AnalysisRunArgument {
+            name: name.clone(),
+            value: Some(value.clone()),
+            value_from: None,
+        })
+        .collect();
+    let spec = adapters::analysis::merge(&[spec], &args, "", "")?;
+    let measurer = Measurer {
+        client: client.clone(),
+        prometheus: PrometheusClient::new()?,
+    };
+    println!("replaying {template} from {from} to {to}");
+    let replay = replay::replay(&measurer, ns, &spec, &spec.args, from, to)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for r in &replay.measurements {
+        let m = &r.measurement;
+        println!(
+            "{}  {:<24} {:<13} {:<12} {}",
+            m.started_at
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+            r.metric,
+            format!("{:?}", m.phase),
+            m.value.clone().unwrap_or_default(),
+            m.message.clone().unwrap_or_default()
+        );
+    }
+    println!("verdict: {:?}: {}", replay.phase, replay.message);
+    Ok(match replay.phase {
+        AnalysisPhase::Successful => 0,
+        AnalysisPhase::Failed | AnalysisPhase::Error => 1,
+        _ => 3,
+    })
 }
 
 fn print_status(r: &Rollout) {

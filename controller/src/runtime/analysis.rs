@@ -33,10 +33,15 @@ use crate::core::judge::{self, SignalSamples, Verdict};
 
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Context {
-    client: Client,
-    prometheus: PrometheusClient,
+/// Takes measurements: the one implementation used by the AnalysisRun controller and by
+/// `kubectl sluice analyze`, which replays an analysis over a past window.
+pub struct Measurer {
+    /// For Secrets (bearer tokens, secret-valued args).
+    pub client: Client,
+    pub prometheus: PrometheusClient,
 }
+
+type Context = Measurer;
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
 pub async fn run(
@@ -53,7 +58,7 @@ pub async fn run(
             return;
         }
     };
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(Measurer {
         client: client.clone(),
         prometheus,
     });
@@ -119,7 +124,10 @@ async fn reconcile(
                     continue;
                 };
                 let measurement = match &args {
-                    Ok(args) => measure(&ctx, &namespace, metric, args).await,
+                    Ok(args) => {
+                        ctx.measure(&namespace, metric, args, Timestamp::now())
+                            .await
+                    }
                     Err(e) => error_measurement(Timestamp::now(), e.clone()),
                 };
                 plan::record(spec, &mut status, name, measurement);
@@ -296,25 +304,37 @@ impl<'a> Connection<'a> {
     }
 }
 
-/// One measurement of one metric. Never fails: a query that cannot be made or answered
-/// is an Error measurement with the reason, which the limits then judge.
-async fn measure(
-    ctx: &Context,
-    namespace: &str,
-    metric: &Metric,
-    args: &[AnalysisRunArgument],
-) -> Measurement {
-    let started = Timestamp::now();
-    let outcome = if let Some(prom) = &metric.provider.prometheus {
-        measure_prometheus(ctx, namespace, metric, prom, args, started).await
-    } else if let Some(judge) = &metric.provider.judge {
-        measure_judge(ctx, namespace, metric, judge, args, started).await
-    } else {
-        Err("metric has no provider".to_string())
-    };
-    match outcome {
-        Ok(m) => m,
-        Err(message) => error_measurement(started, message),
+impl Measurer {
+    /// One measurement of one metric, as of `at` (now, or a past time when replaying).
+    /// Never fails: a query that cannot be made or answered is an Error measurement with
+    /// the reason, which the limits then judge.
+    pub async fn measure(
+        &self,
+        namespace: &str,
+        metric: &Metric,
+        args: &[AnalysisRunArgument],
+        at: Timestamp,
+    ) -> Measurement {
+        let outcome = if let Some(prom) = &metric.provider.prometheus {
+            measure_prometheus(self, namespace, metric, prom, args, at).await
+        } else if let Some(judge) = &metric.provider.judge {
+            measure_judge(self, namespace, metric, judge, args, at).await
+        } else {
+            Err("metric has no provider".to_string())
+        };
+        match outcome {
+            Ok(m) => m,
+            Err(message) => error_measurement(at, message),
+        }
+    }
+
+    /// Args with Secret values filled in (read now, never stored in the run).
+    pub async fn resolve_args(
+        &self,
+        namespace: &str,
+        args: &[AnalysisRunArgument],
+    ) -> Result<Vec<AnalysisRunArgument>, String> {
+        resolve_args(&self.client, namespace, args).await
     }
 }
 

@@ -32,6 +32,7 @@ use crate::adapters::{AdapterError, analysis as runs, status, update_params};
 use crate::core::{self, Action, AnalysisRunState, Observed};
 
 pub mod analysis;
+pub mod replay;
 
 /// A client for the given kubeconfig, or, without one, the in-cluster config (falling
 /// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
