@@ -605,3 +605,37 @@ async fn the_judge_fails_a_canary_with_doubled_latency() -> Result<()> {
     assert_ne!(s.stable_rs, s.current_pod_hash, "never promoted");
     env.finish().await
 }
+
+#[tokio::test]
+async fn a_template_with_a_broken_condition_is_marked_invalid_when_applied() -> Result<()> {
+    let env = Env::new("template-invalid").await?;
+    let mut template = success_rate_template("1m", 3);
+    template["spec"]["metrics"][0]["successCondition"] = json!("result[0] >= ");
+    env.apply(template.clone()).await?;
+    let templates: Api<sluice_api::AnalysisTemplate> =
+        Api::namespaced(env.client.clone(), env.ns());
+    let invalid = |t: &sluice_api::AnalysisTemplate| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "InvalidSpec"))
+            .map(|c| (c.status.clone(), c.message.clone()))
+    };
+    wait_for("InvalidSpec=True on the template", STEP_TIMEOUT, || async {
+        Ok(invalid(&templates.get("success-rate").await?).is_some_and(|(s, _)| s == "True"))
+    })
+    .await?;
+    let (_, message) = invalid(&templates.get("success-rate").await?).unwrap();
+    assert!(message.contains("successCondition"), "{message}");
+    // Fixed: the condition clears.
+    template["spec"]["metrics"][0]["successCondition"] = json!("result[0] >= 0.95");
+    env.apply(template).await?;
+    wait_for(
+        "InvalidSpec=False on the fixed template",
+        STEP_TIMEOUT,
+        || async {
+            Ok(invalid(&templates.get("success-rate").await?).is_some_and(|(s, _)| s == "False"))
+        },
+    )
+    .await?;
+    env.finish().await
+}

@@ -62,7 +62,8 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::join!(
         runtime::run(client.clone(), settings.clone(), shutdown.clone()),
-        runtime::analysis::run(client, settings, shutdown),
+        runtime::analysis::run(client.clone(), settings.clone(), shutdown.clone()),
+        runtime::templates::run(client, settings, shutdown),
     );
     Ok(())
 }

@@ -33,6 +33,7 @@ use crate::core::{self, Action, AnalysisRunState, Observed};
 
 pub mod analysis;
 pub mod replay;
+pub mod templates;
 
 /// A client for the given kubeconfig, or, without one, the in-cluster config (falling
 /// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
