@@ -100,6 +100,58 @@ pub fn merge(
     Ok(merged)
 }
 
+/// Replaces `valueFrom.fieldRef` args with the value of that field of the Rollout, read
+/// when the run is created (so the run records what was measured against).
+pub fn resolve_field_refs(
+    rollout: &Rollout,
+    args: &[AnalysisRunArgument],
+) -> Result<Vec<AnalysisRunArgument>, AdapterError> {
+    let json = serde_json::to_value(rollout).expect("a Rollout serializes");
+    args.iter()
+        .map(|arg| {
+            let Some(field) = arg.value_from.as_ref().and_then(|v| v.field_ref.as_ref()) else {
+                return Ok(arg.clone());
+            };
+            let value = field_value(&json, &field.field_path).ok_or_else(|| {
+                AdapterError::Invalid(format!(
+                    "arg {}: the Rollout has no field {}",
+                    arg.name, field.field_path
+                ))
+            })?;
+            Ok(AnalysisRunArgument {
+                name: arg.name.clone(),
+                value: Some(value),
+                value_from: None,
+            })
+        })
+        .collect()
+}
+
+/// A field of an object by path, as in a Pod's `fieldRef`: `metadata.name`,
+/// `spec.replicas`, `metadata.labels['app.kubernetes.io/name']`.
+fn field_value(object: &serde_json::Value, path: &str) -> Option<String> {
+    let mut current = object;
+    let mut rest = path;
+    while !rest.is_empty() {
+        let (key, tail) = if let Some(inner) = rest.strip_prefix("['") {
+            let end = inner.find("']")?;
+            (&inner[..end], &inner[end + 2..])
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        current = current.get(key)?;
+        rest = tail.strip_prefix('.').unwrap_or(tail);
+    }
+    match current {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null | serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+            None
+        }
+        other => Some(other.to_string()),
+    }
+}
+
 /// Creates an AnalysisRun owned by the Rollout.
 pub async fn create_run(
     client: &Client,
@@ -128,7 +180,8 @@ pub async fn create_run(
             })?;
         templates.push(spec);
     }
-    let spec = merge(&templates, &analysis.args, stable_hash, latest_hash)?;
+    let args = resolve_field_refs(rollout, &analysis.args)?;
+    let spec = merge(&templates, &args, stable_hash, latest_hash)?;
     let run = AnalysisRun {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -211,6 +264,38 @@ mod tests {
         assert_eq!(value("hash").as_deref(), Some("latest2"));
         assert_eq!(merged.metrics.len(), 2);
         assert_eq!(merged.dry_run.len(), 1);
+    }
+
+    #[test]
+    fn field_refs_read_the_rollout() {
+        let rollout: Rollout = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "web", "namespace": "shop", "labels": { "app.kubernetes.io/name": "web-app" } },
+            "spec": {
+                "replicas": 4,
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } } },
+                "strategy": { "canary": { "steps": [] } },
+            },
+        }))
+        .unwrap();
+        let args: Vec<AnalysisRunArgument> = serde_json::from_value(json!([
+            { "name": "a", "valueFrom": { "fieldRef": { "fieldPath": "metadata.labels['app.kubernetes.io/name']" } } },
+            { "name": "b", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
+            { "name": "c", "valueFrom": { "fieldRef": { "fieldPath": "spec.replicas" } } },
+            { "name": "d", "value": "kept" },
+        ]))
+        .unwrap();
+        let resolved = resolve_field_refs(&rollout, &args).unwrap();
+        let values: Vec<_> = resolved.iter().map(|a| a.value.clone().unwrap()).collect();
+        assert_eq!(values, ["web-app", "shop", "4", "kept"]);
+        assert!(resolved.iter().all(|a| a.value_from.is_none()));
+        let missing: Vec<AnalysisRunArgument> = serde_json::from_value(json!([
+            { "name": "x", "valueFrom": { "fieldRef": { "fieldPath": "metadata.labels['nope']" } } },
+        ]))
+        .unwrap();
+        let err = resolve_field_refs(&rollout, &missing).unwrap_err();
+        assert!(err.to_string().contains("metadata.labels['nope']"), "{err}");
     }
 
     #[test]
