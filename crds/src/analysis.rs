@@ -88,7 +88,8 @@ pub enum PodTemplateHashValue {
     Stable,
     /// The revision being rolled out.
     Latest,
-    /// The dedicated baseline ReplicaSet when the Rollout runs one, else the stable revision.
+    /// The baseline the canary is compared with: today the stable revision (a dedicated
+    /// baseline ReplicaSet at canary size is planned).
     Baseline,
 }
 

@@ -176,11 +176,6 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<BackgroundAnalysis>,
 
-    /// Run a baseline ReplicaSet of the stable template at the canary's size while the
-    /// rollout progresses, so that analysis compares like with like (same age, same load).
-    #[serde(default)]
-    pub dedicated_baseline: bool,
-
     /// Most pods above `replicas` during an update: a number or a percentage. Defaults to 25%.
     #[serde(default = "default_max_surge")]
     #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("maxSurge must be a non-negative number or a percentage such as 25%"))]
