@@ -226,6 +226,18 @@ pub async fn terminate_run(
     }
 }
 
+/// Deletes a finished run past the history limit.
+pub async fn delete_run(client: &Client, namespace: &str, name: &str) -> Result<(), AdapterError> {
+    match Api::<AnalysisRun>::namespaced(client.clone(), namespace)
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

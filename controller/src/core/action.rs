@@ -34,6 +34,8 @@ pub enum Action {
     },
     /// Stop an AnalysisRun (its verdict so far stands).
     TerminateAnalysisRun { name: String },
+    /// Delete a finished AnalysisRun past the history limit.
+    DeleteAnalysisRun { name: String },
 }
 
 /// A Kubernetes Event to record.

@@ -161,8 +161,15 @@ impl World {
                     name: name.clone(),
                     phase: Some(AnalysisPhase::Running),
                     message: None,
+                    created: None,
+                    terminating: false,
                 }),
-                Action::TerminateAnalysisRun { .. } => {}
+                Action::TerminateAnalysisRun { name } => {
+                    if let Some(run) = self.runs.iter_mut().find(|r| &r.name == name) {
+                        run.terminating = true;
+                    }
+                }
+                Action::DeleteAnalysisRun { name } => self.runs.retain(|r| &r.name != name),
             }
         }
     }
@@ -934,4 +941,60 @@ fn promotion_ends_the_background_run() {
     let p = settle(&mut r, &mut w, after(2), None);
     assert_eq!(phase(&r), RolloutPhase::Healthy, "{p:#?}");
     assert_eq!(background_run(&r), None);
+}
+
+#[test]
+fn promote_past_a_running_analysis_step_stops_its_run() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 20 }, { "analysis": { "templates": [{ "templateName": "t" }] } }, { "pause": {} }],
+    });
+    let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(step_index(&r), 1);
+    assert!(!w.runs[0].terminating);
+    // The promote action when not paused: skip the current step, forget its run.
+    let s = r.status.as_mut().unwrap();
+    s.current_step_index = Some(2);
+    s.canary.as_mut().unwrap().current_step_analysis_run = None;
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(step_index(&r), 2);
+    assert!(
+        w.runs[0].terminating,
+        "the skipped step's run no longer measures"
+    );
+}
+
+#[test]
+fn only_the_newest_finished_runs_are_kept() {
+    let r = rollout("app:v1", 1, json!({ "steps": [] }));
+    let mut w = World::new();
+    let mut rr = r.clone();
+    settle(&mut rr, &mut w, t0(), None);
+    for (i, phase) in [AnalysisPhase::Successful; 7]
+        .into_iter()
+        .chain([AnalysisPhase::Failed; 6])
+        .enumerate()
+    {
+        w.runs.push(AnalysisRunState {
+            name: format!("run-{i:02}"),
+            phase: Some(phase),
+            message: None,
+            created: Some(after(i as i64)),
+            terminating: false,
+        });
+    }
+    settle(&mut rr, &mut w, after(100), None);
+    let names: Vec<&str> = w.runs.iter().map(|r| r.name.as_str()).collect();
+    // 5 newest successful (run-02..06) and 5 newest failed (run-08..12).
+    assert_eq!(
+        names,
+        [
+            "run-02", "run-03", "run-04", "run-05", "run-06", "run-08", "run-09", "run-10",
+            "run-11", "run-12"
+        ]
+    );
 }

@@ -56,7 +56,9 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     ) {
         (Some(canary), None) => {
             let steps_hash = hash::value_hash(&canary.steps);
-            let p = canary::plan(rollout, canary, observed, &template_hash, &steps_hash, now);
+            let mut p = canary::plan(rollout, canary, observed, &template_hash, &steps_hash, now);
+            p.actions
+                .extend(analysis_housekeeping(&p.status, observed, &p.actions));
             let mut status = p.status;
             status.observed_generation = rollout.metadata.generation;
             status.strategy = Some(StrategyKind::Canary);
@@ -81,6 +83,67 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
             now,
         ),
     }
+}
+
+/// Finished AnalysisRuns kept per Rollout, of each outcome (successful, unsuccessful).
+pub const ANALYSIS_RUN_HISTORY: usize = 5;
+
+/// Runs the status no longer points at are stopped (a promote past an analysis step, a
+/// superseded revision), and finished runs beyond the history are deleted, newest kept.
+fn analysis_housekeeping(
+    status: &RolloutStatus,
+    observed: &Observed,
+    planned: &[Action],
+) -> Vec<Action> {
+    use sluice_api::analysis::AnalysisPhase;
+    let canary = status.canary.as_ref();
+    let current = [
+        canary.and_then(|c| c.current_step_analysis_run.as_deref()),
+        canary.and_then(|c| c.current_background_analysis_run.as_deref()),
+    ];
+    let already = |name: &str| {
+        planned.iter().any(|a| {
+            matches!(a, Action::TerminateAnalysisRun { name: n } | Action::CreateAnalysisRun { name: n, .. } if n == name)
+        })
+    };
+    let mut actions = Vec::new();
+    let finished = |r: &AnalysisRunState| {
+        matches!(
+            r.phase,
+            Some(
+                AnalysisPhase::Successful
+                    | AnalysisPhase::Failed
+                    | AnalysisPhase::Error
+                    | AnalysisPhase::Inconclusive
+            )
+        )
+    };
+    for run in &observed.analysis_runs {
+        if !finished(run)
+            && !run.terminating
+            && !current.contains(&Some(run.name.as_str()))
+            && !already(&run.name)
+        {
+            actions.push(Action::TerminateAnalysisRun {
+                name: run.name.clone(),
+            });
+        }
+    }
+    for successful in [true, false] {
+        let mut done: Vec<&AnalysisRunState> = observed
+            .analysis_runs
+            .iter()
+            .filter(|r| finished(r) && (r.phase == Some(AnalysisPhase::Successful)) == successful)
+            .filter(|r| !current.contains(&Some(r.name.as_str())))
+            .collect();
+        done.sort_by_key(|r| std::cmp::Reverse((r.created, r.name.clone())));
+        actions.extend(done.into_iter().skip(ANALYSIS_RUN_HISTORY).map(|r| {
+            Action::DeleteAnalysisRun {
+                name: r.name.clone(),
+            }
+        }));
+    }
+    actions
 }
 
 /// What admission cannot check: the selector must select the template's pods.

@@ -49,6 +49,10 @@ pub struct AnalysisRunState {
     /// None while the run has not reported yet.
     pub phase: Option<AnalysisPhase>,
     pub message: Option<String>,
+    /// `metadata.creationTimestamp`, to keep the newest when pruning.
+    pub created: Option<Timestamp>,
+    /// True once `spec.terminate` is set.
+    pub terminating: bool,
 }
 
 impl Observed {

@@ -322,6 +322,8 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
                 name: r.name_any(),
                 phase: r.status.as_ref().and_then(|s| s.phase),
                 message: r.status.as_ref().and_then(|s| s.message.clone()),
+                created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                terminating: r.spec.terminate,
             })
             .collect(),
         ..Observed::default()
@@ -418,6 +420,9 @@ async fn execute(
         }
         Action::TerminateAnalysisRun { name } => {
             runs::terminate_run(client, &namespace, name).await?;
+        }
+        Action::DeleteAnalysisRun { name } => {
+            runs::delete_run(client, &namespace, name).await?;
         }
     }
     Ok(())
