@@ -81,13 +81,19 @@ async fn canary_with_analysis(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// The one AnalysisRun of the test; more than one means a decision was taken twice.
 async fn step_run(env: &Env) -> Result<AnalysisRun> {
     let runs: Api<AnalysisRun> = Api::namespaced(env.client.clone(), env.ns());
-    let list = runs.list(&ListParams::default()).await?;
-    list.items
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no AnalysisRun"))
+    let mut items = runs.list(&ListParams::default()).await?.items;
+    let names: Vec<String> = items
+        .iter()
+        .map(|r| r.metadata.name.clone().unwrap_or_default())
+        .collect();
+    anyhow::ensure!(
+        items.len() == 1,
+        "expected exactly one AnalysisRun, found {names:?}"
+    );
+    Ok(items.remove(0))
 }
 
 #[tokio::test]

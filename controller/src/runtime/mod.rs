@@ -252,7 +252,28 @@ async fn reconcile_inner(
     let observed = observe(&ctx, rollout).await?;
     debug!(rollout = %rollout.name_any(), ?observed, "planning");
     let now = Timestamp::now();
-    let plan = core::plan(rollout, &observed, now);
+    let mut plan = core::plan(rollout, &observed, now);
+    // The cache can still hold the Rollout as it was before our own last status write
+    // (the watch event is on its way). Acting on that old status would repeat decisions
+    // already taken, e.g. start a second AnalysisRun and stop the first as unreferenced.
+    // So before changing anything, plan again from the stored object when it is newer.
+    let fresh;
+    let rollout = if plan.actions.is_empty() {
+        rollout
+    } else {
+        let api: Api<Rollout> =
+            Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+        fresh = api
+            .get(&rollout.name_any())
+            .await
+            .map_err(AdapterError::from)?;
+        if fresh.resource_version() == rollout.resource_version() {
+            rollout
+        } else {
+            plan = core::plan(&fresh, &observed, now);
+            &fresh
+        }
+    };
     let router = rollout
         .spec
         .strategy
