@@ -54,57 +54,56 @@ pub fn template_status(
     (Some(&status) != old).then_some(status)
 }
 
-async fn write<K>(
-    api: Api<K>,
-    name: &str,
-    status: AnalysisTemplateStatus,
-) -> Result<(), ReconcileError>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+/// What the two template kinds share for validation.
+trait Template:
+    Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug
 {
-    api.patch_status(
-        name,
-        &update_params(),
-        &Patch::Merge(&json!({ "status": status })),
-    )
-    .await
-    .map_err(AdapterError::from)?;
-    Ok(())
+    fn analysis(&self) -> &AnalysisSpec;
+    fn validation_status(&self) -> Option<&AnalysisTemplateStatus>;
+    /// The API to patch this template's status through.
+    fn api_for(&self, client: Client) -> Api<Self>;
 }
 
-async fn reconcile_namespaced(
-    t: Arc<AnalysisTemplate>,
-    client: Arc<Client>,
-) -> Result<Requeue, ReconcileError> {
-    if let Some(status) = template_status(
-        &t.spec.analysis,
-        t.status.as_ref(),
-        t.metadata.generation,
-        Timestamp::now(),
-    ) {
-        let api: Api<AnalysisTemplate> =
-            Api::namespaced((*client).clone(), &t.namespace().unwrap_or_default());
-        write(api, &t.name_any(), status).await?;
+impl Template for AnalysisTemplate {
+    fn analysis(&self) -> &AnalysisSpec {
+        &self.spec.analysis
     }
-    Ok(Requeue::await_change())
+    fn validation_status(&self) -> Option<&AnalysisTemplateStatus> {
+        self.status.as_ref()
+    }
+    fn api_for(&self, client: Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
 }
 
-async fn reconcile_cluster(
-    t: Arc<ClusterAnalysisTemplate>,
-    client: Arc<Client>,
-) -> Result<Requeue, ReconcileError> {
-    if let Some(status) = template_status(
-        &t.spec.analysis,
-        t.status.as_ref(),
-        t.metadata.generation,
+impl Template for ClusterAnalysisTemplate {
+    fn analysis(&self) -> &AnalysisSpec {
+        &self.spec.analysis
+    }
+    fn validation_status(&self) -> Option<&AnalysisTemplateStatus> {
+        self.status.as_ref()
+    }
+    fn api_for(&self, client: Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+async fn reconcile<K: Template>(t: Arc<K>, client: Arc<Client>) -> Result<Requeue, ReconcileError> {
+    let status = template_status(
+        t.analysis(),
+        t.validation_status(),
+        t.meta().generation,
         Timestamp::now(),
-    ) {
-        write(
-            Api::<ClusterAnalysisTemplate>::all((*client).clone()),
-            &t.name_any(),
-            status,
-        )
-        .await?;
+    );
+    if let Some(status) = status {
+        t.api_for((*client).clone())
+            .patch_status(
+                &t.name_any(),
+                &update_params(),
+                &Patch::Merge(&json!({ "status": status })),
+            )
+            .await
+            .map_err(AdapterError::from)?;
     }
     Ok(Requeue::await_change())
 }
@@ -127,7 +126,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .graceful_shutdown_on(shutdown.clone())
-    .run(reconcile_namespaced, retry, ctx.clone())
+    .run(reconcile::<AnalysisTemplate>, retry, ctx.clone())
     .for_each(|_| async {});
     if settings.namespace.is_some() {
         namespaced.await;
@@ -138,7 +137,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .graceful_shutdown_on(shutdown)
-    .run(reconcile_cluster, retry, ctx)
+    .run(reconcile::<ClusterAnalysisTemplate>, retry, ctx)
     .for_each(|_| async {});
     tokio::join!(namespaced, cluster);
 }
