@@ -109,11 +109,13 @@ The local control plane, Prometheus and the sluice controller are running. Try:
 
   eval "\$($plane env)"
       kubectl now talks to the local plane (and is the plane's own v1.37 kubectl)
+  export PATH="$(cd "$bin_dir" && pwd):\$PATH"
+      kubectl finds the kubectl-sluice plugin: kubectl sluice promote / abort / analyze
   kubectl get ro                                      Strategy, Phase, Step, Weight, ...
   kubectl patch ro web --type=merge -p '{"spec":{"template":{"metadata":{"annotations":{"version":"v2"}}}}}'
                                                       start a replica-ratio canary
-  $bin_dir/kubectl-sluice promote web                 past its indefinite pause
-  $bin_dir/kubectl-sluice status web
+  kubectl sluice promote web                          past its indefinite pause
+  kubectl sluice status web
   kubectl get events --field-selector involvedObject.name=web
   kubectl explain rollout.spec.strategy.canary.steps  the API docs
   Controller log: $controller_log
