@@ -14,7 +14,11 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
 
 /// Act on sluice Rollouts.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-sluice", version, about)]
+#[command(
+    name = "kubectl-sluice",
+    version,
+    about = "Act on sluice Rollouts (promote, abort, retry, pause, resume, status) and replay analyses"
+)]
 struct Args {
     /// Kubeconfig to use (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long, global = true)]
