@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use sluice_controller::runtime::{self, Settings};
-use tracing::info;
+use tracing::{info, warn};
+
+/// How long after SIGTERM the controllers may take to stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(35);
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -45,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let client = runtime::client(args.kubeconfig.as_deref()).await?;
     info!(namespace = ?args.namespace, "sluice controller starting");
-    // One signal stops both controllers; each finishes its in-flight reconciles.
+    // One signal stops every controller; each finishes its in-flight reconciles.
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -60,10 +63,23 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         namespace: args.namespace,
     };
-    tokio::join!(
-        runtime::run(client.clone(), settings.clone(), shutdown.clone()),
-        runtime::analysis::run(client.clone(), settings.clone(), shutdown.clone()),
-        runtime::templates::run(client, settings, shutdown),
-    );
+    let controllers = async {
+        tokio::join!(
+            runtime::run(client.clone(), settings.clone(), shutdown.clone()),
+            runtime::analysis::run(client.clone(), settings.clone(), shutdown.clone()),
+            runtime::templates::run(client, settings, shutdown.clone()),
+        );
+    };
+    // In-flight reconciles are bounded (30 s), so this grace only matters when a
+    // controller never started: kube-runtime holds a controller until its watch has
+    // listed once, and a missing CRD keeps it there through a graceful shutdown.
+    let grace = async {
+        shutdown.clone().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = controllers => info!("stopped"),
+        _ = grace => warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time (is a CRD missing?); exiting"),
+    }
     Ok(())
 }
