@@ -67,18 +67,33 @@ pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
             true,
             json!({ "metadata": { "resourceVersion": rv }, "status": { "abort": true } }),
         ),
+        // A retry measures afresh rather than re-reading the failed run.
+        UserAction::Retry if rollout.spec.strategy.blue_green.is_some() => (
+            true,
+            json!({ "metadata": { "resourceVersion": rv }, "status": {
+                "abort": false,
+                "abortedAt": null,
+                "blueGreen": { "prePromotionAnalysisRun": null, "postPromotionAnalysisRun": null },
+            } }),
+        ),
         UserAction::Retry => (
             true,
             json!({ "metadata": { "resourceVersion": rv }, "status": {
                 "abort": false,
                 "abortedAt": null,
-                // A retry measures afresh rather than re-reading the failed run.
                 "canary": { "currentStepAnalysisRun": null },
             } }),
         ),
         UserAction::Promote if !status.pause_conditions.is_empty() => (
             true,
             json!({ "metadata": { "resourceVersion": rv }, "status": { "pauseConditions": null } }),
+        ),
+        // Blue-green: skip the current stage; the planner stops a run left behind.
+        UserAction::Promote if rollout.spec.strategy.blue_green.is_some() => (
+            true,
+            json!({ "metadata": { "resourceVersion": rv }, "status": {
+                "currentStepIndex": status.current_step_index.unwrap_or(0) + 1,
+            } }),
         ),
         UserAction::Promote => (
             true,
@@ -161,6 +176,28 @@ mod tests {
         let running = rollout(json!({ "currentStepIndex": 3 }));
         let (_, body) = patch_for(UserAction::Promote, &running);
         assert_eq!(body["status"]["currentStepIndex"], 4);
+    }
+
+    #[test]
+    fn blue_green_retry_and_promote_reset_their_own_runs() {
+        let mut r = rollout(json!({ "currentStepIndex": 1 }));
+        r.spec.strategy.canary = None;
+        r.spec.strategy.blue_green =
+            Some(serde_json::from_value(json!({ "activeService": "web" })).unwrap());
+        let (_, retry) = patch_for(UserAction::Retry, &r);
+        assert_eq!(
+            retry["status"]["blueGreen"]["prePromotionAnalysisRun"],
+            Value::Null
+        );
+        assert!(
+            retry["status"]["blueGreen"]
+                .get("postPromotionAnalysisRun")
+                .is_some()
+        );
+        assert!(retry["status"].get("canary").is_none(), "{retry}");
+        let (_, promote) = patch_for(UserAction::Promote, &r);
+        assert_eq!(promote["status"]["currentStepIndex"], 2);
+        assert!(promote["status"].get("canary").is_none());
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn default_nginx_annotation_prefix() -> String {
     ),
     printcolumn = r#"{"name":"Strategy","type":"string","jsonPath":".status.strategy","description":"Canary or BlueGreen"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase","description":"Progressing, Paused, Healthy or Degraded"}"#,
-    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.stepProgress","description":"Current canary step out of the total"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.stepProgress","description":"Current canary step or blue-green stage out of the total"}"#,
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canary.weights.canary","description":"Traffic weight of the new version"}"#,
     printcolumn = r#"{"name":"Desired","type":"integer","jsonPath":".spec.replicas","description":"Desired replicas"}"#,
     printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas","description":"Ready replicas"}"#,
@@ -352,7 +352,8 @@ pub struct BlueGreenStrategy {
     #[schemars(length(max = 63))]
     pub preview_service: Option<String>,
 
-    /// Pods of the new revision while in preview. Defaults to `spec.replicas`.
+    /// Pods of the new revision while in preview (capped at `spec.replicas`). Defaults
+    /// to `spec.replicas`; the new revision always goes to full size before the switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0").message("previewReplicaCount must not be negative"))]
     pub preview_replica_count: Option<i32>,
@@ -361,8 +362,11 @@ pub struct BlueGreenStrategy {
     #[serde(default = "default_true")]
     pub auto_promotion_enabled: bool,
 
-    /// Seconds to wait in preview before promoting automatically.
+    /// Seconds to wait in preview (after the pre-promotion analysis passed) before
+    /// promoting automatically; a promote ends the wait early. Ignored when
+    /// `autoPromotionEnabled` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("autoPromotionSeconds must not be negative"))]
     pub auto_promotion_seconds: Option<i32>,
 
     /// Seconds to keep the old revision up after the switch, so that a failed
@@ -451,7 +455,9 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<StrategyKind>,
 
-    /// Current step out of the total, such as `3/8`, for the printer column.
+    /// Current step out of the total, such as `3/8`, for the printer column. For
+    /// blue-green, the stage: preview, pre-promotion analysis, pause, promote,
+    /// post-promotion analysis (those the spec uses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_progress: Option<String>,
 
@@ -463,7 +469,7 @@ pub struct RolloutStatus {
     #[serde(default, rename = "stableRS", skip_serializing_if = "Option::is_none")]
     pub stable_rs: Option<String>,
 
-    /// Index of the canary step being run.
+    /// Index of the canary step (or blue-green stage) being run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step_index: Option<i32>,
 

@@ -379,6 +379,14 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
             ),
             "previewReplicaCount must not be negative",
         ),
+        (
+            "negative auto-promotion delay",
+            with(
+                valid_blue_green(),
+                &[(&b("/autoPromotionSeconds"), json!(-5))],
+            ),
+            "autoPromotionSeconds must not be negative",
+        ),
     ]
 }
 

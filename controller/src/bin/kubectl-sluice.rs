@@ -213,10 +213,33 @@ fn print_status(r: &Rollout) {
     println!("Name:      {}", r.metadata.name.clone().unwrap_or_default());
     println!("Phase:     {:?}", s.phase);
     println!("Message:   {}", s.message.unwrap_or_default());
+    let stage = r.spec.strategy.blue_green.as_ref().and_then(|bg| {
+        let stages = sluice_controller::core::bluegreen::stages(bg);
+        let index = s.current_step_index.unwrap_or(0).max(0) as usize;
+        stages
+            .get(index)
+            .map(|stage| format!(" ({})", stage.label()))
+    });
     println!(
-        "Step:      {}",
-        s.step_progress.unwrap_or_else(|| "-".into())
+        "Step:      {}{}",
+        s.step_progress.clone().unwrap_or_else(|| "-".into()),
+        stage.unwrap_or_default()
     );
+    if let Some(bg) = &s.blue_green {
+        println!(
+            "Active:    {}   Preview: {}",
+            bg.active_selector.as_deref().unwrap_or("-"),
+            bg.preview_selector.as_deref().unwrap_or("-")
+        );
+        for (what, run) in [
+            ("pre-promotion", &bg.pre_promotion_analysis_run),
+            ("post-promotion", &bg.post_promotion_analysis_run),
+        ] {
+            if let Some(run) = run {
+                println!("Analysis:  {what} {run}");
+            }
+        }
+    }
     if let Some(w) = s.canary.and_then(|c| c.weights) {
         println!(
             "Weights:   canary {} / stable {} (verified: {:?})",

@@ -118,11 +118,11 @@ enum Mode {
     Aborted,
 }
 
-fn secs(n: i32) -> SignedDuration {
+pub(super) fn secs(n: i32) -> SignedDuration {
     SignedDuration::from_secs(n.max(0) as i64)
 }
 
-fn until(now: Timestamp, at: Timestamp) -> Duration {
+pub(super) fn until(now: Timestamp, at: Timestamp) -> Duration {
     let d = at.duration_since(now);
     if d.is_negative() {
         Duration::ZERO
@@ -133,10 +133,10 @@ fn until(now: Timestamp, at: Timestamp) -> Duration {
 
 /// Keeps the earliest wake-up time.
 #[derive(Debug, Default)]
-struct Wake(Option<Timestamp>);
+pub(super) struct Wake(pub(super) Option<Timestamp>);
 
 impl Wake {
-    fn at(&mut self, t: Timestamp) {
+    pub(super) fn at(&mut self, t: Timestamp) {
         self.0 = Some(self.0.map_or(t, |w| w.min(t)));
     }
 }
@@ -495,6 +495,7 @@ pub fn plan(
         abort_reason,
         settled,
         paused,
+        detail: None,
         generation: rollout.metadata.generation,
         progress_deadline_seconds: spec.progress_deadline_seconds,
         progress_deadline_abort: spec.progress_deadline_abort,
@@ -505,7 +506,7 @@ pub fn plan(
     })
 }
 
-fn stable_rs_settled(observed: &Observed, hash: &str, replicas: i32) -> bool {
+pub(super) fn stable_rs_settled(observed: &Observed, hash: &str, replicas: i32) -> bool {
     observed.replica_set(hash).is_some_and(|rs| {
         rs.replicas == replicas && rs.available >= replicas && rs.current == replicas
     })
@@ -647,14 +648,14 @@ fn walk_steps(
     }
 }
 
-enum PauseState {
+pub(super) enum PauseState {
     Waiting,
     Over,
 }
 
 /// A pause the controller enters: the first visit records it; it ends when its duration
 /// has passed or when a promote cleared `pauseConditions`.
-fn pause_state(
+pub(super) fn pause_state(
     status: &mut RolloutStatus,
     reason: PauseReason,
     duration: Option<&sluice_api::HumanDuration>,
@@ -756,7 +757,7 @@ fn background_analysis(
 }
 
 /// `base-N` with the first N not taken, so a retry never reuses a finished run.
-fn next_run_name(observed: &Observed, base: &str) -> String {
+pub(super) fn next_run_name(observed: &Observed, base: &str) -> String {
     (1..)
         .map(|n| format!("{base}-{n}"))
         .find(|candidate| observed.analysis_run(candidate).is_none())
@@ -912,22 +913,25 @@ fn scale_actions(
 }
 
 /// Inputs of the phase and condition computation.
-struct PhaseInput {
-    mode_aborted: bool,
+pub(super) struct PhaseInput {
+    pub(super) mode_aborted: bool,
     /// Why this plan aborted the rollout, when it did.
-    abort_reason: Option<String>,
-    settled: bool,
-    paused: bool,
-    generation: Option<i64>,
-    progress_deadline_seconds: i32,
-    progress_deadline_abort: bool,
-    min_available: i32,
-    old: RolloutStatus,
-    now: Timestamp,
+    pub(super) abort_reason: Option<String>,
+    pub(super) settled: bool,
+    pub(super) paused: bool,
+    /// What the rollout is doing, for the Progressing and Paused messages (a generic
+    /// message when None).
+    pub(super) detail: Option<String>,
+    pub(super) generation: Option<i64>,
+    pub(super) progress_deadline_seconds: i32,
+    pub(super) progress_deadline_abort: bool,
+    pub(super) min_available: i32,
+    pub(super) old: RolloutStatus,
+    pub(super) now: Timestamp,
 }
 
 impl CanaryPlan {
-    fn with_phase(mut self, input: PhaseInput) -> Self {
+    pub(super) fn with_phase(mut self, input: PhaseInput) -> Self {
         use super::conditions::{self as c, types};
         use sluice_api::rollout::RolloutPhase;
         let now = input.now;
@@ -979,7 +983,9 @@ impl CanaryPlan {
         } else if input.paused {
             (
                 RolloutPhase::Paused,
-                "paused: waiting for the pause to end or a promote".into(),
+                input
+                    .detail
+                    .unwrap_or_else(|| "paused: waiting for the pause to end or a promote".into()),
             )
         } else if input.settled {
             (
@@ -987,7 +993,10 @@ impl CanaryPlan {
                 "the stable revision is fully available".into(),
             )
         } else {
-            (RolloutPhase::Progressing, "rolling out".into())
+            (
+                RolloutPhase::Progressing,
+                input.detail.unwrap_or_else(|| "rolling out".into()),
+            )
         };
         status.phase = Some(phase);
         status.message = Some(message.clone());

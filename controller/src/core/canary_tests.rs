@@ -17,11 +17,11 @@ use super::conditions::{get, is_true, types};
 use super::hash::pod_template_hash;
 use super::{Action, AnalysisRunState, Observed, Plan, ReplicaSetState, plan};
 
-fn t0() -> Timestamp {
+pub(super) fn t0() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
 }
 
-fn after(secs: i64) -> Timestamp {
+pub(super) fn after(secs: i64) -> Timestamp {
     t0() + SignedDuration::from_secs(secs)
 }
 
@@ -56,30 +56,30 @@ fn standard_steps() -> Value {
     ])
 }
 
-fn hash_of(r: &Rollout) -> String {
+pub(super) fn hash_of(r: &Rollout) -> String {
     pod_template_hash(&r.spec.template)
 }
 
 /// The cluster as the planner's actions leave it.
 #[derive(Debug, Clone, Default)]
-struct World {
-    rs: Vec<ReplicaSetState>,
-    services: BTreeMap<String, Option<String>>,
-    router: Option<i32>,
-    runs: Vec<AnalysisRunState>,
+pub(super) struct World {
+    pub(super) rs: Vec<ReplicaSetState>,
+    pub(super) services: BTreeMap<String, Option<String>>,
+    pub(super) router: Option<i32>,
+    pub(super) runs: Vec<AnalysisRunState>,
     /// When false, new pods never become available (a broken image).
-    pods_become_ready: bool,
+    pub(super) pods_become_ready: bool,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         World {
             pods_become_ready: true,
             ..World::default()
         }
     }
 
-    fn with_services(mut self, names: &[&str]) -> Self {
+    pub(super) fn with_services(mut self, names: &[&str]) -> Self {
         for n in names {
             self.services.insert(n.to_string(), None);
         }
@@ -91,7 +91,7 @@ impl World {
         self
     }
 
-    fn observed(&self) -> Observed {
+    pub(super) fn observed(&self) -> Observed {
         Observed {
             replica_sets: self.rs.clone(),
             services: self.services.clone(),
@@ -102,7 +102,7 @@ impl World {
     }
 
     /// Pods created by the last actions become available (one tick of kubelet/kwok).
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         for rs in &mut self.rs {
             rs.current = rs.replicas;
             if self.pods_become_ready || rs.revision == 1 {
@@ -115,7 +115,7 @@ impl World {
         }
     }
 
-    fn apply(&mut self, actions: &[Action]) {
+    pub(super) fn apply(&mut self, actions: &[Action]) {
         for a in actions {
             match a {
                 Action::CreateReplicaSet {
@@ -188,7 +188,12 @@ impl World {
 
 /// Plans and applies until nothing changes any more (or `max` rounds), checking the
 /// surge/availability budget after every round. Returns the last plan.
-fn settle(r: &mut Rollout, w: &mut World, now: Timestamp, budget: Option<(i32, i32)>) -> Plan {
+pub(super) fn settle(
+    r: &mut Rollout,
+    w: &mut World,
+    now: Timestamp,
+    budget: Option<(i32, i32)>,
+) -> Plan {
     let mut last = None;
     for _ in 0..50 {
         let p = plan(r, &w.observed(), now);
@@ -218,22 +223,22 @@ fn settle(r: &mut Rollout, w: &mut World, now: Timestamp, budget: Option<(i32, i
     panic!("the plan did not settle in 50 rounds: {last:#?}");
 }
 
-fn phase(r: &Rollout) -> RolloutPhase {
+pub(super) fn phase(r: &Rollout) -> RolloutPhase {
     r.status.as_ref().and_then(|s| s.phase).expect("phase set")
 }
 
-fn step_index(r: &Rollout) -> i32 {
+pub(super) fn step_index(r: &Rollout) -> i32 {
     r.status
         .as_ref()
         .and_then(|s| s.current_step_index)
         .unwrap()
 }
 
-fn set_image(r: &mut Rollout, image: &str) {
+pub(super) fn set_image(r: &mut Rollout, image: &str) {
     r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
 }
 
-fn promote(r: &mut Rollout) {
+pub(super) fn promote(r: &mut Rollout) {
     r.status.as_mut().unwrap().pause_conditions.clear();
 }
 

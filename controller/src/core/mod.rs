@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod analysis;
+pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
 pub mod hash;
@@ -14,6 +15,8 @@ pub mod replicas;
 
 #[cfg(test)]
 mod analysis_tests;
+#[cfg(test)]
+mod bluegreen_tests;
 #[cfg(test)]
 mod canary_tests;
 
@@ -56,32 +59,40 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
     ) {
         (Some(canary), None) => {
             let steps_hash = hash::value_hash(&canary.steps);
-            let mut p = canary::plan(rollout, canary, observed, &template_hash, &steps_hash, now);
-            p.actions
-                .extend(analysis_housekeeping(&p.status, observed, &p.actions));
-            let mut status = p.status;
-            status.observed_generation = rollout.metadata.generation;
-            status.strategy = Some(StrategyKind::Canary);
-            status.selector = Some(selector_string(&rollout.spec.selector));
-            Plan {
-                actions: p.actions,
-                status,
-                requeue_after: p.requeue_after,
-                events: p.events,
-            }
+            let p = canary::plan(rollout, canary, observed, &template_hash, &steps_hash, now);
+            finish(rollout, observed, p, StrategyKind::Canary)
         }
-        (None, Some(_)) => invalid(
-            rollout,
-            "StrategyNotSupported",
-            "this sluice version does not run blueGreen rollouts yet",
-            now,
-        ),
+        (None, Some(blue_green)) => {
+            let p = bluegreen::plan(rollout, blue_green, observed, &template_hash, now);
+            finish(rollout, observed, p, StrategyKind::BlueGreen)
+        }
         _ => invalid(
             rollout,
             "InvalidSpec",
             "strategy must set exactly one of canary and blueGreen",
             now,
         ),
+    }
+}
+
+/// What every strategy's plan gets: run housekeeping and the common status fields.
+fn finish(
+    rollout: &Rollout,
+    observed: &Observed,
+    p: canary::CanaryPlan,
+    strategy: StrategyKind,
+) -> Plan {
+    let mut actions = p.actions;
+    actions.extend(analysis_housekeeping(&p.status, observed, &actions));
+    let mut status = p.status;
+    status.observed_generation = rollout.metadata.generation;
+    status.strategy = Some(strategy);
+    status.selector = Some(selector_string(&rollout.spec.selector));
+    Plan {
+        actions,
+        status,
+        requeue_after: p.requeue_after,
+        events: p.events,
     }
 }
 
@@ -97,9 +108,12 @@ fn analysis_housekeeping(
 ) -> Vec<Action> {
     use sluice_api::analysis::AnalysisPhase;
     let canary = status.canary.as_ref();
+    let blue_green = status.blue_green.as_ref();
     let current = [
         canary.and_then(|c| c.current_step_analysis_run.as_deref()),
         canary.and_then(|c| c.current_background_analysis_run.as_deref()),
+        blue_green.and_then(|b| b.pre_promotion_analysis_run.as_deref()),
+        blue_green.and_then(|b| b.post_promotion_analysis_run.as_deref()),
     ];
     let already = |name: &str| {
         planned.iter().any(|a| {

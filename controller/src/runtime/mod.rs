@@ -349,44 +349,61 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             .collect(),
         ..Observed::default()
     };
-    if let Some(canary) = &rollout.spec.strategy.canary {
-        for service in [&canary.canary_service, &canary.stable_service]
+    let strategy = &rollout.spec.strategy;
+    let services: Vec<&String> = match (&strategy.canary, &strategy.blue_green) {
+        (Some(c), _) => [&c.canary_service, &c.stable_service]
             .into_iter()
             .flatten()
-        {
-            match workload::service_hash(&ctx.client, &namespace, service).await? {
-                Some(hash) => {
-                    observed.services.insert(service.clone(), hash);
-                }
-                None => observed
-                    .missing
-                    .push(format!("Service {namespace}/{service}")),
+            .collect(),
+        (None, Some(b)) => std::iter::once(&b.active_service)
+            .chain(b.preview_service.as_ref())
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    for service in services {
+        match workload::service_hash(&ctx.client, &namespace, service).await? {
+            Some(hash) => {
+                observed.services.insert(service.clone(), hash);
             }
+            None => observed
+                .missing
+                .push(format!("Service {namespace}/{service}")),
         }
-        if let Some(router) = Router::for_rollout(&ctx.client, rollout, canary) {
-            observed.missing.extend(router.missing_references().await?);
-            if observed.missing.is_empty() {
-                observed.router_weight = router.current_weight().await?;
-            }
+    }
+    if let Some(canary) = &strategy.canary
+        && let Some(router) = Router::for_rollout(&ctx.client, rollout, canary)
+    {
+        observed.missing.extend(router.missing_references().await?);
+        if observed.missing.is_empty() {
+            observed.router_weight = router.current_weight().await?;
         }
-        let analyses = canary
-            .steps
-            .iter()
-            .filter_map(|s| s.analysis.as_ref())
-            .chain(canary.analysis.as_ref().map(|b| &b.analysis));
-        for analysis in analyses {
-            for t in &analysis.templates {
-                if runs::fetch_template(&ctx.client, &namespace, &t.template_name, t.cluster_scope)
-                    .await?
-                    .is_none()
-                {
-                    let kind = if t.cluster_scope {
-                        "ClusterAnalysisTemplate"
-                    } else {
-                        "AnalysisTemplate"
-                    };
-                    observed.missing.push(format!("{kind} {}", t.template_name));
-                }
+    }
+    let analyses: Vec<&sluice_api::rollout::RolloutAnalysis> =
+        match (&strategy.canary, &strategy.blue_green) {
+            (Some(c), _) => c
+                .steps
+                .iter()
+                .filter_map(|s| s.analysis.as_ref())
+                .chain(c.analysis.as_ref().map(|b| &b.analysis))
+                .collect(),
+            (None, Some(b)) => [&b.pre_promotion_analysis, &b.post_promotion_analysis]
+                .into_iter()
+                .flatten()
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+    for analysis in analyses {
+        for t in &analysis.templates {
+            if runs::fetch_template(&ctx.client, &namespace, &t.template_name, t.cluster_scope)
+                .await?
+                .is_none()
+            {
+                let kind = if t.cluster_scope {
+                    "ClusterAnalysisTemplate"
+                } else {
+                    "AnalysisTemplate"
+                };
+                observed.missing.push(format!("{kind} {}", t.template_name));
             }
         }
     }

@@ -1,0 +1,653 @@
+//! Blue-green planning: the new revision comes up beside the active one behind
+//! `previewService`, is checked (pre-promotion analysis, a pause for a human), and then
+//! `activeService` switches to it at once; the previous revision stays up for a switch
+//! back (post-promotion analysis, abort) until its scale-down deadline.
+//!
+//! The way from one revision to the next is a fixed list of [`Stage`]s built from the
+//! spec; `status.currentStepIndex` is the index into it, so `promote` (skip the current
+//! stage, or end a pause), `promote-full`, `abort` and `retry` are the same status patches
+//! as for a canary. One invariant is enforced whatever the index says: `activeService`
+//! moves to the new revision only in the Promote stage, once the new ReplicaSet is at full
+//! size and fully available.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use sluice_api::analysis::AnalysisPhase;
+use sluice_api::rollout::{
+    BlueGreenStatus, BlueGreenStrategy, PauseReason, Rollout, RolloutAnalysis, RolloutStatus,
+};
+
+use super::action::{Action, PlannedEvent};
+use super::canary::{
+    CanaryPlan, PauseState, PhaseInput, Wake, next_run_name, pause_state, secs, stable_rs_settled,
+    until,
+};
+use super::observed::{Observed, ReplicaSetState};
+
+/// One stage of the way from the active revision to the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Stage {
+    /// The new ReplicaSet comes up at `previewReplicaCount` behind `previewService`.
+    Preview,
+    /// `prePromotionAnalysis` runs against the preview.
+    PrePromotionAnalysis,
+    /// Waiting for a human (`autoPromotionEnabled: false`) or for
+    /// `autoPromotionSeconds`.
+    Pause,
+    /// The new ReplicaSet goes to full size; once it is fully available `activeService`
+    /// switches to it.
+    Promote,
+    /// `postPromotionAnalysis` runs with production traffic on the new revision; the
+    /// previous one is kept at full size for a switch back.
+    PostPromotionAnalysis,
+}
+
+impl Stage {
+    /// A short name for messages and `kubectl sluice status`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Preview => "preview",
+            Stage::PrePromotionAnalysis => "pre-promotion analysis",
+            Stage::Pause => "pause",
+            Stage::Promote => "promote",
+            Stage::PostPromotionAnalysis => "post-promotion analysis",
+        }
+    }
+}
+
+/// The stages a blue-green Rollout goes through, from its spec.
+pub fn stages(bg: &BlueGreenStrategy) -> Vec<Stage> {
+    let mut stages = vec![Stage::Preview];
+    if bg.pre_promotion_analysis.is_some() {
+        stages.push(Stage::PrePromotionAnalysis);
+    }
+    if !bg.auto_promotion_enabled || bg.auto_promotion_seconds.is_some() {
+        stages.push(Stage::Pause);
+    }
+    stages.push(Stage::Promote);
+    if bg.post_promotion_analysis.is_some() {
+        stages.push(Stage::PostPromotionAnalysis);
+    }
+    stages
+}
+
+/// Where the rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The desired template is the active, stable one.
+    Stable,
+    /// Working through the stages.
+    Progressing,
+    /// promote-full: straight to full size and the switch, skipping analysis and pauses.
+    Promoting,
+    /// Aborted: active back on the stable revision, the new one going down.
+    Aborted,
+}
+
+/// True when a ReplicaSet is at `size` and all of it is available; no ReplicaSet counts
+/// as being at size 0.
+fn at_size(rs: Option<&ReplicaSetState>, size: i32) -> bool {
+    match rs {
+        Some(rs) => rs.replicas == size && rs.available >= size,
+        None => size == 0,
+    }
+}
+
+/// What a stage decided this time.
+enum Outcome {
+    Done,
+    Waiting,
+    /// Waiting for a human (or a timed pause).
+    Paused,
+    Abort(String),
+}
+
+/// Plans one reconcile of a blue-green Rollout (see the module docs).
+pub fn plan(
+    rollout: &Rollout,
+    bg: &BlueGreenStrategy,
+    observed: &Observed,
+    template_hash: &str,
+    now: Timestamp,
+) -> CanaryPlan {
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let spec = &rollout.spec;
+    let replicas = spec.replicas.max(0);
+    let old = rollout.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.canary = None;
+    let mut actions = Vec::new();
+    let mut events = Vec::new();
+    let mut wake = Wake::default();
+    let stages = stages(bg);
+    let stages_hash = super::hash::value_hash(&stages);
+    let promote_index = stages
+        .iter()
+        .position(|s| *s == Stage::Promote)
+        .expect("every stage list has a Promote stage");
+
+    // --- revision ------------------------------------------------------------------------
+    let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
+    if new_revision || old.current_step_hash.as_deref() != Some(stages_hash.as_str()) {
+        status.current_step_index = Some(0);
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+        status.promote_full = false;
+        if let Some(b) = status.blue_green.as_mut() {
+            for run in [
+                b.pre_promotion_analysis_run.take(),
+                b.post_promotion_analysis_run.take(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                actions.push(Action::TerminateAnalysisRun { name: run });
+            }
+        }
+        if new_revision {
+            status.abort = false;
+            status.aborted_at = None;
+            status.progressed_at = Some(Time(now));
+            if old.current_pod_hash.is_some() {
+                events.push(PlannedEvent {
+                    warning: false,
+                    reason: "NewRevision".into(),
+                    action: format!("Revision-{template_hash}"),
+                    message: format!("pod template changed: previewing revision {template_hash}"),
+                });
+            }
+        }
+    }
+    status.current_pod_hash = Some(template_hash.to_string());
+    status.current_step_hash = Some(stages_hash);
+
+    // The first revision, or one whose stable ReplicaSet is gone, goes straight to active.
+    let stable_hash = match old.stable_rs.as_deref() {
+        Some(h) if h == template_hash || observed.replica_set(h).is_some() => h.to_string(),
+        _ => template_hash.to_string(),
+    };
+    status.stable_rs = Some(stable_hash.clone());
+    if status.abort && status.aborted_at.is_none() {
+        status.aborted_at = Some(Time(now));
+    }
+    let mut mode = if stable_hash == template_hash {
+        Mode::Stable
+    } else if status.abort {
+        Mode::Aborted
+    } else if status.promote_full {
+        Mode::Promoting
+    } else {
+        Mode::Progressing
+    };
+    let current_rs = observed.replica_set(template_hash);
+    let preview_size = bg
+        .preview_replica_count
+        .unwrap_or(replicas)
+        .clamp(0, replicas);
+    let bg_status = status
+        .blue_green
+        .get_or_insert_with(BlueGreenStatus::default);
+    // Whether activeService was switched to the new revision (and not switched back).
+    let mut switched = mode != Mode::Aborted
+        && bg_status.active_selector.as_deref() == Some(template_hash)
+        && template_hash != stable_hash;
+
+    // --- stages --------------------------------------------------------------------------
+    let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(stages.len());
+    // A promote can move the index past Promote; the switch still happens there.
+    if index > promote_index && !switched {
+        index = promote_index;
+    }
+    let mut paused_at_stage = false;
+    let mut abort_reason = None;
+    let mut detail = None;
+    if mode == Mode::Progressing {
+        while index < stages.len() {
+            if spec.paused {
+                break;
+            }
+            let stage = stages[index];
+            let outcome = match stage {
+                Stage::Preview => {
+                    if at_size(current_rs, preview_size) {
+                        Outcome::Done
+                    } else {
+                        detail = Some(format!(
+                            "preview: {} of {preview_size} pods of revision {template_hash} available",
+                            current_rs.map_or(0, |rs| rs.available.min(preview_size)),
+                        ));
+                        Outcome::Waiting
+                    }
+                }
+                Stage::PrePromotionAnalysis | Stage::PostPromotionAnalysis => {
+                    let (analysis, post) = if stage == Stage::PrePromotionAnalysis {
+                        (bg.pre_promotion_analysis.as_ref(), false)
+                    } else {
+                        (bg.post_promotion_analysis.as_ref(), true)
+                    };
+                    match analysis {
+                        Some(analysis) => analysis_stage(
+                            &name,
+                            template_hash,
+                            analysis,
+                            post,
+                            &mut status,
+                            observed,
+                            now,
+                            &mut actions,
+                            &mut wake,
+                            &mut detail,
+                        ),
+                        None => Outcome::Done,
+                    }
+                }
+                Stage::Pause => {
+                    let duration = bg
+                        .auto_promotion_enabled
+                        .then_some(bg.auto_promotion_seconds)
+                        .flatten()
+                        .map(|s| sluice_api::HumanDuration::from_secs(s.max(0) as i64));
+                    match pause_state(
+                        &mut status,
+                        PauseReason::BlueGreenPause,
+                        duration.as_ref(),
+                        now,
+                        &mut wake,
+                    ) {
+                        PauseState::Over => Outcome::Done,
+                        PauseState::Waiting => {
+                            detail = Some(match &duration {
+                                Some(_) => format!(
+                                    "preview of revision {template_hash}: promoting automatically after {}s, or on promote",
+                                    bg.auto_promotion_seconds.unwrap_or(0)
+                                ),
+                                None => format!(
+                                    "preview of revision {template_hash}: waiting for a promote"
+                                ),
+                            });
+                            Outcome::Paused
+                        }
+                    }
+                }
+                Stage::Promote => {
+                    if at_size(current_rs, replicas) {
+                        switched = true;
+                        Outcome::Done
+                    } else {
+                        detail = Some(format!(
+                            "promoting: {} of {replicas} pods of revision {template_hash} available; activeService switches when all are",
+                            current_rs.map_or(0, |rs| rs.available.min(replicas)),
+                        ));
+                        Outcome::Waiting
+                    }
+                }
+            };
+            match outcome {
+                Outcome::Done => {
+                    events.push(PlannedEvent {
+                        warning: false,
+                        reason: "StageCompleted".into(),
+                        action: format!("{stage:?}-{template_hash}"),
+                        message: format!(
+                            "completed {} ({}/{}) of revision {template_hash}",
+                            stage.label(),
+                            index + 1,
+                            stages.len()
+                        ),
+                    });
+                    index += 1;
+                    status.progressed_at = Some(Time(now));
+                }
+                Outcome::Waiting => break,
+                Outcome::Paused => {
+                    paused_at_stage = true;
+                    break;
+                }
+                Outcome::Abort(reason) => {
+                    status.abort = true;
+                    status.aborted_at = Some(Time(now));
+                    abort_reason = Some(reason);
+                    mode = Mode::Aborted;
+                    switched = false;
+                    break;
+                }
+            }
+        }
+    }
+    if mode == Mode::Promoting {
+        index = index.max(promote_index);
+        if at_size(current_rs, replicas) {
+            switched = true;
+            index = stages.len();
+        }
+    }
+    if switched && index >= stages.len() {
+        // Complete: the new revision is stable; the previous one drains behind its
+        // scale-down deadline.
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "RolloutCompleted".into(),
+            action: format!("Revision-{template_hash}"),
+            message: format!("revision {template_hash} is now active and stable"),
+        });
+        status.stable_rs = Some(template_hash.to_string());
+        status.promote_full = false;
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+        mode = Mode::Stable;
+    }
+    // A run whose stage is behind us (passed, promoted past, aborted) and that has not
+    // finished is dropped from the status, which makes the housekeeping stop it; finished
+    // runs stay named for the record.
+    let live_stage = (mode == Mode::Progressing)
+        .then(|| stages.get(index).copied())
+        .flatten();
+    if let Some(b) = status.blue_green.as_mut() {
+        for (slot, stage) in [
+            (
+                &mut b.pre_promotion_analysis_run,
+                Stage::PrePromotionAnalysis,
+            ),
+            (
+                &mut b.post_promotion_analysis_run,
+                Stage::PostPromotionAnalysis,
+            ),
+        ] {
+            let finished = slot
+                .as_deref()
+                .and_then(|n| observed.analysis_run(n))
+                .is_some_and(|r| {
+                    matches!(
+                        r.phase,
+                        Some(
+                            AnalysisPhase::Successful
+                                | AnalysisPhase::Failed
+                                | AnalysisPhase::Error
+                                | AnalysisPhase::Inconclusive
+                        )
+                    )
+                });
+            if live_stage != Some(stage) && !finished {
+                *slot = None;
+            }
+        }
+    }
+    let demoted =
+        (mode == Mode::Stable && stable_hash != template_hash).then(|| stable_hash.clone());
+    let stable_hash = status.stable_rs.clone().unwrap_or_default();
+    status.current_step_index = Some(if mode == Mode::Stable {
+        stages.len()
+    } else {
+        index
+    } as i32);
+
+    let shown = status.current_step_index.unwrap_or(0).max(0) as usize;
+    status.step_progress = Some(format!(
+        "{}/{}",
+        (shown + 1).min(stages.len()),
+        stages.len()
+    ));
+
+    // --- Services ------------------------------------------------------------------------
+    let active_target = if switched || mode == Mode::Stable {
+        template_hash.to_string()
+    } else {
+        stable_hash.clone()
+    };
+    let preview_target = match mode {
+        Mode::Progressing | Mode::Promoting if current_rs.is_some() => template_hash.to_string(),
+        _ => active_target.clone(),
+    };
+    if switched
+        && old
+            .blue_green
+            .as_ref()
+            .and_then(|b| b.active_selector.as_deref())
+            != Some(template_hash)
+    {
+        events.push(PlannedEvent {
+            warning: false,
+            reason: "ActiveServiceSwitched".into(),
+            action: format!("Active-{template_hash}"),
+            message: format!("{} now selects revision {template_hash}", bg.active_service),
+        });
+    }
+    let bg_status = status
+        .blue_green
+        .get_or_insert_with(BlueGreenStatus::default);
+    bg_status.active_selector = Some(active_target.clone());
+    bg_status.preview_selector = bg.preview_service.as_ref().map(|_| preview_target.clone());
+    for (service, hash) in [
+        (Some(&bg.active_service), &active_target),
+        (bg.preview_service.as_ref(), &preview_target),
+    ] {
+        if let Some(service) = service
+            && observed
+                .services
+                .get(service)
+                .is_some_and(|h| h.as_deref() != Some(hash))
+            && observed.replica_set(hash).is_some()
+        {
+            actions.push(Action::SetServiceSelector {
+                service: service.clone(),
+                hash: hash.clone(),
+            });
+        }
+    }
+
+    // A run measures the traffic the Services send it: start it after they are set.
+    actions.sort_by_key(|a| matches!(a, Action::CreateAnalysisRun { .. }));
+
+    // --- ReplicaSets ---------------------------------------------------------------------
+    // Pods that activeService still selects are never scaled down, whatever the plan: a
+    // switch back (or away) is written first and the scale-down follows on a later pass.
+    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
+    let abort_scale_down_at = status
+        .aborted_at
+        .as_ref()
+        .map(|t| t.0 + secs(bg.abort_scale_down_delay_seconds));
+    let new_target = match mode {
+        Mode::Stable => replicas,
+        Mode::Progressing if spec.paused => current_rs.map_or(0, |rs| rs.replicas),
+        Mode::Progressing if index < promote_index => preview_size,
+        Mode::Progressing | Mode::Promoting => replicas,
+        Mode::Aborted => match abort_scale_down_at {
+            // Kept up (with no traffic) for the delay, ready for a retry.
+            Some(at) if now < at => {
+                wake.at(at);
+                current_rs.map_or(0, |rs| rs.replicas)
+            }
+            _ => 0,
+        },
+    };
+    let next_revision = observed
+        .replica_sets
+        .iter()
+        .map(|rs| rs.revision)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut targets: Vec<(&ReplicaSetState, i32, Option<Timestamp>)> = Vec::new();
+    match current_rs {
+        Some(rs) => targets.push((rs, new_target, None)),
+        None if new_target > 0 => actions.push(Action::CreateReplicaSet {
+            hash: template_hash.to_string(),
+            revision: next_revision,
+            replicas: new_target,
+        }),
+        None => {}
+    }
+    for rs in &observed.replica_sets {
+        if rs.hash == template_hash {
+            continue;
+        }
+        if rs.hash == stable_hash {
+            targets.push((rs, replicas, None));
+            continue;
+        }
+        let deadline = match (
+            demoted.as_deref() == Some(rs.hash.as_str()),
+            rs.scale_down_at,
+        ) {
+            (true, _) if bg.scale_down_delay_seconds > 0 && rs.replicas > 0 => {
+                Some(now + secs(bg.scale_down_delay_seconds))
+            }
+            (_, Some(at)) if rs.replicas > 0 && now < at => Some(at),
+            _ => None,
+        };
+        match deadline {
+            Some(at) => {
+                wake.at(at);
+                targets.push((rs, rs.replicas, Some(at)));
+            }
+            None => targets.push((rs, 0, None)),
+        }
+    }
+    for (rs, target, deadline) in targets {
+        let target = if active_now.as_deref() == Some(rs.hash.as_str()) {
+            target.max(rs.replicas)
+        } else {
+            target
+        };
+        if rs.replicas != target || rs.scale_down_at != deadline {
+            actions.push(Action::ScaleReplicaSet {
+                name: rs.name.clone(),
+                replicas: target,
+                scale_down_at: deadline,
+            });
+        }
+    }
+    let mut history: Vec<&ReplicaSetState> = observed
+        .replica_sets
+        .iter()
+        .filter(|rs| {
+            rs.hash != template_hash
+                && rs.hash != stable_hash
+                && rs.replicas == 0
+                && rs.current == 0
+                && active_now.as_deref() != Some(rs.hash.as_str())
+        })
+        .collect();
+    history.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
+    for rs in history
+        .into_iter()
+        .skip(spec.revision_history_limit.max(0) as usize)
+    {
+        actions.push(Action::DeleteReplicaSet {
+            name: rs.name.clone(),
+        });
+    }
+
+    // --- status --------------------------------------------------------------------------
+    let all = &observed.replica_sets;
+    status.replicas = all.iter().map(|rs| rs.current).sum();
+    status.ready_replicas = all.iter().map(|rs| rs.ready).sum();
+    status.available_replicas = all.iter().map(|rs| rs.available).sum();
+    status.updated_replicas = current_rs.map_or(0, |rs| rs.current);
+    status.hpa_replicas = Some(status.replicas);
+    if mode == Mode::Progressing && detail.is_none() && !spec.paused {
+        detail = stages
+            .get(index)
+            .map(|stage| format!("{} of revision {template_hash}", stage.label()));
+    }
+    let draining = |rs: &ReplicaSetState| {
+        demoted.as_deref() == Some(rs.hash.as_str()) || rs.scale_down_at.is_some_and(|at| now < at)
+    };
+    let settled = mode == Mode::Stable
+        && stable_rs_settled(observed, &stable_hash, replicas)
+        && active_now.as_deref() == Some(stable_hash.as_str())
+        && all
+            .iter()
+            .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs));
+
+    CanaryPlan {
+        actions,
+        status,
+        requeue_after: wake.0.map(|w| until(now, w)),
+        events,
+    }
+    .with_phase(PhaseInput {
+        mode_aborted: mode == Mode::Aborted,
+        abort_reason,
+        settled,
+        paused: spec.paused || paused_at_stage,
+        detail,
+        generation: rollout.metadata.generation,
+        progress_deadline_seconds: spec.progress_deadline_seconds,
+        progress_deadline_abort: spec.progress_deadline_abort,
+        // Blue-green keeps a full-size active revision throughout.
+        min_available: replicas,
+        old,
+        now,
+    })
+}
+
+/// A pre- or post-promotion analysis: one run per revision (a retry starts a new one);
+/// Successful passes, Failed or Error aborts, Inconclusive waits for a human.
+#[allow(clippy::too_many_arguments)]
+fn analysis_stage(
+    rollout: &str,
+    template_hash: &str,
+    analysis: &RolloutAnalysis,
+    post: bool,
+    status: &mut RolloutStatus,
+    observed: &Observed,
+    now: Timestamp,
+    actions: &mut Vec<Action>,
+    wake: &mut Wake,
+    detail: &mut Option<String>,
+) -> Outcome {
+    let (suffix, role, what) = if post {
+        ("post", "post-promotion", "post-promotion analysis")
+    } else {
+        ("pre", "pre-promotion", "pre-promotion analysis")
+    };
+    let bg_status = status
+        .blue_green
+        .get_or_insert_with(BlueGreenStatus::default);
+    let slot = if post {
+        &mut bg_status.post_promotion_analysis_run
+    } else {
+        &mut bg_status.pre_promotion_analysis_run
+    };
+    let run_name = match slot {
+        Some(run) => run.clone(),
+        None => {
+            let run = next_run_name(observed, &format!("{rollout}-{template_hash}-{suffix}"));
+            *slot = Some(run.clone());
+            actions.push(Action::CreateAnalysisRun {
+                name: run.clone(),
+                analysis: analysis.clone(),
+                role: role.into(),
+            });
+            run
+        }
+    };
+    let run = observed.analysis_run(&run_name);
+    match run.and_then(|r| r.phase) {
+        Some(AnalysisPhase::Successful) => Outcome::Done,
+        Some(phase @ (AnalysisPhase::Failed | AnalysisPhase::Error)) => Outcome::Abort(format!(
+            "{what} {run_name} ended {phase:?}{}",
+            run.and_then(|r| r.message.as_ref())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        Some(AnalysisPhase::Inconclusive) => {
+            match pause_state(status, PauseReason::InconclusiveAnalysis, None, now, wake) {
+                PauseState::Over => Outcome::Done,
+                PauseState::Waiting => {
+                    *detail = Some(format!(
+                        "{what} {run_name} was inconclusive: waiting for a promote or an abort"
+                    ));
+                    Outcome::Paused
+                }
+            }
+        }
+        _ => {
+            *detail = Some(format!(
+                "{what} {run_name} of revision {template_hash} running"
+            ));
+            Outcome::Waiting
+        }
+    }
+}
