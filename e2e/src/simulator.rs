@@ -3,7 +3,8 @@
 //! kwok pods serve no traffic and export no metrics, so this stands in for the
 //! application: every tick it reads the routing state sluice wrote for one Rollout (the
 //! canary Ingress weight, the HTTPRoute weights, or, without a router, the available pods
-//! of each ReplicaSet), splits a synthetic request stream accordingly, and counts
+//! of each ReplicaSet; for blue-green, what `activeService` and `previewService` select),
+//! splits a synthetic request stream accordingly, and counts
 //! per-version requests, errors and latencies. It serves them in the Prometheus text
 //! format on 127.0.0.1 and registers itself with the local Prometheus through a file_sd
 //! target, so the controller reads them back through real PromQL.
@@ -232,6 +233,9 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
     let (Some(current), Some(stable)) = (status.current_pod_hash, status.stable_rs) else {
         return Ok(Vec::new());
     };
+    if let Some(bg) = &ro.spec.strategy.blue_green {
+        return blue_green_split(client, ns, bg, &current, &stable, &version_of).await;
+    }
     let routing = ro
         .spec
         .strategy
@@ -325,6 +329,55 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
             canary: true,
             share: canary_share,
         });
+    }
+    Ok(split)
+}
+
+/// Share of the production stream taken by blue-green's preview test traffic (a
+/// smoke-test client hitting `previewService`), on top of the production stream.
+const PREVIEW_SHARE: f64 = 0.25;
+
+/// Blue-green: production traffic goes wherever `activeService` selects; while the preview
+/// differs from it, a smaller test stream goes to `previewService`'s revision.
+async fn blue_green_split(
+    client: &Client,
+    ns: &str,
+    bg: &sluice_api::rollout::BlueGreenStrategy,
+    current: &str,
+    stable: &str,
+    version_of: &impl Fn(&str) -> Option<(String, i32)>,
+) -> Result<Vec<Share>> {
+    let services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
+    let selected = |svc: Option<k8s_openapi::api::core::v1::Service>| {
+        svc.and_then(|s| s.spec?.selector?.get(POD_TEMPLATE_HASH_LABEL).cloned())
+    };
+    let mut split = Vec::new();
+    let active = selected(services.get_opt(&bg.active_service).await?);
+    if let Some(hash) = &active
+        && let Some((version, _)) = version_of(hash)
+    {
+        split.push(Share {
+            version,
+            hash: hash.clone(),
+            service: bg.active_service.clone(),
+            canary: hash == current && current != stable,
+            share: 1.0,
+        });
+    }
+    if let Some(preview_service) = &bg.preview_service {
+        let preview = selected(services.get_opt(preview_service).await?);
+        if let Some(hash) = preview.filter(|p| Some(p) != active.as_ref())
+            && let Some((version, available)) = version_of(&hash)
+            && available > 0
+        {
+            split.push(Share {
+                version,
+                canary: hash == current,
+                hash,
+                service: preview_service.clone(),
+                share: PREVIEW_SHARE,
+            });
+        }
     }
     Ok(split)
 }
