@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: starts the local control plane and Prometheus, installs the CRDs, starts the
-# sluice controller, and walks a sample canary (routed through a Gateway API HTTPRoute)
-# through its steps, printing each one. Everything stays up until `make down`.
+# sluice controller, walks a sample canary (routed through a Gateway API HTTPRoute)
+# through its steps, printing each one, then previews and promotes a blue-green Rollout.
+# Everything stays up until `make down`.
 #
 #   demo.sh                  the demo
 #   demo.sh stop-controller  stop the controller the demo started (used by `make down`)
@@ -30,8 +31,14 @@ eval "$("$plane" env)"
 echo
 echo "== installing the sluice CRDs (server-side apply)"
 kubectl apply --server-side --field-manager=sluice-demo -f crds/yaml/ >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/rollouts.sluice.dev crd/analysistemplates.sluice.dev \
-    crd/clusteranalysistemplates.sluice.dev crd/analysisruns.sluice.dev >/dev/null
+# kubectl wait fails at once (rather than waiting) on a CRD whose status has no
+# conditions yet, which is how a CRD looks for a moment after it is created.
+for attempt in $(seq 20); do
+    kubectl wait --for=condition=Established --timeout=60s crd/rollouts.sluice.dev crd/analysistemplates.sluice.dev \
+        crd/clusteranalysistemplates.sluice.dev crd/analysisruns.sluice.dev >/dev/null 2>&1 && break
+    [ "$attempt" -lt 20 ] || { echo "demo: the sluice CRDs were not established" >&2; exit 1; }
+    sleep 0.5
+done
 
 echo "== starting the sluice controller (log: $controller_log)"
 stop_controller
@@ -39,10 +46,10 @@ mkdir -p "$(dirname "$controller_log")"
 nohup "$bin_dir/sluice-controller" --kubeconfig "$KUBECONFIG" >"$controller_log" 2>&1 &
 echo $! >"$pid_file"
 
-echo "== applying the sample canary Rollouts (replica ratio: web; Gateway API: shop)"
-kubectl apply --server-side --field-manager=sluice-demo \
-    -f examples/canary-rollout.yaml -f examples/canary-gateway-rollout.yaml >/dev/null
-kubectl wait --for=condition=Ready --timeout=60s rollout/web rollout/shop
+echo "== applying the sample Rollouts (canary, replica ratio: web; canary, Gateway API: shop; blue-green: store)"
+kubectl apply --server-side --field-manager=sluice-demo -f examples/canary-rollout.yaml \
+    -f examples/canary-gateway-rollout.yaml -f examples/blue-green-rollout.yaml >/dev/null
+kubectl wait --for=condition=Ready --timeout=60s rollout/web rollout/shop rollout/store
 kubectl get rollouts
 
 route_weights() {
@@ -81,6 +88,26 @@ done
 [ "$phase" = Healthy ] || { echo "demo: the canary did not finish; see $controller_log" >&2; exit 1; }
 
 echo
+echo "== a new version of store: blue-green preview, promotion and switch"
+selectors() {
+    printf 'active -> %s, preview -> %s' \
+        "$(kubectl get svc store-active -o jsonpath='{.spec.selector.sluice\.dev/pod-template-hash}')" \
+        "$(kubectl get svc store-preview -o jsonpath='{.spec.selector.sluice\.dev/pod-template-hash}')"
+}
+store_sets() {
+    kubectl get rs -l app=store -o jsonpath='{range .items[*]}{.metadata.labels.sluice\.dev/pod-template-hash}:{.status.availableReplicas}/{.spec.replicas} {end}'
+}
+kubectl patch rollout store --type=merge \
+    -p '{"spec":{"template":{"metadata":{"annotations":{"version":"v2"}}}}}' >/dev/null
+kubectl wait --for=condition=Paused --timeout=60s rollout/store >/dev/null
+printf '  %-8s %s; pods (hash:available/desired): %s\n' preview "$(selectors)" "$(store_sets)"
+echo "  -> autoPromotionEnabled is false: the preview waits for a human: kubectl sluice promote store"
+"$bin_dir/kubectl-sluice" promote store --kubeconfig "$KUBECONFIG" -n default | sed 's/^/     /'
+kubectl wait --for=condition=Ready --timeout=60s rollout/store >/dev/null
+printf '  %-8s %s; pods (hash:available/desired): %s\n' switched "$(selectors)" "$(store_sets)"
+echo "  the previous revision stays up for scaleDownDelaySeconds (30 s), ready for a switch back"
+
+echo
 echo "== an invalid Rollout is refused at admission by the CRD's CEL rules:"
 if kubectl apply --server-side --field-manager=sluice-demo -f - 2>&1 <<'YAML'; then
 apiVersion: sluice.dev/v1alpha1
@@ -115,6 +142,9 @@ The local control plane, Prometheus and the sluice controller are running. Try:
   kubectl patch ro web --type=merge -p '{"spec":{"template":{"metadata":{"annotations":{"version":"v2"}}}}}'
                                                       start a replica-ratio canary
   kubectl sluice promote web                          past its indefinite pause
+  kubectl patch ro store --type=merge -p '{"spec":{"template":{"metadata":{"annotations":{"version":"v3"}}}}}'
+                                                      a blue-green preview of store
+  kubectl sluice status store                         its stage, active and preview
   kubectl sluice status web
   kubectl get events --field-selector involvedObject.name=web
   kubectl explain rollout.spec.strategy.canary.steps  the API docs

@@ -211,7 +211,10 @@ async fn analyze(
 fn print_status(r: &Rollout) {
     let s = r.status.clone().unwrap_or_default();
     println!("Name:      {}", r.metadata.name.clone().unwrap_or_default());
-    println!("Phase:     {:?}", s.phase);
+    println!(
+        "Phase:     {}",
+        s.phase.map_or_else(|| "-".into(), |p| format!("{p:?}"))
+    );
     println!("Message:   {}", s.message.unwrap_or_default());
     let stage = r.spec.strategy.blue_green.as_ref().and_then(|bg| {
         let stages = sluice_controller::core::bluegreen::stages(bg);
