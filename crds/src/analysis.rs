@@ -88,8 +88,9 @@ pub enum PodTemplateHashValue {
     Stable,
     /// The revision being rolled out.
     Latest,
-    /// The baseline the canary is compared with: today the stable revision (a dedicated
-    /// baseline ReplicaSet at canary size is planned).
+    /// The revision the canary is compared with: the stable one. A dedicated baseline
+    /// (`canary.baseline`) runs that revision too, with the same hash on its pods (so the
+    /// stable Service routes to it); select its pods with `sluice.dev/role=baseline`.
     Baseline,
 }
 

@@ -15,6 +15,14 @@ use crate::duration::HumanDuration;
 /// the Services it points at a revision.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
 
+/// The label that marks the pods of a dedicated baseline ReplicaSet (value
+/// [`BASELINE_ROLE`]). Baseline pods keep the stable revision's pod-template hash, so that
+/// the Service of the stable revision sends them traffic; this label is what tells them
+/// apart in metrics. Reserved: a Rollout's template may not set it.
+pub const ROLE_LABEL: &str = "sluice.dev/role";
+/// The value of [`ROLE_LABEL`] on baseline pods.
+pub const BASELINE_ROLE: &str = "baseline";
+
 fn default_replicas() -> i32 {
     1
 }
@@ -68,6 +76,7 @@ fn default_nginx_annotation_prefix() -> String {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.template.metadata) || !has(self.template.metadata.labels) || !('sluice.dev/role' in self.template.metadata.labels)").message("spec.template.metadata.labels must not set sluice.dev/role: sluice sets it on baseline pods to tell them from the stable ones"))]
 pub struct RolloutSpec {
     /// Number of desired pods of the stable version once a rollout completes. Defaults to 1.
     /// Scaled by `kubectl scale` and HorizontalPodAutoscalers through the scale subresource.
@@ -176,6 +185,18 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<BackgroundAnalysis>,
 
+    /// Run a dedicated baseline for the judge: a fresh ReplicaSet of the stable template
+    /// at the canary's size, created with the canary and removed when the canary ends
+    /// (promotion, abort, a new revision, a rollback). Comparing the canary with pods as
+    /// young as its own is Spinnaker/Kayenta's recommended practice; without it the
+    /// baseline is the long-running stable pods. Its pods keep the stable pod-template
+    /// hash, so whatever routes to the stable revision (`stableService`, a Service of the
+    /// app's labels) routes to them too, and carry `sluice.dev/role: baseline`, which is
+    /// how metric queries select them. They come on top of `maxSurge` and never count as
+    /// available capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<CanaryBaseline>,
+
     /// Most pods above `replicas` during an update: a number or a percentage. Defaults to 25%.
     #[serde(default = "default_max_surge")]
     #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("maxSurge must be a non-negative number or a percentage such as 25%"))]
@@ -201,6 +222,22 @@ pub struct CanaryStrategy {
     /// of keeping it at full size until promotion.
     #[serde(default)]
     pub dynamic_stable_scale: bool,
+}
+
+/// A dedicated baseline ReplicaSet (see `canary.baseline`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryBaseline {
+    /// Run the baseline. Defaults to true, so `baseline: {}` turns it on; false keeps the
+    /// block while turning it off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for CanaryBaseline {
+    fn default() -> Self {
+        CanaryBaseline { enabled: true }
+    }
 }
 
 /// Exactly one traffic router.
@@ -558,6 +595,24 @@ pub struct CanaryStatus {
     /// Name of the background AnalysisRun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_background_analysis_run: Option<String>,
+
+    /// The dedicated baseline ReplicaSet of the current canary, while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineStatus>,
+}
+
+/// The dedicated baseline ReplicaSet of a canary.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineStatus {
+    /// Name of the ReplicaSet: `<rollout>-<stable hash>-baseline-<canary hash>`.
+    pub replica_set: String,
+    /// Pod-template hash of the stable revision the baseline runs (its pods carry it).
+    pub pod_template_hash: String,
+    /// Pods the baseline should have now (the canary's size).
+    pub replicas: i32,
+    /// Available baseline pods.
+    pub available_replicas: i32,
 }
 
 /// Traffic split between the new and the stable version.

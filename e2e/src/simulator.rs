@@ -10,11 +10,16 @@
 //! target, so the controller reads them back through real PromQL.
 //!
 //! Metrics, labelled `namespace`, `service`, `version` (the pod template's `version`
-//! annotation) and `pod_template_hash`:
+//! annotation) and `pod_template_hash`, plus `role="baseline"` for the pods of a dedicated
+//! baseline ReplicaSet (as a Prometheus relabelling of the pods' `sluice.dev/role` label
+//! would give):
 //! - `http_requests_total{code="200"|"500"}` (counter)
 //! - `http_request_duration_seconds` (histogram)
 //!
-//! A test sets each version's error rate and latency with [`Simulator::set`].
+//! A test sets each version's error rate and latency with [`Simulator::set`]; the baseline
+//! pods of version `v1` are the version `v1-baseline`, and behave like `v1` unless set.
+//! They share the stable side of the traffic with the stable pods, as the stable Service
+//! (which selects them too) does.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,7 +32,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client, ResourceExt};
 use sluice_api::Rollout;
-use sluice_api::rollout::POD_TEMPLATE_HASH_LABEL;
+use sluice_api::rollout::{BASELINE_ROLE, POD_TEMPLATE_HASH_LABEL, ROLE_LABEL};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -56,6 +61,10 @@ impl Default for Behaviour {
 
 #[derive(Debug, Default, Clone)]
 struct VersionCounters {
+    /// The pod template's `version` annotation (the same for stable and baseline pods).
+    version: String,
+    /// True for the pods of a dedicated baseline.
+    baseline: bool,
     hash: String,
     /// The Service that routes to this version (canaryService or stableService).
     service: String,
@@ -164,7 +173,8 @@ impl Simulator {
         })
     }
 
-    /// Sets how a version (the pod template's `version` annotation) behaves from now on.
+    /// Sets how a version (the pod template's `version` annotation, with `-baseline` for the
+    /// pods of a dedicated baseline) behaves from now on.
     pub fn set(&self, version: &str, behaviour: Behaviour) {
         self.state
             .lock()
@@ -188,10 +198,18 @@ impl Drop for Simulator {
     }
 }
 
+/// The simulator's name for the baseline pods of `version`.
+pub fn baseline_version(version: &str) -> String {
+    format!("{version}-baseline")
+}
+
 /// One version's share of the traffic.
 #[derive(Debug, Clone)]
 struct Share {
+    /// The pod template's `version` annotation.
     version: String,
+    /// True for the pods of a dedicated baseline.
+    baseline: bool,
     hash: String,
     service: String,
     canary: bool,
@@ -236,6 +254,32 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
     if let Some(bg) = &ro.spec.strategy.blue_green {
         return blue_green_split(client, ns, bg, &current, &stable, &version_of).await;
     }
+    // The current canary's dedicated baseline: the stable version, its own pods.
+    let baseline_pods = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!(
+            "{ROLE_LABEL}={BASELINE_ROLE},sluice.dev/rollout={rollout}"
+        )))
+        .await?
+        .items
+        .iter()
+        .filter(|rs| {
+            let pod_hash = rs
+                .spec
+                .template
+                .as_ref()
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref())
+                .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL));
+            pod_hash == Some(&stable)
+                && rs.annotations().get("sluice.dev/baseline-for") == Some(&current)
+        })
+        .map(|rs| {
+            rs.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+        })
+        .sum::<i32>() as f64;
     let routing = ro
         .spec
         .strategy
@@ -293,12 +337,17 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
             // Replica ratio: every available pod takes an equal share.
             let canary_pods = version_of(&current).map_or(0, |v| v.1) as f64;
             let stable_pods = version_of(&stable).map_or(0, |v| v.1) as f64;
-            if canary_pods + stable_pods > 0.0 {
-                canary_pods / (canary_pods + stable_pods)
-            } else {
-                0.0
-            }
+            let all = canary_pods + stable_pods + baseline_pods;
+            if all > 0.0 { canary_pods / all } else { 0.0 }
         }
+    };
+    // The stable side (whatever is not the canary's) is spread over every pod the stable
+    // Service selects: the stable pods and the baseline's.
+    let stable_pods = version_of(&stable).map_or(0, |v| v.1) as f64;
+    let baseline_fraction = if stable_pods + baseline_pods > 0.0 {
+        baseline_pods / (stable_pods + baseline_pods)
+    } else {
+        0.0
     };
     let service = |canary: bool| {
         let c = ro.spec.strategy.canary.as_ref();
@@ -312,18 +361,30 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
     let mut split = Vec::new();
     if let Some((version, _)) = version_of(&stable) {
         split.push(Share {
-            version,
+            version: version.clone(),
+            baseline: false,
             hash: stable.clone(),
             service: service(false),
             canary: false,
-            share: 1.0 - canary_share,
+            share: (1.0 - canary_share) * (1.0 - baseline_fraction),
         });
+        if baseline_fraction > 0.0 {
+            split.push(Share {
+                version,
+                baseline: true,
+                hash: stable.clone(),
+                service: service(false),
+                canary: false,
+                share: (1.0 - canary_share) * baseline_fraction,
+            });
+        }
     }
     if current != stable
         && let Some((version, _)) = version_of(&current)
     {
         split.push(Share {
             version,
+            baseline: false,
             hash: current,
             service: service(true),
             canary: true,
@@ -361,6 +422,7 @@ async fn blue_green_split(
             hash: hash.clone(),
             service: bg.active_service.clone(),
             canary: hash == current && current != stable,
+            baseline: false,
             share: 1.0,
         });
     }
@@ -375,6 +437,7 @@ async fn blue_green_split(
                 canary: hash == current,
                 hash,
                 service: preview_service.clone(),
+                baseline: false,
                 share: PREVIEW_SHARE,
             });
         }
@@ -382,13 +445,27 @@ async fn blue_green_split(
     Ok(split)
 }
 
+impl Share {
+    /// The simulator's name for these pods: the version, or its baseline.
+    fn key(&self) -> String {
+        if self.baseline {
+            baseline_version(&self.version)
+        } else {
+            self.version.clone()
+        }
+    }
+}
+
 fn advance(state: &mut State, split: Vec<Share>) {
     let per_tick = REQUESTS_PER_SECOND * TICK.as_secs_f64();
-    state.split = split.iter().map(|s| (s.version.clone(), s.share)).collect();
+    state.split = split.iter().map(|s| (s.key(), s.share)).collect();
     for s in split {
+        let key = s.key();
+        // Baseline pods run the stable version: they behave like it unless a test says.
         let behaviour = state
             .behaviours
-            .get(&s.version)
+            .get(&key)
+            .or_else(|| state.behaviours.get(&s.version))
             .copied()
             .unwrap_or_default();
         let requests = per_tick * s.share;
@@ -401,11 +478,13 @@ fn advance(state: &mut State, split: Vec<Share>) {
             .collect();
         let c = state
             .counters
-            .entry(s.version.clone())
+            .entry(key)
             .or_insert_with(|| VersionCounters {
                 buckets: vec![0.0; BUCKETS.len() + 1],
                 ..VersionCounters::default()
             });
+        c.version = s.version;
+        c.baseline = s.baseline;
         c.hash = s.hash;
         c.service = s.service;
         c.canary = s.canary;
@@ -425,12 +504,20 @@ fn advance(state: &mut State, split: Vec<Share>) {
 }
 
 fn render(state: &State, labels: &str) -> String {
+    let series_labels = |c: &VersionCounters| {
+        let role = if c.baseline {
+            format!(",role=\"{BASELINE_ROLE}\"")
+        } else {
+            String::new()
+        };
+        format!(
+            "{labels},version=\"{}\",pod_template_hash=\"{}\"{role}",
+            c.version, c.hash
+        )
+    };
     let mut out = String::from("# TYPE http_requests_total counter\n");
-    for (version, c) in &state.counters {
-        let l = format!(
-            "{labels},version=\"{version}\",pod_template_hash=\"{}\"",
-            c.hash
-        );
+    for c in state.counters.values() {
+        let l = series_labels(c);
         out.push_str(&format!(
             "http_requests_total{{{l},code=\"200\"}} {}\n",
             c.ok
@@ -441,11 +528,8 @@ fn render(state: &State, labels: &str) -> String {
         ));
     }
     out.push_str("# TYPE http_request_duration_seconds histogram\n");
-    for (version, c) in &state.counters {
-        let l = format!(
-            "{labels},version=\"{version}\",pod_template_hash=\"{}\"",
-            c.hash
-        );
+    for c in state.counters.values() {
+        let l = series_labels(c);
         for (i, le) in BUCKETS.iter().enumerate() {
             out.push_str(&format!(
                 "http_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {}\n",
@@ -470,24 +554,34 @@ fn render(state: &State, labels: &str) -> String {
         .split(',')
         .find_map(|kv| kv.strip_prefix("namespace="))
         .unwrap_or("\"\"");
-    out.push_str("# TYPE nginx_ingress_controller_requests counter\n");
+    // Neither sees pods: a baseline's requests count with the stable ones behind the same
+    // Service and revision (summed, so that no series appears twice in one scrape).
+    let mut nginx: BTreeMap<String, f64> = BTreeMap::new();
+    let mut istio: BTreeMap<String, f64> = BTreeMap::new();
     for c in state.counters.values() {
         let canary = if c.canary { "true" } else { "" };
         for (status, n) in [("200", c.ok), ("500", c.errors)] {
-            out.push_str(&format!(
-                "nginx_ingress_controller_requests{{exported_namespace={namespace},service=\"{}\",canary=\"{canary}\",status=\"{status}\"}} {n}\n",
-                c.service
-            ));
+            *nginx
+                .entry(format!(
+                    "exported_namespace={namespace},service=\"{}\",canary=\"{canary}\",status=\"{status}\"",
+                    c.service
+                ))
+                .or_default() += n;
+            *istio
+                .entry(format!(
+                    "reporter=\"destination\",destination_workload_namespace={namespace},destination_service_name=\"{}\",destination_canonical_revision=\"{}\",response_code=\"{status}\"",
+                    c.service, c.version
+                ))
+                .or_default() += n;
         }
     }
+    out.push_str("# TYPE nginx_ingress_controller_requests counter\n");
+    for (l, n) in nginx {
+        out.push_str(&format!("nginx_ingress_controller_requests{{{l}}} {n}\n"));
+    }
     out.push_str("# TYPE istio_requests_total counter\n");
-    for (version, c) in &state.counters {
-        for (code, n) in [("200", c.ok), ("500", c.errors)] {
-            out.push_str(&format!(
-                "istio_requests_total{{reporter=\"destination\",destination_workload_namespace={namespace},destination_service_name=\"{}\",destination_canonical_revision=\"{version}\",response_code=\"{code}\"}} {n}\n",
-                c.service
-            ));
-        }
+    for (l, n) in istio {
+        out.push_str(&format!("istio_requests_total{{{l}}} {n}\n"));
     }
     out
 }
@@ -515,6 +609,7 @@ mod tests {
                 vec![
                     Share {
                         version: "v1".into(),
+                        baseline: false,
                         hash: "h1".into(),
                         service: "web-stable".into(),
                         canary: false,
@@ -522,6 +617,7 @@ mod tests {
                     },
                     Share {
                         version: "v2".into(),
+                        baseline: false,
                         hash: "h2".into(),
                         service: "web-canary".into(),
                         canary: true,
@@ -551,6 +647,61 @@ mod tests {
         );
         assert!(
             text.contains("istio_requests_total{reporter=\"destination\",destination_workload_namespace=\"n\",destination_service_name=\"web-stable\",destination_canonical_revision=\"v1\",response_code=\"500\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn baseline_pods_are_a_version_of_their_own_that_behaves_like_theirs_unless_set() {
+        let mut state = State {
+            noise: 1,
+            ..State::default()
+        };
+        state.behaviours.insert(
+            "v1".into(),
+            Behaviour {
+                error_rate: 0.1,
+                latency: 0.02,
+            },
+        );
+        let share = |baseline: bool, share: f64| Share {
+            version: "v1".into(),
+            baseline,
+            hash: "h1".into(),
+            service: "web-stable".into(),
+            canary: false,
+            share,
+        };
+        for _ in 0..10 {
+            advance(&mut state, vec![share(false, 0.5), share(true, 0.5)]);
+        }
+        let b = &state.counters["v1-baseline"];
+        assert!((b.errors - 10.0).abs() < 1e-9, "like v1: {b:?}");
+        state.behaviours.insert(
+            baseline_version("v1"),
+            Behaviour {
+                error_rate: 0.5,
+                latency: 0.02,
+            },
+        );
+        for _ in 0..10 {
+            advance(&mut state, vec![share(false, 0.5), share(true, 0.5)]);
+        }
+        let (v1, b) = (&state.counters["v1"], &state.counters["v1-baseline"]);
+        assert!((v1.errors - 20.0).abs() < 1e-9, "{v1:?}");
+        assert!((b.errors - 60.0).abs() < 1e-9, "set on its own: {b:?}");
+        let text = render(&state, "namespace=\"n\",service=\"web\"");
+        assert!(
+            text.contains("http_requests_total{namespace=\"n\",service=\"web\",version=\"v1\",pod_template_hash=\"h1\",role=\"baseline\",code=\"500\"} 60\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_requests_total{namespace=\"n\",service=\"web\",version=\"v1\",pod_template_hash=\"h1\",code=\"500\"} 20\n"),
+            "{text}"
+        );
+        // Sources that do not see pods count both under the stable Service, once.
+        assert!(
+            text.contains("nginx_ingress_controller_requests{exported_namespace=\"n\",service=\"web-stable\",canary=\"\",status=\"500\"} 80\n"),
             "{text}"
         );
     }

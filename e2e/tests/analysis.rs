@@ -2,17 +2,20 @@
 //! Prometheus, the controller's AnalysisRuns query them through real PromQL, and the
 //! Rollout continues or rolls back on the verdict.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice_api::rollout::RolloutPhase;
+use sluice_controller::actions::UserAction;
 use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, weights};
-use sluice_e2e::simulator::{Behaviour, Simulator};
+use sluice_e2e::simulator::{Behaviour, Simulator, baseline_version};
 use sluice_e2e::wait_for;
 
 fn prometheus_url() -> String {
@@ -609,6 +612,223 @@ async fn the_judge_fails_a_canary_with_doubled_latency() -> Result<()> {
     );
     let s = r.status.unwrap();
     assert_ne!(s.stable_rs, s.current_pod_hash, "never promoted");
+    env.finish().await
+}
+
+/// A judge template comparing the canary's mean latency with the dedicated baseline's:
+/// the baseline series are the stable revision's pods that carry the baseline role.
+fn dedicated_baseline_judge_template() -> Value {
+    let mean = |selector: &str| {
+        format!(
+            "sum(rate(http_request_duration_seconds_sum{{{selector}}}[4s])) / sum(rate(http_request_duration_seconds_count{{{selector}}}[4s]))"
+        )
+    };
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": { "name": "latency-vs-dedicated-baseline" },
+        "spec": {
+            "args": [{ "name": "namespace" }, { "name": "canary-hash" }, { "name": "baseline-hash" }],
+            "metrics": [{
+                "name": "latency-vs-baseline",
+                "initialDelay": "24s",
+                "provider": { "judge": {
+                    "address": prometheus_url(),
+                    "lookback": "20s",
+                    "step": "1s",
+                    "signals": [{
+                        "name": "mean-latency",
+                        "canaryQuery": mean("namespace=\"{{args.namespace}}\",pod_template_hash=\"{{args.canary-hash}}\""),
+                        "baselineQuery": mean("namespace=\"{{args.namespace}}\",pod_template_hash=\"{{args.baseline-hash}}\",role=\"baseline\""),
+                        "direction": "Increase",
+                        "allowedIncrease": 1.2,
+                        "critical": true,
+                    }],
+                } },
+            }],
+        },
+    })
+}
+
+/// The Rollout's baseline ReplicaSets: (name, replicas, available, pod labels).
+async fn baseline_sets(env: &Env) -> Result<Vec<(String, i32, i32, BTreeMap<String, String>)>> {
+    let api: Api<ReplicaSet> = Api::namespaced(env.client.clone(), env.ns());
+    Ok(api
+        .list(&ListParams::default().labels("sluice.dev/role=baseline"))
+        .await?
+        .items
+        .into_iter()
+        .map(|rs| {
+            let labels = rs
+                .spec
+                .template
+                .as_ref()
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
+            (
+                rs.metadata.name.clone().unwrap_or_default(),
+                rs.spec.replicas.unwrap_or(0),
+                rs.status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0),
+                labels,
+            )
+        })
+        .collect())
+}
+
+async fn wait_baseline_gone(env: &Env) -> Result<()> {
+    let result = wait_for(
+        "the baseline ReplicaSet to be deleted",
+        STEP_TIMEOUT,
+        || async { Ok(baseline_sets(env).await?.is_empty()) },
+    )
+    .await;
+    let left = baseline_sets(env).await.unwrap_or_default();
+    result.with_context(|| format!("baseline ReplicaSets left: {left:?}"))
+}
+
+/// A Rollout with a dedicated baseline and a judge step against it. The stable pods are
+/// made twice as fast as the baseline's, so a judge that compared the canary with them
+/// instead would see the canary's latency doubled.
+async fn canary_judged_against_a_dedicated_baseline(
+    prefix: &str,
+    canary_latency: f64,
+) -> Result<(Env, Simulator, String)> {
+    let env = Env::new(prefix).await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(dedicated_baseline_judge_template()).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "baseline": {},
+            "steps": [
+                { "setWeight": 50 },
+                { "analysis": {
+                    "templates": [{ "templateName": "latency-vs-dedicated-baseline" }],
+                    "args": [
+                        { "name": "namespace", "value": env.ns() },
+                        { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+                        { "name": "baseline-hash", "valueFrom": { "podTemplateHashValue": "Baseline" } },
+                    ],
+                } },
+                { "pause": {} },
+            ],
+        }),
+    )
+    .await?;
+    let r = env.wait_healthy_on_new_revision().await?;
+    let (_, v1_hash) = hashes(&r);
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    let behaviour = |latency| Behaviour {
+        error_rate: 0.0,
+        latency,
+    };
+    sim.set("v1", behaviour(0.01));
+    sim.set(&baseline_version("v1"), behaviour(0.02));
+    sim.set("v2", behaviour(canary_latency));
+    env.set_version("v2").await?;
+
+    // The baseline comes up with the canary, at its size (50% of 4), with the role label
+    // and the stable hash on its pods.
+    let up = wait_for(
+        "the baseline at the canary's size",
+        STEP_TIMEOUT,
+        || async {
+            Ok(baseline_sets(&env)
+                .await?
+                .iter()
+                .any(|b| b.1 == 2 && b.2 == 2))
+        },
+    )
+    .await;
+    let now = format!(
+        "revisions {:?}, baselines {:?}",
+        env.sizes().await.unwrap_or_default(),
+        baseline_sets(&env).await.unwrap_or_default()
+    );
+    up.with_context(|| now)?;
+    let sets = baseline_sets(&env).await?;
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    let (name, _, _, labels) = &sets[0];
+    assert_eq!(
+        labels.get("sluice.dev/role").map(String::as_str),
+        Some("baseline")
+    );
+    assert_eq!(labels.get("sluice.dev/pod-template-hash"), Some(&v1_hash));
+    let r = env
+        .wait("status.canary.baseline", |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.canary.as_ref())
+                .and_then(|c| c.baseline.as_ref())
+                .is_some_and(|b| b.available_replicas == 2)
+        })
+        .await?;
+    let status = r.status.unwrap().canary.unwrap().baseline.unwrap();
+    assert_eq!(&status.replica_set, name);
+    assert_eq!(status.pod_template_hash, v1_hash);
+    println!("baseline ReplicaSet {name}: {} pods", status.replicas);
+    Ok((env, sim, name.clone()))
+}
+
+#[tokio::test]
+async fn the_judge_passes_a_canary_identical_to_its_dedicated_baseline_and_the_baseline_goes()
+-> Result<()> {
+    let (env, sim, _) = canary_judged_against_a_dedicated_baseline("judge-baseline", 0.02).await?;
+    env.wait_step(2, RolloutPhase::Paused).await?;
+    let split = sim.split();
+    println!("traffic split with the baseline: {split:?}");
+    assert!(
+        split.get("v1-baseline").is_some_and(|s| *s > 0.0),
+        "{split:?}"
+    );
+    let run = step_run(&env).await?.status.unwrap();
+    assert_eq!(run.phase, Some(AnalysisPhase::Successful), "{run:#?}");
+    let m = &run.metric_results[0].measurements[0];
+    println!(
+        "judge vs dedicated baseline, identical versions (stable pods twice as fast): score {:?}: {}",
+        m.value,
+        m.message.clone().unwrap_or_default()
+    );
+    assert_eq!(m.value.as_deref(), Some("100.0"), "{m:#?}");
+
+    // Analysis done; promotion removes the baseline and the rollout completes.
+    env.act(UserAction::Promote).await?;
+    env.wait_healthy_on_new_revision().await?;
+    wait_baseline_gone(&env).await?;
+    let r = env.rollouts().get("web").await?;
+    let s = r.status.unwrap();
+    assert_eq!(s.canary.and_then(|c| c.baseline), None);
+    env.finish().await
+}
+
+#[tokio::test]
+async fn the_judge_fails_a_slower_canary_against_its_dedicated_baseline_and_the_baseline_goes()
+-> Result<()> {
+    let (env, _sim, _) =
+        canary_judged_against_a_dedicated_baseline("judge-baseline-slow", 0.04).await?;
+    let r = env
+        .wait("aborted by the judge", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+        })
+        .await?;
+    let run = step_run(&env).await?.status.unwrap();
+    assert_eq!(run.phase, Some(AnalysisPhase::Failed), "{run:#?}");
+    let m = &run.metric_results[0].measurements[0];
+    println!(
+        "judge vs dedicated baseline, doubled latency: score {:?}: {}",
+        m.value,
+        m.message.clone().unwrap_or_default()
+    );
+    assert_eq!(m.value.as_deref(), Some("0.0"), "{m:#?}");
+    let s = r.status.unwrap();
+    assert_ne!(s.stable_rs, s.current_pod_hash, "never promoted");
+    wait_baseline_gone(&env).await?;
     env.finish().await
 }
 

@@ -61,6 +61,7 @@ fn valid_canary() -> Value {
                 "trafficRouting": { "nginx": { "stableIngress": "web" } },
                 "maxSurge": 1,
                 "maxUnavailable": "0%",
+                "baseline": {},
                 "steps": [
                     { "setWeight": 20 },
                     { "pause": { "duration": "5s" } },
@@ -181,6 +182,17 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
             "negative replicas",
             with(canary(), &[("/spec/replicas", json!(-1))]),
             "replicas must not be negative",
+        ),
+        (
+            "reserved role label",
+            with(
+                canary(),
+                &[(
+                    "/spec/template/metadata/labels",
+                    json!({ "app": "canary", "sluice.dev/role": "baseline" }),
+                )],
+            ),
+            "spec.template.metadata.labels must not set sluice.dev/role",
         ),
         (
             "negative rollback window",
@@ -556,6 +568,11 @@ async fn valid_rollouts_are_accepted_with_defaults() -> Result<()> {
     assert_eq!(
         spec["strategy"]["canary"]["scaleDownDelaySeconds"],
         json!(30)
+    );
+    assert_eq!(
+        spec["strategy"]["canary"]["baseline"]["enabled"],
+        json!(true),
+        "`baseline: {{}}` turns the baseline on"
     );
     assert_eq!(
         spec["strategy"]["canary"]["trafficRouting"]["nginx"]["annotationPrefix"],

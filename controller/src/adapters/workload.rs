@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sluice_api::Rollout;
-use sluice_api::rollout::POD_TEMPLATE_HASH_LABEL;
+use sluice_api::rollout::{BASELINE_ROLE, POD_TEMPLATE_HASH_LABEL, ROLE_LABEL};
 
 use super::{AdapterError, FIELD_MANAGER, update_params};
-use crate::core::ReplicaSetState;
+use crate::core::{BaselineState, ReplicaSetState, baseline};
 
 /// Annotation with the revision number of a ReplicaSet (1 for the first template).
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
@@ -22,6 +22,8 @@ pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
 /// Label naming the Rollout on every object sluice creates.
 pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+/// Annotation of a baseline ReplicaSet: the canary revision it was made for.
+pub const BASELINE_FOR_ANNOTATION: &str = "sluice.dev/baseline-for";
 
 /// The owner reference that makes an object belong to (and be garbage-collected with) a
 /// Rollout.
@@ -78,9 +80,101 @@ pub fn build_replica_set(
     }
 }
 
+/// The dedicated baseline ReplicaSet of canary `canary_hash`, from `template`: the stable
+/// ReplicaSet's pod template (revision `stable_hash`).
+///
+/// Its pods keep the stable hash label, so the stable Service routes to them, and get
+/// `sluice.dev/role: baseline`; its selector includes the role label, so it never adopts
+/// stable pods, and its controller reference on its pods keeps the stable ReplicaSet (whose
+/// selector matches them too) from adopting them. The ReplicaSet object itself has no hash
+/// label: it is not a revision, and nothing that lists revisions by that label (the
+/// Services' owners, dashboards) should take it for the stable one.
+pub fn build_baseline_replica_set(
+    rollout: &Rollout,
+    stable_hash: &str,
+    canary_hash: &str,
+    replicas: i32,
+    template: &PodTemplateSpec,
+) -> ReplicaSet {
+    let mut template = template.clone();
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), stable_hash.into());
+    labels.insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+    let mut rs_labels = labels.clone();
+    rs_labels.remove(POD_TEMPLATE_HASH_LABEL);
+    rs_labels.insert(ROLLOUT_LABEL.into(), rollout.name_any());
+
+    let mut selector: LabelSelector = rollout.spec.selector.clone();
+    let match_labels = selector.match_labels.get_or_insert_with(BTreeMap::new);
+    match_labels.insert(POD_TEMPLATE_HASH_LABEL.into(), stable_hash.into());
+    match_labels.insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(baseline::replica_set_name(
+                &rollout.name_any(),
+                stable_hash,
+                canary_hash,
+            )),
+            namespace: rollout.namespace(),
+            labels: Some(rs_labels),
+            annotations: Some(BTreeMap::from([(
+                BASELINE_FOR_ANNOTATION.into(),
+                canary_hash.into(),
+            )])),
+            owner_references: Some(vec![owner_reference(rollout)]),
+            ..ObjectMeta::default()
+        },
+        spec: ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: Some(rollout.spec.min_ready_seconds),
+            selector,
+            template: Some(template),
+        },
+        status: None,
+    }
+}
+
+fn is_baseline(rs: &ReplicaSet) -> bool {
+    rs.labels().get(ROLE_LABEL).map(String::as_str) == Some(BASELINE_ROLE)
+}
+
+/// What the core needs to know of a baseline ReplicaSet; None for one that is not.
+pub fn observe_baseline(rs: &ReplicaSet) -> Option<BaselineState> {
+    if !is_baseline(rs) {
+        return None;
+    }
+    let pod_labels = rs
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
+    let status = rs.status.clone().unwrap_or_default();
+    Some(BaselineState {
+        name: rs.name_any(),
+        stable_hash: pod_labels
+            .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
+            .cloned()
+            .unwrap_or_default(),
+        canary_hash: rs
+            .annotations()
+            .get(BASELINE_FOR_ANNOTATION)
+            .cloned()
+            .unwrap_or_default(),
+        replicas: rs.spec.replicas.unwrap_or(0),
+        current: status.replicas,
+        available: status.available_replicas.unwrap_or(0),
+    })
+}
+
 /// What the core needs to know of a ReplicaSet; None for one that is not a revision of
-/// a Rollout (no hash label).
+/// a Rollout (no hash label, or a baseline).
 pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ReplicaSetState> {
+    if is_baseline(rs) {
+        return None;
+    }
     let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
     let annotations = rs.annotations();
     let status = rs.status.clone().unwrap_or_default();
@@ -237,6 +331,111 @@ mod tests {
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
             ("Rollout", "u-1", Some(true))
+        );
+    }
+
+    fn stable_template() -> PodTemplateSpec {
+        // As the stable ReplicaSet holds it: the v1 image and the stable hash label.
+        build_replica_set(&rollout(), "stable1", 1, 3)
+            .spec
+            .template
+            .unwrap()
+    }
+
+    #[test]
+    fn baseline_runs_the_stable_template_beside_the_stable_replica_set_without_overlap() {
+        let mut r = rollout();
+        // The Rollout's template is already the canary's; the baseline must not use it.
+        r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("app:v2".into());
+        let rs = build_baseline_replica_set(&r, "stable1", "canary2", 1, &stable_template());
+        assert_eq!(rs.name_any(), "web-stable1-baseline-canary2");
+        assert_eq!(rs.labels()[ROLE_LABEL], "baseline");
+        assert_eq!(rs.labels()[ROLLOUT_LABEL], "web");
+        assert!(
+            !rs.labels().contains_key(POD_TEMPLATE_HASH_LABEL),
+            "not a revision: {:?}",
+            rs.labels()
+        );
+        assert_eq!(rs.annotations()[BASELINE_FOR_ANNOTATION], "canary2");
+        let template = rs.spec.template.as_ref().unwrap();
+        assert_eq!(
+            template.spec.as_ref().unwrap().containers[0]
+                .image
+                .as_deref(),
+            Some("app:v1")
+        );
+        let pod_labels = template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        // The stable Service's selector (app + hash) matches the baseline's pods ...
+        assert_eq!(pod_labels[POD_TEMPLATE_HASH_LABEL], "stable1");
+        assert_eq!(pod_labels["app"], "web");
+        assert_eq!(pod_labels[ROLE_LABEL], "baseline");
+        // ... while the baseline's selector does not match the stable pods (no role label),
+        // so it never adopts them.
+        let sel = rs.spec.selector.match_labels.as_ref().unwrap();
+        let stable_pods = stable_template().metadata.unwrap().labels.unwrap();
+        assert!(sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        assert!(!sel.iter().all(|(k, v)| stable_pods.get(k) == Some(v)));
+        assert_eq!(rs.spec.replicas, Some(1));
+        let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("u-1", Some(true)));
+
+        // Read back: a baseline, never a revision.
+        let mut seen = rs.clone();
+        seen.status =
+            Some(serde_json::from_value(json!({ "replicas": 1, "availableReplicas": 1 })).unwrap());
+        assert_eq!(observe_replica_set(&seen), None);
+        let b = observe_baseline(&seen).unwrap();
+        assert_eq!(
+            (
+                b.stable_hash.as_str(),
+                b.canary_hash.as_str(),
+                b.replicas,
+                b.available
+            ),
+            ("stable1", "canary2", 1, 1)
+        );
+        assert_eq!(observe_baseline(&build_replica_set(&r, "x", 1, 1)), None);
+    }
+
+    #[tokio::test]
+    async fn baseline_is_created_by_a_forced_apply_of_sluice() {
+        use crate::adapters::mock_api::exchange;
+        let r = rollout();
+        let rs = build_baseline_replica_set(&r, "stable1", "canary2", 2, &stable_template());
+        let answer = serde_json::to_value(&rs).unwrap();
+        let (result, seen) = exchange(vec![(200, answer)], |client| async move {
+            create_replica_set(&client, &rs).await
+        })
+        .await;
+        result.unwrap();
+        let req = &seen[0];
+        assert_eq!(req.method, http::Method::PATCH);
+        assert_eq!(
+            req.path,
+            "/apis/apps/v1/namespaces/shop/replicasets/web-stable1-baseline-canary2"
+        );
+        assert_eq!(
+            req.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        assert_eq!(
+            req.query.get("fieldManager").map(String::as_str),
+            Some("sluice")
+        );
+        assert_eq!(req.query.get("force").map(String::as_str), Some("true"));
+        let body = req.body.as_ref().unwrap();
+        assert_eq!(body["spec"]["replicas"], json!(2));
+        assert_eq!(
+            body["spec"]["template"]["metadata"]["labels"],
+            json!({ "app": "web", POD_TEMPLATE_HASH_LABEL: "stable1", ROLE_LABEL: "baseline" })
+        );
+        assert_eq!(
+            body["spec"]["selector"]["matchLabels"],
+            json!({ "app": "web", POD_TEMPLATE_HASH_LABEL: "stable1", ROLE_LABEL: "baseline" })
+        );
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["kind"],
+            json!("Rollout")
         );
     }
 

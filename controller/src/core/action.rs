@@ -1,6 +1,7 @@
 //! What the planner asks the adapters to do. A small closed set; each action is idempotent
 //! (server-side apply), so executing a plan twice is harmless.
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::rollout::RolloutAnalysis;
 
@@ -19,7 +20,17 @@ pub enum Action {
         replicas: i32,
         scale_down_at: Option<Timestamp>,
     },
-    /// Delete an old ReplicaSet past `revisionHistoryLimit`.
+    /// Create the dedicated baseline ReplicaSet of canary `canary_hash` from `template`,
+    /// the stable ReplicaSet's pod template (revision `stable_hash`); its name is
+    /// [`super::baseline::replica_set_name`].
+    CreateBaselineReplicaSet {
+        stable_hash: String,
+        canary_hash: String,
+        replicas: i32,
+        template: Box<PodTemplateSpec>,
+    },
+    /// Delete a ReplicaSet: an old revision past `revisionHistoryLimit`, or a baseline
+    /// scaled to zero.
     DeleteReplicaSet { name: String },
     /// Point a Service's selector at a revision.
     SetServiceSelector { service: String, hash: String },

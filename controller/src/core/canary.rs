@@ -18,7 +18,8 @@ use sluice_api::rollout::{
 };
 
 use super::action::{Action, PlannedEvent};
-use super::observed::{Observed, ReplicaSetState};
+use super::baseline;
+use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
 
 /// The traffic weight and canary size in force at a position in the steps.
@@ -245,6 +246,15 @@ pub fn plan(
         .pause_conditions
         .iter()
         .any(|c| c.reason == PauseReason::BackgroundAnalysisInconclusive);
+    let baseline_input = |mode: Mode, canary_target: i32| baseline::Input {
+        rollout: &name,
+        stable_hash: &stable_hash,
+        canary_hash: template_hash,
+        enabled: canary.baseline.as_ref().is_some_and(|b| b.enabled),
+        in_progress: mode == Mode::Canary,
+        frozen: spec.paused,
+        canary_target,
+    };
     if mode == Mode::Canary {
         let walk = walk_steps(
             &name,
@@ -255,6 +265,7 @@ pub fn plan(
             observed,
             current_rs,
             stable_rs,
+            baseline::wanted(&baseline_input(mode, 0), observed),
             replicas,
             has_router,
             canary.dynamic_stable_scale,
@@ -440,6 +451,9 @@ pub fn plan(
         &mut actions,
         &mut wake,
     );
+    // The baseline follows the canary's size while the steps run and goes with the canary.
+    let baseline = baseline::plan(&baseline_input(mode, t.canary), observed);
+    actions.extend(baseline.actions);
 
     // --- status --------------------------------------------------------------------------
     let all = &observed.replica_sets;
@@ -471,6 +485,7 @@ pub fn plan(
             },
         verified: Some(verified),
     });
+    canary_status.baseline = baseline.status;
 
     // A revision draining behind its scale-down deadline does not keep the rollout from
     // being done: it serves no new traffic and goes away on its own.
@@ -481,7 +496,9 @@ pub fn plan(
         && stable_rs_settled(observed, &stable_hash, replicas)
         && all
             .iter()
-            .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs));
+            .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs))
+        // A baseline left over is work still to do: done means it is gone.
+        && observed.baselines.is_empty();
     let paused = spec.paused || paused_at_step;
 
     CanaryPlan {
@@ -522,6 +539,7 @@ fn walk_steps(
     observed: &Observed,
     current_rs: Option<&ReplicaSetState>,
     stable_rs: Option<&ReplicaSetState>,
+    baseline: Option<Option<&BaselineState>>,
     replicas: i32,
     has_router: bool,
     dynamic_stable: bool,
@@ -555,7 +573,9 @@ fn walk_steps(
             let stable_ready =
                 stable_rs.is_some_and(|rs| rs.replicas == t.stable && rs.available >= t.stable);
             let traffic_ready = !has_router || observed.router_weight == Some(t.weight);
-            canary_ready && stable_ready && traffic_ready
+            // The baseline must be up beside the canary before the steps that measure it.
+            let baseline_ready = baseline::ready(baseline, t.canary);
+            canary_ready && stable_ready && traffic_ready && baseline_ready
         } else if let Some(pause) = &step.pause {
             match pause_state(
                 status,

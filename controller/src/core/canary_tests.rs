@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use sluice_api::analysis::AnalysisPhase;
@@ -15,7 +16,7 @@ use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::conditions::{get, is_true, types};
 use super::hash::pod_template_hash;
-use super::{Action, AnalysisRunState, Observed, Plan, ReplicaSetState, plan};
+use super::{Action, AnalysisRunState, BaselineState, Observed, Plan, ReplicaSetState, plan};
 
 pub(super) fn t0() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
@@ -69,12 +70,20 @@ pub(super) struct World {
     pub(super) runs: Vec<AnalysisRunState>,
     /// When false, new pods never become available (a broken image).
     pub(super) pods_become_ready: bool,
+    baselines: Vec<BaselineState>,
+    /// When false, baseline pods never become available.
+    baselines_become_ready: bool,
+    /// The pod template of each revision, as its ReplicaSet holds it.
+    templates: BTreeMap<String, PodTemplateSpec>,
+    /// `status.stableRS` as last planned: whose template the runtime passes on.
+    stable: Option<String>,
 }
 
 impl World {
     pub(super) fn new() -> Self {
         World {
             pods_become_ready: true,
+            baselines_become_ready: true,
             ..World::default()
         }
     }
@@ -98,6 +107,12 @@ impl World {
             router_weight: self.router,
             analysis_runs: self.runs.clone(),
             missing: Vec::new(),
+            baselines: self.baselines.clone(),
+            stable_template: self
+                .stable
+                .as_ref()
+                .and_then(|h| self.templates.get(h))
+                .cloned(),
         }
     }
 
@@ -112,6 +127,13 @@ impl World {
                 rs.ready = rs.ready.min(rs.replicas);
                 rs.available = rs.available.min(rs.replicas);
             }
+        }
+        for b in &mut self.baselines {
+            b.current = b.replicas;
+            if self.baselines_become_ready {
+                b.available = b.replicas;
+            }
+            b.available = b.available.min(b.replicas);
         }
     }
 
@@ -135,6 +157,43 @@ impl World {
                         scale_down_at: None,
                     });
                 }
+                Action::CreateBaselineReplicaSet {
+                    stable_hash,
+                    canary_hash,
+                    replicas,
+                    template,
+                } => {
+                    let name = super::baseline::replica_set_name("web", stable_hash, canary_hash);
+                    assert!(
+                        self.baselines.iter().all(|b| b.name != name),
+                        "baseline created twice"
+                    );
+                    assert_eq!(
+                        Some(template.as_ref()),
+                        self.templates.get(stable_hash),
+                        "a baseline runs the stable ReplicaSet's template"
+                    );
+                    self.baselines.push(BaselineState {
+                        name,
+                        stable_hash: stable_hash.clone(),
+                        canary_hash: canary_hash.clone(),
+                        replicas: *replicas,
+                        current: 0,
+                        available: 0,
+                    });
+                }
+                Action::ScaleReplicaSet { name, replicas, .. }
+                    if self.baselines.iter().any(|b| &b.name == name) =>
+                {
+                    let b = self
+                        .baselines
+                        .iter_mut()
+                        .find(|b| &b.name == name)
+                        .expect("checked");
+                    b.replicas = *replicas;
+                    b.current = b.current.min(*replicas);
+                    b.available = b.available.min(*replicas);
+                }
                 Action::ScaleReplicaSet {
                     name,
                     replicas,
@@ -152,7 +211,10 @@ impl World {
                     rs.available = rs.available.min(*replicas);
                     rs.ready = rs.ready.min(*replicas);
                 }
-                Action::DeleteReplicaSet { name } => self.rs.retain(|rs| &rs.name != name),
+                Action::DeleteReplicaSet { name } => {
+                    self.rs.retain(|rs| &rs.name != name);
+                    self.baselines.retain(|b| &b.name != name);
+                }
                 Action::SetServiceSelector { service, hash } => {
                     self.services.insert(service.clone(), Some(hash.clone()));
                 }
@@ -194,10 +256,30 @@ pub(super) fn settle(
     now: Timestamp,
     budget: Option<(i32, i32)>,
 ) -> Plan {
+    settle_checking(r, w, now, budget, &|_| {})
+}
+
+/// [`settle`], also checking `invariant` after every round.
+fn settle_checking(
+    r: &mut Rollout,
+    w: &mut World,
+    now: Timestamp,
+    budget: Option<(i32, i32)>,
+    invariant: &dyn Fn(&World),
+) -> Plan {
     let mut last = None;
     for _ in 0..50 {
+        w.stable = r.status.as_ref().and_then(|s| s.stable_rs.clone());
         let p = plan(r, &w.observed(), now);
         w.apply(&p.actions);
+        // The ReplicaSet of the current template holds that template.
+        let h = hash_of(r);
+        if w.rs.iter().any(|rs| rs.hash == h) {
+            w.templates
+                .entry(h)
+                .or_insert_with(|| r.spec.template.clone());
+        }
+        invariant(w);
         if let Some((max_total, min_available)) = budget {
             let total: i32 = w.rs.iter().map(|rs| rs.replicas).sum();
             let available: i32 = w.rs.iter().map(|rs| rs.available).sum();
@@ -1002,4 +1084,317 @@ fn only_the_newest_finished_runs_are_kept() {
             "run-11", "run-12"
         ]
     );
+}
+
+// --- dedicated baseline -------------------------------------------------------------------
+
+fn baseline_canary() -> Value {
+    json!({
+        "stableService": "web-stable", "canaryService": "web-canary",
+        "baseline": {},
+        "steps": [
+            { "setWeight": 20 },
+            { "pause": {} },
+            { "setWeight": 50 },
+            { "pause": {} },
+        ],
+    })
+}
+
+fn baseline_status(r: &Rollout) -> Option<sluice_api::rollout::BaselineStatus> {
+    r.status.as_ref()?.canary.as_ref()?.baseline.clone()
+}
+
+/// The baseline never needs more room than its own size on top of the surge budget, and
+/// never has more pods than the canary is heading for.
+fn baseline_within(max_total: i32, max_canary: i32) -> impl Fn(&World) {
+    move |w: &World| {
+        let baseline: i32 = w.baselines.iter().map(|b| b.replicas).sum();
+        let revisions: i32 = w.rs.iter().map(|rs| rs.replicas).sum();
+        assert!(
+            baseline <= max_canary,
+            "baseline {baseline} > canary {max_canary}"
+        );
+        assert!(
+            revisions + baseline <= max_total + max_canary,
+            "{revisions} + {baseline} pods: {:?} {:?}",
+            w.rs,
+            w.baselines
+        );
+    }
+}
+
+#[test]
+fn baseline_is_created_from_the_stable_template_at_canary_size_and_follows_it() {
+    let mut w = World::new().with_services(&["web-stable", "web-canary"]);
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    assert!(w.baselines.is_empty(), "no baseline without a canary");
+    assert_eq!(baseline_status(&r), None);
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+
+    // The first plan of the canary creates it beside the canary, from the v1 template.
+    w.stable = Some(v1.clone());
+    let p = plan(&r, &w.observed(), t0());
+    let created = p.actions.iter().find_map(|a| match a {
+        Action::CreateBaselineReplicaSet {
+            stable_hash,
+            canary_hash,
+            replicas,
+            template,
+        } => Some((stable_hash, canary_hash, *replicas, template)),
+        _ => None,
+    });
+    let (stable_hash, canary_hash, replicas, template) = created.expect("baseline created");
+    assert_eq!((stable_hash, canary_hash, replicas), (&v1, &v2, 1));
+    assert_eq!(
+        template.spec.as_ref().unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("app:v1"),
+        "the baseline runs the stable version"
+    );
+
+    // replicas 5, maxSurge 25% → 2, maxUnavailable 25% → 1; canary at most 3.
+    let budget = Some((7, 4));
+    settle_checking(&mut r, &mut w, t0(), budget, &baseline_within(7, 3));
+    assert_eq!(w.sizes(&r, &v1), (1, 4));
+    assert_eq!(step_index(&r), 1);
+    let name = format!("web-{v1}-baseline-{v2}");
+    assert_eq!(w.baselines.len(), 1);
+    assert_eq!(
+        (w.baselines[0].name.as_str(), w.baselines[0].replicas),
+        (name.as_str(), 1)
+    );
+    assert_eq!(
+        baseline_status(&r),
+        Some(sluice_api::rollout::BaselineStatus {
+            replica_set: name.clone(),
+            pod_template_hash: v1.clone(),
+            replicas: 1,
+            available_replicas: 1,
+        })
+    );
+    // Not a revision: the Rollout's pod counts are those of its revisions.
+    assert_eq!(r.status.as_ref().unwrap().replicas, 5);
+
+    // setWeight 50: the baseline grows with the canary, to 3.
+    promote(&mut r);
+    settle_checking(&mut r, &mut w, after(1), budget, &baseline_within(7, 3));
+    assert_eq!(w.sizes(&r, &v1), (3, 2));
+    assert_eq!(step_index(&r), 3);
+    assert_eq!(w.baselines[0].replicas, 3);
+    assert_eq!(baseline_status(&r).unwrap().available_replicas, 3);
+}
+
+#[test]
+fn a_step_waits_for_the_baseline_to_be_available() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    w.baselines_become_ready = false;
+    set_image(&mut r, "app:v2");
+    let p = settle(&mut r, &mut w, t0(), Some((7, 4)));
+    assert_eq!(w.sizes(&r, &v1), (1, 4));
+    assert_eq!(step_index(&r), 0, "setWeight 20 waits for the baseline");
+    assert_eq!(phase(&r), RolloutPhase::Progressing);
+    assert_eq!(baseline_status(&r).unwrap().available_replicas, 0);
+    assert!(
+        p.requeue_after.is_some(),
+        "the progress deadline still runs"
+    );
+
+    // Its pods become available: the status change is what wakes the controller.
+    w.baselines_become_ready = true;
+    w.tick();
+    settle(&mut r, &mut w, after(1), Some((7, 4)));
+    assert_eq!(step_index(&r), 1);
+}
+
+#[test]
+fn baseline_is_removed_when_the_canary_completes() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), Some((7, 4)));
+    assert_eq!(w.baselines.len(), 1);
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), Some((7, 4)));
+    assert_eq!(w.baselines[0].replicas, 3);
+
+    // The last promote: the baseline goes as soon as promotion starts, before the canary
+    // becomes stable, and is deleted once its pods are gone.
+    promote(&mut r);
+    let first = plan(&r, &w.observed(), after(2));
+    let name = w.baselines[0].name.clone();
+    assert!(
+        first.actions.contains(&Action::ScaleReplicaSet {
+            name: name.clone(),
+            replicas: 0,
+            scale_down_at: None
+        }),
+        "{first:#?}"
+    );
+    settle(&mut r, &mut w, after(2), Some((7, 4)));
+    let v2 = hash_of(&r);
+    let s = r.status.as_ref().unwrap();
+    assert_eq!(s.stable_rs.as_deref(), Some(v2.as_str()));
+    assert_eq!(w.sizes(&r, &v1).0, 5);
+    assert!(w.baselines.is_empty(), "deleted: {:?}", w.baselines);
+    assert_eq!(baseline_status(&r), None);
+    assert_eq!(s.phase, Some(RolloutPhase::Healthy));
+}
+
+#[test]
+fn a_leftover_baseline_keeps_the_rollout_from_being_healthy_until_it_is_gone() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    // A baseline whose pods are still terminating (spec at zero, pods not yet gone).
+    w.baselines.push(BaselineState {
+        name: format!("web-{v1}-baseline-old"),
+        stable_hash: v1.clone(),
+        canary_hash: "old".into(),
+        replicas: 0,
+        current: 2,
+        available: 2,
+    });
+    let p = plan(&r, &w.observed(), after(1));
+    assert!(p.actions.is_empty(), "waits for its pods: {p:#?}");
+    assert_eq!(p.status.phase, Some(RolloutPhase::Progressing));
+    w.baselines[0].current = 0;
+    let p = plan(&r, &w.observed(), after(2));
+    assert_eq!(
+        p.actions,
+        vec![Action::DeleteReplicaSet {
+            name: format!("web-{v1}-baseline-old")
+        }]
+    );
+    w.apply(&p.actions);
+    settle(&mut r, &mut w, after(3), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
+
+#[test]
+fn abort_removes_the_baseline_within_the_budget() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), Some((7, 4)));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), Some((7, 4)));
+    assert_eq!((w.sizes(&r, &v1), w.baselines[0].replicas), ((3, 2), 3));
+
+    r.status.as_mut().unwrap().abort = true;
+    settle_checking(
+        &mut r,
+        &mut w,
+        after(2),
+        Some((7, 4)),
+        &baseline_within(7, 3),
+    );
+    assert_eq!(w.sizes(&r, &v1), (0, 5));
+    assert!(w.baselines.is_empty(), "{:?}", w.baselines);
+    assert_eq!(baseline_status(&r), None);
+    assert_eq!(phase(&r), RolloutPhase::Degraded);
+
+    // Retry: the canary resumes at its step with a fresh baseline.
+    r.status.as_mut().unwrap().abort = false;
+    settle(&mut r, &mut w, after(3), Some((7, 4)));
+    assert_eq!(w.sizes(&r, &v1), (3, 2));
+    assert_eq!(w.baselines.len(), 1);
+    assert_eq!(w.baselines[0].replicas, 3);
+}
+
+#[test]
+fn a_new_revision_gets_a_fresh_baseline_and_the_old_one_goes() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), Some((7, 4)));
+    let old = w.baselines[0].name.clone();
+
+    set_image(&mut r, "app:v3");
+    let v3 = hash_of(&r);
+    settle_checking(
+        &mut r,
+        &mut w,
+        after(1),
+        Some((7, 4)),
+        &baseline_within(7, 1),
+    );
+    assert_eq!(w.baselines.len(), 1, "{:?}", w.baselines);
+    let fresh = &w.baselines[0];
+    assert_ne!(
+        fresh.name, old,
+        "never the superseded canary's warmed-up pods"
+    );
+    assert_eq!(
+        (
+            fresh.stable_hash.as_str(),
+            fresh.canary_hash.as_str(),
+            fresh.replicas
+        ),
+        (v1.as_str(), v3.as_str(), 1)
+    );
+    assert_eq!(w.sizes(&r, &v1), (1, 4));
+}
+
+#[test]
+fn a_rollback_to_the_stable_template_removes_the_baseline() {
+    let mut w = World::new();
+    let (mut r, v1) = stable_at_v1(baseline_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), Some((7, 4)));
+    assert_eq!(w.baselines.len(), 1);
+    set_image(&mut r, "app:v1");
+    settle(&mut r, &mut w, after(1), Some((7, 4)));
+    assert!(w.baselines.is_empty());
+    assert_eq!(w.sizes(&r, &v1), (5, 5));
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
+
+#[test]
+fn spec_paused_holds_the_baseline_as_it_stands() {
+    let mut w = World::new();
+    let (mut r, _) = stable_at_v1(baseline_canary(), 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), Some((7, 4)));
+    r.spec.paused = true;
+    promote(&mut r);
+    let p = settle(&mut r, &mut w, after(1), Some((7, 4)));
+    assert!(p.actions.is_empty(), "{p:#?}");
+    assert_eq!(w.baselines[0].replicas, 1);
+}
+
+#[test]
+fn with_a_router_the_baseline_runs_beside_a_full_stable() {
+    let mut w = World::new()
+        .with_services(&["web-stable", "web-canary"])
+        .with_router();
+    let mut canary = baseline_canary();
+    canary["trafficRouting"] = json!({ "nginx": { "stableIngress": "web" } });
+    let (mut r, v1) = stable_at_v1(canary, 4, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.sizes(&r, &v1), (1, 4));
+    assert_eq!(w.baselines[0].replicas, 1);
+    assert_eq!(
+        w.router,
+        Some(20),
+        "the weight is the canary's: the baseline shares stable's"
+    );
+}
+
+#[test]
+fn no_baseline_unless_asked_for() {
+    for block in [Value::Null, json!({ "enabled": false })] {
+        let mut w = World::new();
+        let mut canary = baseline_canary();
+        canary["baseline"] = block;
+        let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+        set_image(&mut r, "app:v2");
+        settle(&mut r, &mut w, t0(), Some((7, 4)));
+        assert_eq!(step_index(&r), 1);
+        assert!(w.baselines.is_empty());
+        assert_eq!(baseline_status(&r), None);
+    }
 }

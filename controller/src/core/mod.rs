@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod analysis;
+pub mod baseline;
 pub mod bluegreen;
 pub mod canary;
 pub mod conditions;
@@ -27,7 +28,7 @@ use k8s_openapi::jiff::Timestamp;
 use sluice_api::rollout::{Rollout, RolloutPhase, RolloutStatus, StrategyKind};
 
 pub use action::{Action, PlannedEvent};
-pub use observed::{AnalysisRunState, Observed, ReplicaSetState};
+pub use observed::{AnalysisRunState, BaselineState, Observed, ReplicaSetState};
 
 /// The outcome of planning one reconcile.
 #[derive(Debug, Clone, PartialEq)]

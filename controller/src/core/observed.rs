@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 
@@ -20,6 +21,27 @@ pub struct Observed {
     pub analysis_runs: Vec<AnalysisRunState>,
     /// References that do not resolve (Service, Ingress, HTTPRoute not found).
     pub missing: Vec<String>,
+    /// The dedicated baseline ReplicaSets the Rollout owns (normally none or one). They
+    /// are not revisions, so they are not in `replica_sets`.
+    pub baselines: Vec<BaselineState>,
+    /// The pod template of the ReplicaSet of `status.stableRS`: what a baseline runs.
+    pub stable_template: Option<PodTemplateSpec>,
+}
+
+/// One dedicated baseline ReplicaSet of the Rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineState {
+    pub name: String,
+    /// The stable revision it runs (the hash label of its pods).
+    pub stable_hash: String,
+    /// The canary revision it was made for: a baseline serves one canary only.
+    pub canary_hash: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.replicas`: pods that exist.
+    pub current: i32,
+    /// `status.availableReplicas`.
+    pub available: i32,
 }
 
 /// One ReplicaSet of the Rollout.

@@ -23,7 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sluice_api::analysis::AnalysisRun;
-use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use sluice_api::rollout::Rollout;
 use tracing::{debug, info, warn};
 
 use crate::adapters::router::Router;
@@ -118,11 +118,12 @@ pub async fn run(
     let ns = settings.namespace.as_deref();
 
     // Only sluice's own ReplicaSets and AnalysisRuns are cached: label-selected watches
-    // keep memory proportional to what sluice manages, not to the cluster.
+    // keep memory proportional to what sluice manages, not to the cluster. Revisions and
+    // baselines both carry the Rollout label (a baseline has no hash label of its own).
     let (replica_sets, rs_writer) = reflector::store();
     let rs_stream = watcher(
         api::<ReplicaSet>(&client, ns),
-        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
+        watcher::Config::default().labels(ROLLOUT_LABEL),
     )
     .default_backoff()
     .reflect(rs_writer)
@@ -324,16 +325,40 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             .flatten()
             .any(|o| Some(&o.uid) == uid.as_ref())
     };
+    let owned_sets: Vec<_> = ctx
+        .replica_sets
+        .state()
+        .into_iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(namespace.as_str()) && owned(&rs.metadata))
+        .collect();
+    let replica_sets: Vec<_> = owned_sets
+        .iter()
+        .filter_map(|rs| workload::observe_replica_set(rs))
+        .collect();
+    // What a baseline runs: the template of the stable revision's ReplicaSet (copied only
+    // when the Rollout asks for a baseline).
+    let wants_baseline = rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.baseline.as_ref())
+        .is_some_and(|b| b.enabled);
+    let stable_hash = rollout.status.as_ref().and_then(|s| s.stable_rs.as_deref());
+    let stable_template = owned_sets
+        .iter()
+        .filter(|_| wants_baseline)
+        .find(|rs| {
+            workload::observe_replica_set(rs).is_some_and(|r| Some(r.hash.as_str()) == stable_hash)
+        })
+        .and_then(|rs| rs.spec.template.clone());
     let mut observed = Observed {
-        replica_sets: ctx
-            .replica_sets
-            .state()
+        replica_sets,
+        baselines: owned_sets
             .iter()
-            .filter(|rs| {
-                rs.namespace().as_deref() == Some(namespace.as_str()) && owned(&rs.metadata)
-            })
-            .filter_map(|rs| workload::observe_replica_set(rs))
+            .filter_map(|rs| workload::observe_baseline(rs))
             .collect(),
+        stable_template,
         analysis_runs: ctx
             .analysis_runs
             .state()
@@ -435,6 +460,21 @@ async fn execute(
         } => {
             workload::scale_replica_set(client, &namespace, name, *replicas, *scale_down_at)
                 .await?;
+        }
+        Action::CreateBaselineReplicaSet {
+            stable_hash,
+            canary_hash,
+            replicas,
+            template,
+        } => {
+            let rs = workload::build_baseline_replica_set(
+                rollout,
+                stable_hash,
+                canary_hash,
+                *replicas,
+                template,
+            );
+            workload::create_replica_set(client, &rs).await?;
         }
         Action::DeleteReplicaSet { name } => {
             workload::delete_replica_set(client, &namespace, name).await?;
