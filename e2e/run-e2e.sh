@@ -6,16 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 plane=e2e/controlplane/plane.sh
 
+# The tests run a private copy of the controller: the cargo target directory is shared
+# (by other checkouts too), and a build elsewhere must not swap the binary mid-run.
+bin_dir=$(mktemp -d)
 if "$plane" status >/dev/null 2>&1; then
     echo "e2e: reusing the running control plane"
+    trap 'rm -rf "$bin_dir"' EXIT
 else
-    trap '"$plane" down' EXIT
+    trap 'rm -rf "$bin_dir"; "$plane" down' EXIT
     "$plane" up
 fi
 # KUBECONFIG, SLUICE_E2E_KUBECONFIG, and the plane's own kubectl first on PATH.
 eval "$("$plane" env)"
 # The tests start real controller processes (and kill them, to test restarts).
 cargo build -p sluice-controller --bins
-SLUICE_CONTROLLER_BIN="${CARGO_TARGET_DIR:-target}/debug/sluice-controller"
+cp "${CARGO_TARGET_DIR:-target}/debug/sluice-controller" "$bin_dir/"
+SLUICE_CONTROLLER_BIN="$bin_dir/sluice-controller"
 export SLUICE_CONTROLLER_BIN
 cargo test -p sluice-e2e -- "$@"
