@@ -18,11 +18,12 @@ use sluice_api::rollout::{
 };
 
 use super::action::{Action, PlannedEvent};
-use super::canary::{
-    CanaryPlan, PauseState, PhaseInput, Wake, next_run_name, pause_state, secs, stable_rs_settled,
-    until,
+use super::canary::{CanaryPlan, PhaseInput};
+use super::common::{
+    PauseState, Wake, count_replicas, next_revision, next_run_name, pause_state, point_services,
+    prune_history, secs, stable_hash, stable_rs_settled, supersede, until,
 };
-use super::observed::{Observed, ReplicaSetState};
+use super::observed::{AnalysisRunState, Observed, ReplicaSetState};
 
 /// One stage of the way from the active revision to the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -145,27 +146,20 @@ pub fn plan(
             }
         }
         if new_revision {
-            status.abort = false;
-            status.aborted_at = None;
-            status.progressed_at = Some(Time(now));
-            if old.current_pod_hash.is_some() {
-                events.push(PlannedEvent {
-                    warning: false,
-                    reason: "NewRevision".into(),
-                    action: format!("Revision-{template_hash}"),
-                    message: format!("pod template changed: previewing revision {template_hash}"),
-                });
-            }
+            events.extend(supersede(
+                &mut status,
+                &old,
+                template_hash,
+                "previewing",
+                now,
+            ));
         }
     }
     status.current_pod_hash = Some(template_hash.to_string());
     status.current_step_hash = Some(stages_hash);
 
     // The first revision, or one whose stable ReplicaSet is gone, goes straight to active.
-    let stable_hash = match old.stable_rs.as_deref() {
-        Some(h) if h == template_hash || observed.replica_set(h).is_some() => h.to_string(),
-        _ => template_hash.to_string(),
-    };
+    let stable_hash = stable_hash(&old, observed, template_hash);
     status.stable_rs = Some(stable_hash.clone());
     if status.abort && status.aborted_at.is_none() {
         status.aborted_at = Some(Time(now));
@@ -356,17 +350,7 @@ pub fn plan(
             let finished = slot
                 .as_deref()
                 .and_then(|n| observed.analysis_run(n))
-                .is_some_and(|r| {
-                    matches!(
-                        r.phase,
-                        Some(
-                            AnalysisPhase::Successful
-                                | AnalysisPhase::Failed
-                                | AnalysisPhase::Error
-                                | AnalysisPhase::Inconclusive
-                        )
-                    )
-                });
+                .is_some_and(AnalysisRunState::finished);
             if live_stage != Some(stage) && !finished {
                 *slot = None;
             }
@@ -417,23 +401,11 @@ pub fn plan(
         .get_or_insert_with(BlueGreenStatus::default);
     bg_status.active_selector = Some(active_target.clone());
     bg_status.preview_selector = bg.preview_service.as_ref().map(|_| preview_target.clone());
-    for (service, hash) in [
+    let pairs = [
         (Some(&bg.active_service), &active_target),
         (bg.preview_service.as_ref(), &preview_target),
-    ] {
-        if let Some(service) = service
-            && observed
-                .services
-                .get(service)
-                .is_some_and(|h| h.as_deref() != Some(hash))
-            && observed.replica_set(hash).is_some()
-        {
-            actions.push(Action::SetServiceSelector {
-                service: service.clone(),
-                hash: hash.clone(),
-            });
-        }
-    }
+    ];
+    point_services(observed, pairs, &mut actions);
 
     // A run measures the traffic the Services send it: start it after they are set.
     actions.sort_by_key(|a| matches!(a, Action::CreateAnalysisRun { .. }));
@@ -460,13 +432,7 @@ pub fn plan(
             _ => 0,
         },
     };
-    let next_revision = observed
-        .replica_sets
-        .iter()
-        .map(|rs| rs.revision)
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let next_revision = next_revision(observed);
     let mut targets: Vec<(&ReplicaSetState, i32, Option<Timestamp>)> = Vec::new();
     match current_rs {
         Some(rs) => targets.push((rs, new_target, None)),
@@ -517,34 +483,20 @@ pub fn plan(
             });
         }
     }
-    let mut history: Vec<&ReplicaSetState> = observed
-        .replica_sets
-        .iter()
-        .filter(|rs| {
-            rs.hash != template_hash
-                && rs.hash != stable_hash
-                && rs.replicas == 0
-                && rs.current == 0
-                && active_now.as_deref() != Some(rs.hash.as_str())
-        })
-        .collect();
-    history.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
-    for rs in history
-        .into_iter()
-        .skip(spec.revision_history_limit.max(0) as usize)
-    {
-        actions.push(Action::DeleteReplicaSet {
-            name: rs.name.clone(),
-        });
-    }
+    prune_history(
+        observed,
+        spec.revision_history_limit,
+        |rs| {
+            rs.hash == template_hash
+                || rs.hash == stable_hash
+                || active_now.as_deref() == Some(rs.hash.as_str())
+        },
+        &mut actions,
+    );
 
     // --- status --------------------------------------------------------------------------
+    count_replicas(&mut status, observed, current_rs);
     let all = &observed.replica_sets;
-    status.replicas = all.iter().map(|rs| rs.current).sum();
-    status.ready_replicas = all.iter().map(|rs| rs.ready).sum();
-    status.available_replicas = all.iter().map(|rs| rs.available).sum();
-    status.updated_replicas = current_rs.map_or(0, |rs| rs.current);
-    status.hpa_replicas = Some(status.replicas);
     if mode == Mode::Progressing && detail.is_none() && !spec.paused {
         detail = stages
             .get(index)

@@ -272,7 +272,7 @@ fn auto_promotion_seconds_promotes_after_the_delay_or_on_promote() {
     assert_eq!(
         p.requeue_after.map(|d| d.as_secs()),
         Some(
-            (start + super::canary::secs(20))
+            (start + super::common::secs(20))
                 .duration_since(after(1))
                 .as_secs() as u64
         )

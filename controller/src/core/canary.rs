@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
     BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason,
@@ -19,6 +19,10 @@ use sluice_api::rollout::{
 
 use super::action::{Action, PlannedEvent};
 use super::baseline;
+use super::common::{
+    PauseState, Wake, count_replicas, next_revision, next_run_name, pause_state, point_services,
+    prune_history, secs, stable_hash, stable_rs_settled, supersede, until,
+};
 use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
 
@@ -119,29 +123,6 @@ enum Mode {
     Aborted,
 }
 
-pub(super) fn secs(n: i32) -> SignedDuration {
-    SignedDuration::from_secs(n.max(0) as i64)
-}
-
-pub(super) fn until(now: Timestamp, at: Timestamp) -> Duration {
-    let d = at.duration_since(now);
-    if d.is_negative() {
-        Duration::ZERO
-    } else {
-        d.unsigned_abs()
-    }
-}
-
-/// Keeps the earliest wake-up time.
-#[derive(Debug, Default)]
-pub(super) struct Wake(pub(super) Option<Timestamp>);
-
-impl Wake {
-    pub(super) fn at(&mut self, t: Timestamp) {
-        self.0 = Some(self.0.map_or(t, |w| w.min(t)));
-    }
-}
-
 /// What walking the steps found.
 #[derive(Debug)]
 struct Walk {
@@ -195,18 +176,13 @@ pub fn plan(
             actions.push(Action::TerminateAnalysisRun { name: run });
         }
         if new_revision {
-            // A new template supersedes an aborted or in-flight one.
-            status.abort = false;
-            status.aborted_at = None;
-            status.progressed_at = Some(Time(now));
-            if old.current_pod_hash.is_some() {
-                events.push(PlannedEvent {
-                    warning: false,
-                    reason: "NewRevision".into(),
-                    action: format!("Revision-{template_hash}"),
-                    message: format!("pod template changed: rolling out revision {template_hash}"),
-                });
-            }
+            events.extend(supersede(
+                &mut status,
+                &old,
+                template_hash,
+                "rolling out",
+                now,
+            ));
         }
     }
     status.current_pod_hash = Some(template_hash.to_string());
@@ -214,10 +190,7 @@ pub fn plan(
 
     // The first revision, or a stable revision whose ReplicaSet is gone, has nothing to
     // compare with: it becomes stable directly.
-    let stable_hash = match old.stable_rs.as_deref() {
-        Some(h) if h == template_hash || observed.replica_set(h).is_some() => h.to_string(),
-        _ => template_hash.to_string(),
-    };
+    let stable_hash = stable_hash(&old, observed, template_hash);
     status.stable_rs = Some(stable_hash.clone());
 
     // The abort action only sets `abort`; the delay counts from the first plan that sees it.
@@ -411,23 +384,11 @@ pub fn plan(
     } else {
         template_hash.to_string()
     };
-    for (service, hash) in [
+    let pairs = [
         (canary.stable_service.as_ref(), &stable_hash),
         (canary.canary_service.as_ref(), &canary_service_hash),
-    ] {
-        if let Some(service) = service
-            && observed
-                .services
-                .get(service)
-                .is_some_and(|h| h.as_deref() != Some(hash))
-            && observed.replica_set(hash).is_some()
-        {
-            actions.push(Action::SetServiceSelector {
-                service: service.clone(),
-                hash: hash.clone(),
-            });
-        }
-    }
+    ];
+    point_services(observed, pairs, &mut actions);
 
     // --- ReplicaSets ---------------------------------------------------------------------
     let delay_applies = has_router || canary.stable_service.is_some();
@@ -456,12 +417,8 @@ pub fn plan(
     actions.extend(baseline.actions);
 
     // --- status --------------------------------------------------------------------------
+    count_replicas(&mut status, observed, current_rs);
     let all = &observed.replica_sets;
-    status.replicas = all.iter().map(|rs| rs.current).sum();
-    status.ready_replicas = all.iter().map(|rs| rs.ready).sum();
-    status.available_replicas = all.iter().map(|rs| rs.available).sum();
-    status.updated_replicas = current_rs.map_or(0, |rs| rs.current);
-    status.hpa_replicas = Some(status.replicas);
     status.step_progress =
         (!steps.is_empty()).then(|| format!("{}/{}", (index + 1).min(steps.len()), steps.len()));
     let verified = if has_router {
@@ -520,12 +477,6 @@ pub fn plan(
             .min_available,
         old,
         now,
-    })
-}
-
-pub(super) fn stable_rs_settled(observed: &Observed, hash: &str, replicas: i32) -> bool {
-    observed.replica_set(hash).is_some_and(|rs| {
-        rs.replicas == replicas && rs.available >= replicas && rs.current == replicas
     })
 }
 
@@ -668,46 +619,6 @@ fn walk_steps(
     }
 }
 
-pub(super) enum PauseState {
-    Waiting,
-    Over,
-}
-
-/// A pause the controller enters: the first visit records it; it ends when its duration
-/// has passed or when a promote cleared `pauseConditions`.
-pub(super) fn pause_state(
-    status: &mut RolloutStatus,
-    reason: PauseReason,
-    duration: Option<&sluice_api::HumanDuration>,
-    now: Timestamp,
-    wake: &mut Wake,
-) -> PauseState {
-    if !status.controller_pause {
-        status.controller_pause = true;
-        status.pause_conditions.push(PauseCondition {
-            reason,
-            start_time: Time(now),
-        });
-    }
-    let Some(cond) = status.pause_conditions.iter().find(|c| c.reason == reason) else {
-        // The controller paused here and the condition is gone: promoted.
-        status.controller_pause = false;
-        return PauseState::Over;
-    };
-    // Admission refuses unparsable durations; one that slips through waits for a human.
-    let duration = duration.and_then(|d| d.to_duration().ok());
-    if let Some(d) = duration {
-        let end = cond.start_time.0 + SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
-        if now >= end {
-            status.pause_conditions.retain(|c| c.reason != reason);
-            status.controller_pause = false;
-            return PauseState::Over;
-        }
-        wake.at(end);
-    }
-    PauseState::Waiting
-}
-
 /// What the background analysis says about the rollout.
 enum Background {
     Continue,
@@ -776,14 +687,6 @@ fn background_analysis(
     }
 }
 
-/// `base-N` with the first N not taken, so a retry never reuses a finished run.
-pub(super) fn next_run_name(observed: &Observed, base: &str) -> String {
-    (1..)
-        .map(|n| format!("{base}-{n}"))
-        .find(|candidate| observed.analysis_run(candidate).is_none())
-        .expect("an unbounded range always yields a free name")
-}
-
 #[allow(clippy::too_many_arguments)]
 fn scale_actions(
     observed: &Observed,
@@ -803,13 +706,7 @@ fn scale_actions(
     wake: &mut Wake,
 ) {
     let current = observed.replica_set(template_hash);
-    let next_revision = observed
-        .replica_sets
-        .iter()
-        .map(|rs| rs.revision)
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let next_revision = next_revision(observed);
 
     // Traffic returns to stable before anything is scaled down: while the router still
     // sends the canary a share, no non-stable ReplicaSet shrinks.
@@ -914,22 +811,12 @@ fn scale_actions(
     }
 
     // Old revisions beyond revisionHistoryLimit, once scaled to zero, are deleted.
-    let mut old: Vec<&ReplicaSetState> = observed
-        .replica_sets
-        .iter()
-        .filter(|rs| {
-            rs.hash != template_hash
-                && rs.hash != stable_hash
-                && rs.replicas == 0
-                && rs.current == 0
-        })
-        .collect();
-    old.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
-    for rs in old.into_iter().skip(revision_history_limit.max(0) as usize) {
-        actions.push(Action::DeleteReplicaSet {
-            name: rs.name.clone(),
-        });
-    }
+    prune_history(
+        observed,
+        revision_history_limit,
+        |rs| rs.hash == template_hash || rs.hash == stable_hash,
+        actions,
+    );
 }
 
 /// Inputs of the phase and condition computation.

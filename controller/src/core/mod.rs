@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod baseline;
 pub mod bluegreen;
 pub mod canary;
+mod common;
 pub mod conditions;
 pub mod hash;
 pub mod judge;
@@ -122,17 +123,7 @@ fn analysis_housekeeping(
         })
     };
     let mut actions = Vec::new();
-    let finished = |r: &AnalysisRunState| {
-        matches!(
-            r.phase,
-            Some(
-                AnalysisPhase::Successful
-                    | AnalysisPhase::Failed
-                    | AnalysisPhase::Error
-                    | AnalysisPhase::Inconclusive
-            )
-        )
-    };
+    let finished = AnalysisRunState::finished;
     for run in &observed.analysis_runs {
         if !finished(run)
             && !run.terminating

@@ -77,6 +77,21 @@ pub struct AnalysisRunState {
     pub terminating: bool,
 }
 
+impl AnalysisRunState {
+    /// True once the run has a verdict (it measures no more).
+    pub fn finished(&self) -> bool {
+        matches!(
+            self.phase,
+            Some(
+                AnalysisPhase::Successful
+                    | AnalysisPhase::Failed
+                    | AnalysisPhase::Error
+                    | AnalysisPhase::Inconclusive
+            )
+        )
+    }
+}
+
 impl Observed {
     /// The ReplicaSet of a revision.
     pub fn replica_set(&self, hash: &str) -> Option<&ReplicaSetState> {

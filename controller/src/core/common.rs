@@ -1,0 +1,197 @@
+//! What every strategy's planner does the same way: wake-ups, controller pauses, run
+//! names, which revision is stable, ReplicaSet bookkeeping and Service selectors.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use sluice_api::rollout::{PauseCondition, PauseReason, RolloutStatus};
+
+use super::action::{Action, PlannedEvent};
+use super::observed::{Observed, ReplicaSetState};
+
+/// Whole seconds from a spec field; negative values (which admission refuses) count as 0.
+pub(super) fn secs(n: i32) -> SignedDuration {
+    SignedDuration::from_secs(n.max(0) as i64)
+}
+
+/// How long from `now` until `at`; zero when it has passed.
+pub(super) fn until(now: Timestamp, at: Timestamp) -> Duration {
+    let d = at.duration_since(now);
+    if d.is_negative() {
+        Duration::ZERO
+    } else {
+        d.unsigned_abs()
+    }
+}
+
+/// Keeps the earliest wake-up time.
+#[derive(Debug, Default)]
+pub(super) struct Wake(pub(super) Option<Timestamp>);
+
+impl Wake {
+    pub(super) fn at(&mut self, t: Timestamp) {
+        self.0 = Some(self.0.map_or(t, |w| w.min(t)));
+    }
+}
+
+/// True when the ReplicaSet of `hash` is at `replicas`, every pod of it existing and
+/// available.
+pub(super) fn stable_rs_settled(observed: &Observed, hash: &str, replicas: i32) -> bool {
+    observed.replica_set(hash).is_some_and(|rs| {
+        rs.replicas == replicas && rs.available >= replicas && rs.current == replicas
+    })
+}
+
+/// Whether a controller pause still holds.
+pub(super) enum PauseState {
+    Waiting,
+    Over,
+}
+
+/// A pause the controller enters: the first visit records it; it ends when its duration
+/// has passed or when a promote cleared `pauseConditions`.
+pub(super) fn pause_state(
+    status: &mut RolloutStatus,
+    reason: PauseReason,
+    duration: Option<&sluice_api::HumanDuration>,
+    now: Timestamp,
+    wake: &mut Wake,
+) -> PauseState {
+    if !status.controller_pause {
+        status.controller_pause = true;
+        status.pause_conditions.push(PauseCondition {
+            reason,
+            start_time: Time(now),
+        });
+    }
+    let Some(cond) = status.pause_conditions.iter().find(|c| c.reason == reason) else {
+        // The controller paused here and the condition is gone: promoted.
+        status.controller_pause = false;
+        return PauseState::Over;
+    };
+    // Admission refuses unparsable durations; one that slips through waits for a human.
+    let duration = duration.and_then(|d| d.to_duration().ok());
+    if let Some(d) = duration {
+        let end = cond.start_time.0 + SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+        if now >= end {
+            status.pause_conditions.retain(|c| c.reason != reason);
+            status.controller_pause = false;
+            return PauseState::Over;
+        }
+        wake.at(end);
+    }
+    PauseState::Waiting
+}
+
+/// `base-N` with the first N not taken, so a retry never reuses a finished run.
+pub(super) fn next_run_name(observed: &Observed, base: &str) -> String {
+    (1..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| observed.analysis_run(candidate).is_none())
+        .expect("an unbounded range always yields a free name")
+}
+
+/// The stable revision: the recorded one while its ReplicaSet exists; otherwise (the
+/// first revision, or a stable ReplicaSet someone deleted) the template's, which then has
+/// nothing to compare with and becomes stable directly.
+pub(super) fn stable_hash(
+    status: &RolloutStatus,
+    observed: &Observed,
+    template_hash: &str,
+) -> String {
+    match status.stable_rs.as_deref() {
+        Some(h) if h == template_hash || observed.replica_set(h).is_some() => h.to_string(),
+        _ => template_hash.to_string(),
+    }
+}
+
+/// The revision number of a ReplicaSet created now.
+pub(super) fn next_revision(observed: &Observed) -> i64 {
+    observed
+        .replica_sets
+        .iter()
+        .map(|rs| rs.revision)
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// Pod counts of the status, from every revision's ReplicaSet.
+pub(super) fn count_replicas(
+    status: &mut RolloutStatus,
+    observed: &Observed,
+    current: Option<&ReplicaSetState>,
+) {
+    let all = &observed.replica_sets;
+    status.replicas = all.iter().map(|rs| rs.current).sum();
+    status.ready_replicas = all.iter().map(|rs| rs.ready).sum();
+    status.available_replicas = all.iter().map(|rs| rs.available).sum();
+    status.updated_replicas = current.map_or(0, |rs| rs.current);
+    status.hpa_replicas = Some(status.replicas);
+}
+
+/// Deletes scaled-down ReplicaSets beyond `revisionHistoryLimit`, newest kept, except
+/// those `keep` protects (the current and stable revisions, what a Service selects).
+pub(super) fn prune_history(
+    observed: &Observed,
+    revision_history_limit: i32,
+    keep: impl Fn(&ReplicaSetState) -> bool,
+    actions: &mut Vec<Action>,
+) {
+    let mut old: Vec<&ReplicaSetState> = observed
+        .replica_sets
+        .iter()
+        .filter(|rs| !keep(rs) && rs.replicas == 0 && rs.current == 0)
+        .collect();
+    old.sort_by_key(|rs| std::cmp::Reverse(rs.revision));
+    for rs in old.into_iter().skip(revision_history_limit.max(0) as usize) {
+        actions.push(Action::DeleteReplicaSet {
+            name: rs.name.clone(),
+        });
+    }
+}
+
+/// Points each (Service, revision) pair's selector at the revision, when the Service
+/// exists, selects something else, and the revision's ReplicaSet exists.
+pub(super) fn point_services<'a>(
+    observed: &Observed,
+    pairs: impl IntoIterator<Item = (Option<&'a String>, &'a String)>,
+    actions: &mut Vec<Action>,
+) {
+    for (service, hash) in pairs {
+        if let Some(service) = service
+            && observed
+                .services
+                .get(service)
+                .is_some_and(|h| h.as_deref() != Some(hash))
+            && observed.replica_set(hash).is_some()
+        {
+            actions.push(Action::SetServiceSelector {
+                service: service.clone(),
+                hash: hash.clone(),
+            });
+        }
+    }
+}
+
+/// A new template supersedes whatever was in flight, aborted or not: the abort is
+/// cleared and the progress clock restarts. The Event (none for the first revision) says
+/// what happens to the new revision (`verb`: "rolling out", "previewing").
+pub(super) fn supersede(
+    status: &mut RolloutStatus,
+    old: &RolloutStatus,
+    template_hash: &str,
+    verb: &str,
+    now: Timestamp,
+) -> Option<PlannedEvent> {
+    status.abort = false;
+    status.aborted_at = None;
+    status.progressed_at = Some(Time(now));
+    old.current_pod_hash.is_some().then(|| PlannedEvent {
+        warning: false,
+        reason: "NewRevision".into(),
+        action: format!("Revision-{template_hash}"),
+        message: format!("pod template changed: {verb} revision {template_hash}"),
+    })
+}
