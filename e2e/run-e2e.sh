@@ -20,7 +20,8 @@ fi
 eval "$("$plane" env)"
 # The tests start real controller processes (and kill them, to test restarts).
 cargo build -p sluice-controller --bins
-cp "${CARGO_TARGET_DIR:-target}/debug/sluice-controller" "$bin_dir/"
+# (kubectl-sluice beside it: the replay test runs the plugin.)
+cp "${CARGO_TARGET_DIR:-target}/debug/sluice-controller" "${CARGO_TARGET_DIR:-target}/debug/kubectl-sluice" "$bin_dir/"
 SLUICE_CONTROLLER_BIN="$bin_dir/sluice-controller"
 export SLUICE_CONTROLLER_BIN
 cargo test -p sluice-e2e -- "$@"
