@@ -14,8 +14,9 @@ else
 fi
 # KUBECONFIG, SLUICE_E2E_KUBECONFIG, and the plane's own kubectl first on PATH.
 eval "$("$plane" env)"
-# The tests start real controller processes (and kill them, to test restarts).
-cargo build -p sluice-controller --bins
+# The tests start real controller processes (and kill them, to test restarts); the
+# binaries sluice-controller and kubectl-sluice are in the `sluice` package (cmd/).
+cargo build -p sluice --bins
 SLUICE_CONTROLLER_BIN="${CARGO_TARGET_DIR:-target}/debug/sluice-controller"
 export SLUICE_CONTROLLER_BIN
 cargo test -p sluice-e2e -- "$@"

@@ -1,0 +1,1 @@
+//! Route-level tests with `tower::ServiceExt::oneshot` against a fake apiserver.
