@@ -128,16 +128,17 @@ impl Caches {
         (caches, run)
     }
 
-    /// Caches filled from fixed objects, for tests of the views and routes.
+    /// Caches filled from fixed objects, for tests of the views and routes; the returned
+    /// handle changes Rollouts afterwards, as a watch event would.
     pub fn fixed(
         rollouts: Vec<Rollout>,
         replica_sets: Vec<ReplicaSet>,
         runs: Vec<AnalysisRun>,
         events: Vec<Event>,
-    ) -> (Self, watch::Sender<u64>) {
-        fn fill<K>(items: Vec<K>) -> Store<K>
+    ) -> (Self, FixedRollouts) {
+        fn fill<K>(items: Vec<K>) -> (Store<K>, reflector::store::Writer<K>)
         where
-            K: Resource + Clone + 'static,
+            K: kube::runtime::reflector::Lookup + Clone + 'static,
             K::DynamicType: Default + Eq + std::hash::Hash + Clone,
         {
             let (store, mut writer) = reflector::store();
@@ -146,23 +147,30 @@ impl Caches {
                 writer.apply_watcher_event(&watcher::Event::InitApply(item));
             }
             writer.apply_watcher_event(&watcher::Event::InitDone);
-            store
+            (store, writer)
         }
         let (tx, changes) = watch::channel(0);
+        let (rollouts, rollout_writer) = fill(
+            rollouts
+                .into_iter()
+                .map(|r| DeserializeGuard(Ok(r)))
+                .collect(),
+        );
         let caches = Caches {
-            rollouts: fill(
-                rollouts
-                    .into_iter()
-                    .map(|r| DeserializeGuard(Ok(r)))
-                    .collect(),
-            ),
-            replica_sets: fill(replica_sets),
-            runs: fill(runs),
-            events: fill(events),
+            rollouts,
+            replica_sets: fill(replica_sets).0,
+            runs: fill(runs).0,
+            events: fill(events).0,
             changes,
             ready: Arc::new(AtomicBool::new(true)),
         };
-        (caches, tx)
+        (
+            caches,
+            FixedRollouts {
+                writer: rollout_writer,
+                changes: tx,
+            },
+        )
     }
 
     /// True once every cache has listed once.
@@ -254,4 +262,19 @@ pub fn event_time(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
         .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// Changes the Rollouts of [`Caches::fixed`].
+pub struct FixedRollouts {
+    writer: reflector::store::Writer<DeserializeGuard<Rollout>>,
+    changes: watch::Sender<u64>,
+}
+
+impl FixedRollouts {
+    /// Stores the Rollout (added or modified) and wakes the live streams.
+    pub fn apply(&mut self, rollout: Rollout) {
+        self.writer
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(rollout))));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }

@@ -481,7 +481,7 @@ pub fn detail_live(caches: &Caches, r: &Rollout, now: Timestamp) -> Markup {
                 dt { "Revision" } dd { code { (status.current_pod_hash.clone().unwrap_or_else(|| "—".into())) } " (stable: " code { (status.stable_rs.clone().unwrap_or_else(|| "—".into())) } ")" }
                 @if !status.pause_conditions.is_empty() {
                     dt { "Paused" } dd {
-                        @for p in &status.pause_conditions { (format!("{:?}", p.reason)) " since " (age(now, Some(p.start_time.0))) " ago " }
+                        @for p in &status.pause_conditions { (format!("{:?}", p.reason)) " for " (age(now, Some(p.start_time.0))) " " }
                     }
                 }
                 @if r.spec.paused { dt { "Held" } dd { "spec.paused is true: resume to continue" } }
