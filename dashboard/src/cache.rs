@@ -254,12 +254,14 @@ pub fn revision(rs: &ReplicaSet) -> i64 {
 
 /// When an Event last happened, from whichever of its time fields is set.
 pub fn event_time(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
+    // Microsecond times first: Events from kube's Recorder (events.k8s.io) carry
+    // `eventTime`, while `lastTimestamp` has whole seconds and would shuffle a burst.
     e.series
         .as_ref()
         .and_then(|s| s.last_observed_time.as_ref())
         .map(|t| t.0)
-        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.first_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }

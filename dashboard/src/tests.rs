@@ -635,3 +635,118 @@ async fn the_live_stream_sends_the_page_again_when_the_cache_changes() {
     assert!(second.contains("<dd id=\"step\">3/4</dd>"), "{second}");
     assert!(second.contains("moving on"), "{second}");
 }
+
+fn replica_set(
+    ns: &str,
+    owner: &str,
+    hash: &str,
+    revision: u32,
+    image: &str,
+    replicas: i32,
+    ready: i32,
+) -> k8s_openapi::api::apps::v1::ReplicaSet {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("{owner}-{hash}"), "namespace": ns,
+            "labels": { "sluice.dev/pod-template-hash": hash, "sluice.dev/rollout": owner },
+            "annotations": { "sluice.dev/revision": revision.to_string() },
+            "ownerReferences": [{ "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": owner, "uid": format!("uid-{ns}-{owner}") }],
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "sluice.dev/pod-template-hash": hash } },
+            "template": { "spec": { "containers": [{ "name": "app", "image": image }] } },
+        },
+        "status": { "replicas": replicas, "readyReplicas": ready, "availableReplicas": ready },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_detail_page_shows_revisions_pods_analysis_and_events() {
+    let mut r = rollout("shop", "web", 1, "");
+    let status = r.status.as_mut().unwrap();
+    status.current_pod_hash = Some("new".into());
+    status.stable_rs = Some("mid".into());
+    let rs = vec![
+        replica_set("shop", "web", "new", 3, "shop:v3", 2, 1),
+        replica_set("shop", "web", "mid", 2, "shop:v2", 3, 3),
+        replica_set("shop", "web", "old", 1, "shop:v1", 0, 0),
+        // Another rollout's: never shown on this page.
+        replica_set("shop", "api", "zzz", 1, "api:v9", 1, 1),
+    ];
+    let run: sluice_api::AnalysisRun = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+        "metadata": { "name": "web-new-2", "namespace": "shop",
+            "labels": { "sluice.dev/rollout": "web", "sluice.dev/analysis-role": "step" },
+            "ownerReferences": [{ "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": "uid-shop-web" }],
+            "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "spec": { "metrics": [{ "name": "success-rate", "interval": "10s",
+            "successCondition": "result[0] >= 0.99", "failureCondition": "result[0] < 0.9",
+            "provider": { "prometheus": { "address": "http://prometheus:9090", "query": "q" } } }] },
+        "status": { "phase": "Running", "metricResults": [{ "name": "success-rate", "phase": "Running",
+            "count": 2, "successful": 1, "failed": 1,
+            "measurements": [
+                { "phase": "Successful", "value": "[0.995]", "finishedAt": "2026-01-01T00:00:10Z" },
+                { "phase": "Failed", "value": "[0.85]", "finishedAt": "2026-01-01T00:00:20Z" },
+            ] }] },
+    }))
+    .unwrap();
+    let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": { "name": "e1", "namespace": "shop" },
+        "involvedObject": { "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": "web", "namespace": "shop" },
+        "reason": "RolloutAborted", "action": "Degraded-old-Step2", "type": "Warning",
+        "message": "analysis web-old-1 failed", "eventTime": "2026-01-01T00:00:30.000000Z",
+    }))
+    .unwrap();
+    let (caches, _) = Caches::fixed(vec![r], rs, vec![run], vec![event]);
+    let cluster = Arc::new(alice_and_bob());
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let app = router(AppState::new(
+        caches,
+        cluster,
+        Options::new(ADDR.parse().unwrap()),
+        stop,
+    ));
+    let (status, _, body) = send(
+        &app,
+        get("/rollouts/shop/web")
+            .header(header::AUTHORIZATION, "Bearer alice-token")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // ReplicaSets by revision, with readiness; the scaled-down old one only in history.
+    assert!(
+        body.contains("shop:v3") && body.contains("shop:v2"),
+        "{body}"
+    );
+    assert!(!body.contains("api:v9"), "{body}");
+    assert!(body.contains("aria-label=\"1 of 2 pods ready\""), "{body}");
+    assert!(
+        body.contains("<td>canary</td>") && body.contains("<td>stable</td>"),
+        "{body}"
+    );
+    // The metric's measurements against both thresholds.
+    assert!(body.contains("<svg class=\"chart\""), "{body}");
+    assert!(
+        body.contains("class=\"threshold success\"")
+            && body.contains("class=\"threshold failure\""),
+        "{body}"
+    );
+    assert!(body.contains("class=\"point bad\""), "{body}");
+    assert!(body.contains("Role: step. Not started yet."), "{body}");
+    // Events, and how a past revision ended read from them.
+    assert!(body.contains("analysis web-old-1 failed"), "{body}");
+    let history = body.split("id=\"h-history\"").nth(1).unwrap();
+    assert!(
+        history.contains("<code>old</code></td><td>shop:v1</td>"),
+        "{history}"
+    );
+    assert!(history.contains("aborted"), "{history}");
+    assert!(history.contains("being rolled out (step 2/4)"), "{history}");
+    // Steps before the current one are marked done.
+    assert!(body.contains("class=\"done\""), "{body}");
+}

@@ -599,7 +599,10 @@ fn analysis_run(run: &AnalysisRun, now: Timestamp) -> Markup {
             h3 { (run.name_any()) " " (run_badge(status.phase)) }
             p.meta {
                 @if let Some(role) = role { "Role: " (role) ". " }
-                "Started " (age(now, status.started_at.as_ref().map(|t| t.0))) " ago"
+                @match &status.started_at {
+                    Some(t) => { "Started " (age(now, Some(t.0))) " ago" }
+                    None => { "Not started yet" }
+                }
                 @if let Some(done) = &status.completed_at { ", finished " (age(now, Some(done.0))) " ago" }
                 "."
                 @if let Some(m) = &status.message { " " (m) }
