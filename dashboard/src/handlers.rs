@@ -523,10 +523,14 @@ async fn detail(
     viewer.finish(html(StatusCode::OK, page))
 }
 
-/// Why a live stream ends.
+/// Why a live stream sends nothing this time.
 enum StreamEnd {
-    /// The viewer lost access or signed out: the page reloads to show why.
+    /// The viewer lost access or signed out: the page reloads to show why, and the
+    /// stream ends.
     Reload(String),
+    /// The apiserver could not answer an access check: keep what the page shows and try
+    /// again at the next change or tick.
+    Skip,
 }
 
 /// A live stream: renders on every cache change (coalesced) and every 15 s (ages, and
@@ -585,6 +589,7 @@ where
                     s.last = Some(html);
                     return Some((Ok::<_, Infallible>(event), s));
                 }
+                Err(StreamEnd::Skip) => continue,
                 Err(StreamEnd::Reload(why)) => {
                     s.done = true;
                     let event = SseEvent::default().event("reload").data(why);
@@ -651,8 +656,7 @@ async fn overview_stream(
             match render_overview(&state, &viewer, &filter).await {
                 Ok((live, _)) => Ok(live.into_string()),
                 Err(Ok(denied)) => Err(StreamEnd::Reload(denied.0)),
-                // The apiserver could not answer: keep showing what was shown.
-                Err(Err(_)) => Err(StreamEnd::Reload("access check failed".into())),
+                Err(Err(_)) => Err(StreamEnd::Skip),
             }
         }
     })
@@ -685,7 +689,7 @@ async fn detail_stream(
             match render_detail(&state, &viewer, &ns, &name).await {
                 Ok((live, _)) => Ok(live.into_string()),
                 Err(Ok((_, message))) => Err(StreamEnd::Reload(message)),
-                Err(Err(_)) => Err(StreamEnd::Reload("access check failed".into())),
+                Err(Err(_)) => Err(StreamEnd::Skip),
             }
         }
     })

@@ -750,3 +750,39 @@ async fn the_detail_page_shows_revisions_pods_analysis_and_events() {
     // Steps before the current one are marked done.
     assert!(body.contains("class=\"done\""), "{body}");
 }
+
+#[tokio::test]
+async fn a_live_stream_ends_with_a_reload_when_its_session_signs_out() {
+    let mut w = world(alice_and_bob(), vec![rollout("shop", "web", 1, "")], |_| {});
+    let (cookie, csrf) = sign_in(&w, "alice-token").await;
+    let resp = w
+        .app
+        .clone()
+        .oneshot(
+            get("/sse/rollouts/shop/web")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    assert!(next_event(&mut body).await.starts_with("event: update\n"));
+    let (status, _, _) = send(
+        &w.app,
+        post("/logout")
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, format!("http://{ADDR}"))
+            .body(Body::from(format!("csrf={csrf}")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    w.rollouts.apply(rollout("shop", "web", 2, ""));
+    let last = next_event(&mut body).await;
+    assert!(last.starts_with("event: reload\n"), "{last}");
+    assert!(
+        !last.contains("step"),
+        "no more page content after sign-out: {last}"
+    );
+}

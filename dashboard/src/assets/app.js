@@ -11,7 +11,10 @@
   if (live && live.dataset.stream && 'EventSource' in window) {
     var source = new EventSource(live.dataset.stream);
     source.addEventListener('open', function () { say('live'); });
-    source.addEventListener('error', function () { say('reconnecting…'); });
+    source.addEventListener('error', function () {
+      // CLOSED: the server refused the stream (e.g. the session ended with a restart).
+      say(source.readyState === EventSource.CLOSED ? 'not live: reload the page' : 'reconnecting…');
+    });
     source.addEventListener('update', function (e) {
       // Markup rendered and escaped by the server, from the same origin.
       live.innerHTML = e.data;
