@@ -320,6 +320,13 @@ mod tests {
         // Nothing numeric to draw.
         assert!(comparisons("isNaN(result[0])", "failure").is_empty());
         assert!(comparisons("result[0] >= other", "success").is_empty());
+        // Whatever a template says, reading it never panics (non-ASCII, unclosed `[`).
+        assert_eq!(
+            comparisons("«résultat» ≥ 1 && result > 2", "success").len(),
+            1
+        );
+        assert!(comparisons("result[0", "success").is_empty());
+        assert!(comparisons("", "success").is_empty());
     }
 
     #[test]

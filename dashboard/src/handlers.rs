@@ -810,7 +810,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     if state.0.options.auth == AuthMode::None {
         return Redirect::to("/").into_response();
     }
-    // Login CSRF: a other site must not sign a browser in as someone else.
+    // Login CSRF: another site must not sign a browser in as someone else.
     if let Err(why) = check_same_origin(&headers, true) {
         return plain(StatusCode::FORBIDDEN, why);
     }

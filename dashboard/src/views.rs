@@ -484,6 +484,10 @@ pub fn detail_live(caches: &Caches, r: &Rollout, now: Timestamp) -> Markup {
                         @for p in &status.pause_conditions { (format!("{:?}", p.reason)) " for " (age(now, Some(p.start_time.0))) " " }
                     }
                 }
+                @if let Some(bg) = &status.blue_green {
+                    dt { "Active" } dd { code { (bg.active_selector.clone().unwrap_or_else(|| "—".into())) } }
+                    dt { "Preview" } dd { code { (bg.preview_selector.clone().unwrap_or_else(|| "—".into())) } }
+                }
                 @if r.spec.paused { dt { "Held" } dd { "spec.paused is true: resume to continue" } }
                 @if status.abort { dt { "Aborted" } dd { "yes" @if let Some(t) = &status.aborted_at { ", " (age(now, Some(t.0))) " ago" } } }
             }
