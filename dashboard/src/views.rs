@@ -626,7 +626,7 @@ fn analysis_run(run: &AnalysisRun, now: Timestamp) -> Markup {
                         }
                     }
                     (chart::metric_chart(&result.name, &result.measurements, &thresholds))
-                    details {
+                    details data-key=(format!("{}/{}", run.name_any(), result.name)) {
                         summary { "Measurements" }
                         div.scroll { table {
                             thead { tr { th scope="col" { "Finished" } th scope="col" { "Phase" } th scope="col" { "Value" } th scope="col" { "Message" } } }

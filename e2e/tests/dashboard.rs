@@ -460,6 +460,45 @@ where
     wait_for(what, WAIT, check).await
 }
 
+// Live updates replace the elements inside #live at any moment, so a WebDriver element
+// reference found there can go stale before it is used. Values are therefore read in one
+// script call, and clicks that race an update are retried.
+
+/// The text of the first element matching `css`, read atomically.
+async fn text_of(b: &Browser, css: &str) -> Result<Option<String>> {
+    let v = b
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+            vec![json!(css)],
+        )
+        .await?;
+    Ok(v.as_str().map(str::to_string))
+}
+
+/// An attribute of the first element matching `css`, read atomically.
+async fn attr_of(b: &Browser, css: &str, attr: &str) -> Result<Option<String>> {
+    let v = b
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;",
+            vec![json!(css), json!(attr)],
+        )
+        .await?;
+    Ok(v.as_str().map(str::to_string))
+}
+
+async fn click(b: &Browser, css: &str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..20 {
+        let attempt = async { b.find(Locator::Css(css)).await?.click().await };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("could not click {css}: {last:?}")
+}
+
 #[tokio::test]
 async fn browser_signs_in_and_promotes_and_the_page_follows_live() -> Result<()> {
     let d = dash("dash-ui").await?;
@@ -478,7 +517,7 @@ async fn browser_signs_in_and_promotes_and_the_page_follows_live() -> Result<()>
         // The overview lists the rollout.
         let row = format!("tr[data-rollout='{}/web']", env.ns());
         b.wait().for_element(Locator::Css(&row)).await?;
-        let text = b.find(Locator::Css(&row)).await?.text().await?;
+        let text = text_of(&b, &row).await?.unwrap_or_default();
         assert!(
             text.contains("Paused") && text.contains("2/5"),
             "overview row: {text}"
@@ -486,49 +525,51 @@ async fn browser_signs_in_and_promotes_and_the_page_follows_live() -> Result<()>
         screenshot(&b, "overview.png").await?;
 
         // The detail page shows the current step.
-        b.find(Locator::Css(&format!("{row} a")))
-            .await?
-            .click()
-            .await?;
-        let current = b
-            .wait()
+        click(&b, &format!("{row} a")).await?;
+        b.wait()
             .for_element(Locator::Css("li[aria-current=step]"))
             .await?;
-        assert_eq!(current.attr("data-step").await?.as_deref(), Some("1"));
-        assert!(current.text().await?.contains("Pause until promoted"));
+        let current = "li[aria-current=step]";
+        assert_eq!(
+            attr_of(&b, current, "data-step").await?.as_deref(),
+            Some("1")
+        );
+        let text = text_of(&b, current).await?.unwrap_or_default();
+        assert!(
+            text.contains("Pause until promoted"),
+            "current step: {text}"
+        );
         // The live stream is connected before acting.
         wait_page("the live stream to connect", || async {
-            Ok(b.find(Locator::Id("live-status")).await?.text().await? == "live")
+            Ok(text_of(&b, "#live-status").await?.as_deref() == Some("live"))
         })
         .await?;
         screenshot(&b, "detail.png").await?;
 
         // Click Promote; mark the page so that a reload would be noticed.
         b.execute("window.sluiceSamePage = 'yes';", vec![]).await?;
-        b.find(Locator::Css("form[data-action=promote] button"))
-            .await?
-            .click()
-            .await?;
+        click(&b, "form[data-action=promote] button").await?;
 
         // The step advances in the apiserver...
         env.wait_step(3, RolloutPhase::Paused).await?;
         // ...and the page follows through Server-Sent Events, without a reload.
         wait_page("the page to show step 4 as current", || async {
-            let el = b.find(Locator::Css("li[aria-current=step]")).await?;
-            Ok(el.attr("data-step").await?.as_deref() == Some("3"))
+            Ok(attr_of(&b, "li[aria-current=step]", "data-step")
+                .await?
+                .as_deref()
+                == Some("3"))
         })
         .await?;
         let same = b
             .execute("return window.sluiceSamePage || null;", vec![])
             .await?;
         assert_eq!(same, json!("yes"), "the page was reloaded");
-        let flash = b.find(Locator::Id("flash")).await?.text().await?;
+        let flash = text_of(&b, "#flash").await?.unwrap_or_default();
         assert!(
             flash.contains("promoted past the current step"),
             "confirmation: {flash}"
         );
-        let step = b.find(Locator::Id("step")).await?.text().await?;
-        assert_eq!(step, "4/5");
+        assert_eq!(text_of(&b, "#step").await?.as_deref(), Some("4/5"));
         screenshot(&b, "detail-after-promote.png").await?;
         Ok::<_, anyhow::Error>(())
     }

@@ -16,8 +16,22 @@
       say(source.readyState === EventSource.CLOSED ? 'not live: reload the page' : 'reconnecting…');
     });
     source.addEventListener('update', function (e) {
+      // Keep what the reader had open and where the keyboard focus was across the swap.
+      var open = Array.prototype.map.call(
+        live.querySelectorAll('details[open][data-key]'),
+        function (d) { return d.dataset.key; });
+      var focused = document.activeElement;
+      var focusHref = focused && live.contains(focused) ? focused.getAttribute('href') : null;
       // Markup rendered and escaped by the server, from the same origin.
       live.innerHTML = e.data;
+      open.forEach(function (key) {
+        var d = live.querySelector('details[data-key="' + CSS.escape(key) + '"]');
+        if (d) { d.open = true; }
+      });
+      if (focusHref) {
+        var again = live.querySelector('a[href="' + CSS.escape(focusHref) + '"]');
+        if (again) { again.focus(); }
+      }
       live.dispatchEvent(new CustomEvent('sluice:updated'));
     });
     source.addEventListener('reload', function () {
