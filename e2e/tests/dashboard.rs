@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Event, ServiceAccount};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use serde_json::json;
@@ -265,6 +265,21 @@ async fn http_sign_in_rbac_csrf_and_read_only_against_the_real_apiserver() -> Re
         format!("/rollouts/{}/web", env.ns())
     );
     env.wait_step(3, RolloutPhase::Paused).await?;
+    // The apiserver's audit log names the dashboard; this Event names the person.
+    let events: Api<Event> = Api::namespaced(env.client.clone(), env.ns());
+    let alice_name = format!("system:serviceaccount:{}:alice", env.ns());
+    wait_for("a DashboardAction Event naming alice", WAIT, || async {
+        let list = events
+            .list(&ListParams::default().fields("reason=DashboardAction"))
+            .await?;
+        Ok(list.items.iter().any(|e| {
+            e.involved_object.name.as_deref() == Some("web")
+                && e.message.as_deref().is_some_and(|m| {
+                    m.contains("promoted past the current step") && m.contains(&alice_name)
+                })
+        }))
+    })
+    .await?;
     let page = http
         .get(&detail)
         .header(COOKIE, &cookie)
