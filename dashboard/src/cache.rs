@@ -173,6 +173,12 @@ impl Caches {
         )
     }
 
+    /// Marks the caches as not listed yet (or listed, again), for tests.
+    #[cfg(test)]
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
     /// True once every cache has listed once.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

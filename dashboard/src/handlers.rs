@@ -359,6 +359,11 @@ async fn listable_namespaces(
             allowed.insert(ns);
         }
     }
+    // Until the caches have listed once, an empty answer may only mean "not loaded yet":
+    // show the loading page; its live stream decides once they have.
+    if allowed.is_empty() && !state.0.caches.is_ready() {
+        return Ok(allowed);
+    }
     if allowed.is_empty() {
         let access = match only.or(state.0.options.namespace.as_deref()) {
             Some(ns) => Access::list(Some(ns)),

@@ -786,3 +786,29 @@ async fn a_live_stream_ends_with_a_reload_when_its_session_signs_out() {
         "no more page content after sign-out: {last}"
     );
 }
+
+#[tokio::test]
+async fn before_the_caches_have_listed_the_overview_says_loading_not_forbidden() {
+    let (caches, _fixed) = Caches::fixed(vec![], vec![], vec![], vec![]);
+    caches.set_ready(false);
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let app = router(AppState::new(
+        caches.clone(),
+        Arc::new(alice_and_bob()),
+        Options::new(ADDR.parse().unwrap()),
+        stop,
+    ));
+    let overview = |token: &str| {
+        get("/")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = send(&app, overview("alice-token")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Loading rollouts"), "{body}");
+    // Once listed, a user who may list rollouts nowhere is refused.
+    caches.set_ready(true);
+    let (status, _, _) = send(&app, overview("bob-token")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

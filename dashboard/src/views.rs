@@ -296,10 +296,9 @@ pub fn overview_live(
     now: Timestamp,
 ) -> Markup {
     html! {
-        @if !caches.is_ready() {
+        @if !caches.is_ready() && rollouts.is_empty() {
             p.note { "Loading rollouts from the cluster…" }
-        }
-        @if rollouts.is_empty() {
+        } @else if rollouts.is_empty() {
             p.empty { "No rollouts match." }
         } @else {
             div.scroll {

@@ -296,17 +296,22 @@ async fn http_sign_in_rbac_csrf_and_read_only_against_the_real_apiserver() -> Re
     let ro = StandaloneDashboard::start(&["--read-only"])?;
     let ro_url = ro.wait_url().await?;
     let alice = format!("Bearer {}", d.alice);
-    let r = http
-        .get(format!("{ro_url}/?ns={}", env.ns()))
-        .header(AUTHORIZATION, &alice)
-        .send()
-        .await?;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(
-        r.text()
-            .await?
-            .contains(&format!("data-rollout=\"{}/web\"", env.ns()))
-    );
+    // Just started, it shows "Loading" until its caches have listed once.
+    let row = format!("data-rollout=\"{}/web\"", env.ns());
+    wait_for(
+        "the read-only dashboard to list the rollout",
+        WAIT,
+        || async {
+            let r = http
+                .get(format!("{ro_url}/?ns={}", env.ns()))
+                .header(AUTHORIZATION, &alice)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == StatusCode::OK, "status {}", r.status());
+            Ok(r.text().await?.contains(&row))
+        },
+    )
+    .await?;
     let r = http
         .post(format!("{ro_url}/rollouts/{}/web/actions/abort", env.ns()))
         .header(AUTHORIZATION, &alice)
