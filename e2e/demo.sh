@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: starts the local control plane and Prometheus, installs the CRDs, starts the
-# sluice controller, walks a sample canary (routed through a Gateway API HTTPRoute)
-# through its steps, printing each one, then previews and promotes a blue-green Rollout.
-# Everything stays up until `make down`.
+# sluice controller with its dashboard, walks a sample canary (routed through a Gateway
+# API HTTPRoute) through its steps, printing each one, then previews and promotes a
+# blue-green Rollout. Everything stays up until `make down`.
 #
 #   demo.sh                  the demo
 #   demo.sh stop-controller  stop the controller the demo started (used by `make down`)
+#
+# SLUICE_DASHBOARD_PORT (default 3100) is where the dashboard listens, on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . e2e/controlplane/lib.sh
@@ -13,6 +15,7 @@ plane=e2e/controlplane/plane.sh
 bin_dir="${CARGO_TARGET_DIR:-target}/debug"
 pid_file="$SLUICE_STATE/controller.pid"
 controller_log="$SLUICE_STATE/logs/controller.log"
+dashboard_port="${SLUICE_DASHBOARD_PORT:-3100}"
 
 stop_controller() {
     if [ -f "$pid_file" ]; then
@@ -40,11 +43,46 @@ for attempt in $(seq 20); do
     sleep 0.5
 done
 
-echo "== starting the sluice controller (log: $controller_log)"
+echo "== starting the sluice controller and its dashboard (log: $controller_log)"
 stop_controller
 mkdir -p "$(dirname "$controller_log")"
-nohup "$bin_dir/sluice-controller" --kubeconfig "$KUBECONFIG" >"$controller_log" 2>&1 &
+nohup "$bin_dir/sluice-controller" --kubeconfig "$KUBECONFIG" \
+    --dashboard-addr "127.0.0.1:$dashboard_port" >"$controller_log" 2>&1 &
 echo $! >"$pid_file"
+for _ in $(seq 100); do
+    grep -q "dashboard listening" "$controller_log" 2>/dev/null && break
+    if ! kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+        echo "demo: the controller exited; see $controller_log" >&2
+        tail -5 "$controller_log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+
+echo "== a ServiceAccount to sign in to the dashboard with: demo-operator (view and act on rollouts)"
+kubectl apply --server-side --field-manager=sluice-demo -f - >/dev/null <<'YAML'
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: demo-operator, namespace: default }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: sluice-demo-rollout-operator }
+rules:
+  - apiGroups: [sluice.dev]
+    resources: [rollouts]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [sluice.dev]
+    resources: [rollouts/status]
+    verbs: [patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: sluice-demo-rollout-operator }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sluice-demo-rollout-operator }
+subjects:
+  - { kind: ServiceAccount, name: demo-operator, namespace: default }
+YAML
 
 echo "== applying the sample Rollouts (canary, replica ratio: web; canary, Gateway API: shop; blue-green: store)"
 kubectl apply --server-side --field-manager=sluice-demo -f examples/canary-rollout.yaml \
@@ -151,5 +189,10 @@ The local control plane, Prometheus and the sluice controller are running. Try:
   Controller log: $controller_log
   Prometheus:     $SLUICE_PROMETHEUS_URL
 
-The dashboard arrives with a later release. Stop everything with: make down
+The dashboard: http://127.0.0.1:$dashboard_port/
+  Sign in with a token of the demo-operator ServiceAccount (it may view and act on rollouts):
+    kubectl create token demo-operator -n default
+  (after the eval above; or: $K8S_BIN/kubectl --kubeconfig $KUBECONFIG create token demo-operator -n default)
+
+Stop everything with: make down
 MSG

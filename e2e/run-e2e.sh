@@ -18,8 +18,9 @@ else
 fi
 # KUBECONFIG, SLUICE_E2E_KUBECONFIG, and the plane's own kubectl first on PATH.
 eval "$("$plane" env)"
-# The tests start real controller processes (and kill them, to test restarts).
-cargo build -p sluice-controller --bins
+# The tests start real controller processes (and kill them, to test restarts); the
+# binaries sluice-controller and kubectl-sluice are in the `sluice` package (cmd/).
+cargo build -p sluice --bins
 # (kubectl-sluice beside it: the replay test runs the plugin.)
 cp "${CARGO_TARGET_DIR:-target}/debug/sluice-controller" "${CARGO_TARGET_DIR:-target}/debug/kubectl-sluice" "$bin_dir/"
 SLUICE_CONTROLLER_BIN="$bin_dir/sluice-controller"

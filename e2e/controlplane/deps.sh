@@ -10,6 +10,9 @@ declare -A wanted=(
     [openssl]=openssl
     [curl]=curl
     [ss]=iproute2
+    # The dashboard's browser end-to-end test drives Debian's headless Chromium.
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -198,6 +198,11 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts the controller binary named by `SLUICE_CONTROLLER_BIN` (set by `make e2e`).
     pub fn start(namespace: &str) -> Result<Self> {
+        Self::start_with(namespace, &[])
+    }
+
+    /// Starts the controller with extra arguments (e.g. `--dashboard-addr`).
+    pub fn start_with(namespace: &str, extra: &[&str]) -> Result<Self> {
         let bin = std::env::var("SLUICE_CONTROLLER_BIN").context(
             "SLUICE_CONTROLLER_BIN is not set: run the e2e tests with `make e2e` (it builds the \
              controller and points this at it)",
@@ -211,6 +216,7 @@ impl ControllerProcess {
             .arg("--kubeconfig")
             .arg(kubeconfig_path())
             .args(["--namespace", namespace])
+            .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -223,6 +229,24 @@ impl ControllerProcess {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits until a log line contains `marker` and returns that line.
+    pub async fn wait_log(&self, marker: &str, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains(marker)) {
+                return Ok(line.to_string());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "no log line with {marker:?} after {timeout:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The controller's log so far, for failure messages.

@@ -26,10 +26,15 @@ pub struct Env {
 
 impl Env {
     pub async fn new(prefix: &str) -> Result<Self> {
+        Self::with_controller_args(prefix, &[]).await
+    }
+
+    /// As `new`, with extra controller arguments (e.g. `--dashboard-addr`).
+    pub async fn with_controller_args(prefix: &str, extra: &[&str]) -> Result<Self> {
         let client = client().await?;
         install_crds(&client).await?;
         let ns = TestNamespace::create(&client, prefix).await?;
-        let controller = Some(ControllerProcess::start(&ns.name)?);
+        let controller = Some(ControllerProcess::start_with(&ns.name, extra)?);
         Ok(Env {
             client,
             ns,

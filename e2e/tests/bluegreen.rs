@@ -507,16 +507,20 @@ async fn failed_post_promotion_analysis_switches_back() -> Result<()> {
         .filter(|m| m.phase == AnalysisPhase::Failed)
         .filter_map(|m| m.finished_at.as_ref())
         .map(|t| t.0)
-        .max()
+        .min()
         .expect("a failed measurement");
     // The switch back is written before the Degraded status.
     assert_eq!(
         env.service_hash(ACTIVE).await?.as_deref(),
         Some(v1.as_str())
     );
-    let back_at = watcher
-        .switched_to_at(&v1, failed_at)
-        .expect("the watcher saw the switch back");
+    let back_at = watcher.switched_to_at(&v1, failed_at).unwrap_or_else(|| {
+        let t = watcher.timeline.lock().expect("not poisoned");
+        panic!(
+            "the watcher saw no switch back after {failed_at}: {:?} at {:?}; run {run:#?}",
+            t.samples, t.seen_at
+        )
+    });
     println!(
         "activeService back on the previous revision {:.3}s after the failing measurement",
         back_at.duration_since(failed_at).as_secs_f64()

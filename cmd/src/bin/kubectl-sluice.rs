@@ -1,5 +1,6 @@
 //! `kubectl sluice`: act on Rollouts (promote, abort, ...) and see where they stand.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -17,7 +18,7 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
 #[command(
     name = "kubectl-sluice",
     version,
-    about = "Act on sluice Rollouts (promote, abort, retry, pause, resume, status) and replay analyses"
+    about = "Act on sluice Rollouts (promote, abort, retry, pause, resume, status), replay analyses, and run the dashboard locally"
 )]
 struct Args {
     /// Kubeconfig to use (default: $KUBECONFIG or ~/.kube/config).
@@ -51,6 +52,21 @@ enum Command {
     Resume { rollout: String },
     /// Show phase, step, weights and conditions.
     Status { rollout: String },
+    /// Serve the dashboard locally, against this kubeconfig, for every namespace. Users
+    /// sign in with a bearer token unless --no-auth; the dashboard acts with this
+    /// kubeconfig's credentials.
+    Dashboard {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3100")]
+        addr: SocketAddr,
+        /// Show rollouts but refuse every action.
+        #[arg(long)]
+        read_only: bool,
+        /// No sign-in: whoever reaches the address acts with this kubeconfig. Only on a
+        /// loopback address.
+        #[arg(long)]
+        no_auth: bool,
+    },
     /// Replay an analysis over a past window: every measurement the controller would
     /// have taken, and its verdict. Exit 0 Successful, 1 Failed or Error, 3 otherwise.
     Analyze {
@@ -131,6 +147,11 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             std::process::exit(code);
         }
+        Command::Dashboard {
+            addr,
+            read_only,
+            no_auth,
+        } => return dashboard(client, *addr, *read_only, *no_auth).await,
         Command::Status { rollout } => {
             let r = Api::<Rollout>::namespaced(client, ns).get(rollout).await?;
             print_status(&r);
@@ -142,6 +163,35 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("rollout {ns}/{name}"))?;
     println!("rollout {ns}/{name} {}", action.done());
     Ok(())
+}
+
+async fn dashboard(
+    client: kube::Client,
+    addr: SocketAddr,
+    read_only: bool,
+    no_auth: bool,
+) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut options = sluice_dashboard::Options::new(addr);
+    options.read_only = read_only;
+    if no_auth {
+        options.auth = sluice_dashboard::AuthMode::None;
+    }
+    let dashboard = sluice_dashboard::Dashboard::bind(options).await?;
+    println!("sluice dashboard: http://{}/", dashboard.local_addr()?);
+    if !no_auth {
+        println!("sign in with a token, e.g.: kubectl create token NAME -n NAMESPACE");
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    dashboard.serve(client, shutdown).await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,6 +1,8 @@
 //! The sluice controller: reconciles Rollouts against any kubeconfig (in-cluster by
-//! default), optionally scoped to one namespace, until SIGTERM or Ctrl-C.
+//! default), optionally scoped to one namespace, until SIGTERM or Ctrl-C; with
+//! `--dashboard-addr`, also serves the dashboard.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
@@ -32,6 +34,22 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "SLUICE_LOG_FORMAT")]
     log_format: LogFormat,
+
+    /// Serve the dashboard on this address (e.g. 0.0.0.0:8080); no dashboard without it.
+    #[arg(long, env = "SLUICE_DASHBOARD_ADDR")]
+    dashboard_addr: Option<SocketAddr>,
+
+    /// Dashboard: show rollouts but refuse every action.
+    #[arg(long, env = "SLUICE_DASHBOARD_READ_ONLY")]
+    dashboard_read_only: bool,
+
+    /// Dashboard: no sign-in; everyone acts as the controller. Only on a loopback address.
+    #[arg(long, env = "SLUICE_DASHBOARD_NO_AUTH")]
+    dashboard_no_auth: bool,
+
+    /// Dashboard: mark the session cookie Secure (when users reach it over HTTPS).
+    #[arg(long, env = "SLUICE_DASHBOARD_SECURE_COOKIE")]
+    dashboard_secure_cookie: bool,
 }
 
 #[tokio::main]
@@ -47,6 +65,20 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Json => subscriber.json().init(),
     }
     let client = runtime::client(args.kubeconfig.as_deref()).await?;
+    // Bound before anything starts, so a bad address or unsafe options fail at once.
+    let dashboard = match args.dashboard_addr {
+        Some(addr) => {
+            let mut options = sluice_dashboard::Options::new(addr);
+            options.read_only = args.dashboard_read_only;
+            options.secure_cookie = args.dashboard_secure_cookie;
+            options.namespace = args.namespace.clone();
+            if args.dashboard_no_auth {
+                options.auth = sluice_dashboard::AuthMode::None;
+            }
+            Some(sluice_dashboard::Dashboard::bind(options).await?)
+        }
+        None => None,
+    };
     info!(namespace = ?args.namespace, "sluice controller starting");
     // One signal stops every controller; each finishes its in-flight reconciles.
     let shutdown = async {
@@ -63,12 +95,20 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings {
         namespace: args.namespace,
     };
+    let dashboard = async {
+        match dashboard {
+            Some(d) => d.serve(client.clone(), shutdown.clone()).await,
+            None => Ok(()),
+        }
+    };
     let controllers = async {
-        tokio::join!(
+        let (.., dashboard) = tokio::join!(
             runtime::run(client.clone(), settings.clone(), shutdown.clone()),
             runtime::analysis::run(client.clone(), settings.clone(), shutdown.clone()),
-            runtime::templates::run(client, settings, shutdown.clone()),
+            runtime::templates::run(client.clone(), settings, shutdown.clone()),
+            dashboard,
         );
+        dashboard
     };
     // In-flight reconciles are bounded (30 s), so this grace only matters when a
     // controller never started: kube-runtime holds a controller until its watch has
@@ -78,7 +118,10 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        _ = controllers => info!("stopped"),
+        result = controllers => {
+            result?;
+            info!("stopped");
+        }
         _ = grace => warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time (is a CRD missing?); exiting"),
     }
     Ok(())
