@@ -85,6 +85,10 @@ subjects:
 YAML
 
 echo "== applying the sample Rollouts (canary, replica ratio: web; canary, Gateway API: shop; blue-green: store)"
+# A demo run again starts from scratch: the samples of the last run are at v2, and their
+# Services' selectors belong to the controller now.
+kubectl delete --ignore-not-found --wait -f examples/canary-rollout.yaml \
+    -f examples/canary-gateway-rollout.yaml -f examples/blue-green-rollout.yaml >/dev/null
 kubectl apply --server-side --field-manager=sluice-demo -f examples/canary-rollout.yaml \
     -f examples/canary-gateway-rollout.yaml -f examples/blue-green-rollout.yaml >/dev/null
 kubectl wait --for=condition=Ready --timeout=60s rollout/web rollout/shop rollout/store

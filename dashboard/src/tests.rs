@@ -812,3 +812,51 @@ async fn before_the_caches_have_listed_the_overview_says_loading_not_forbidden()
     let (status, _, _) = send(&app, overview("bob-token")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_blue_green_detail_page_shows_its_stages_and_selectors() {
+    let mut r = rollout("shop", "web", 1, "waiting for a promote");
+    r.spec.strategy.canary = None;
+    r.spec.strategy.blue_green = Some(
+        serde_json::from_value(json!({
+            "activeService": "web-active", "previewService": "web-preview",
+            "autoPromotionEnabled": false,
+        }))
+        .unwrap(),
+    );
+    let status = r.status.as_mut().unwrap();
+    status.canary = None;
+    status.step_progress = Some("2/3".into());
+    status.blue_green = Some(
+        serde_json::from_value(json!({ "activeSelector": "old1", "previewSelector": "new2" }))
+            .unwrap(),
+    );
+    let w = world(alice_and_bob(), vec![r], |_| {});
+    let (cookie, _) = sign_in(&w, "alice-token").await;
+    let (status, _, body) = send(
+        &w.app,
+        get("/rollouts/shop/web")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(">Stages<"), "{body}");
+    // The planner's stage list: preview, pause (manual promotion), promote; the index
+    // in the status (1) is the pause.
+    let stages: Vec<&str> = body
+        .split("<span class=\"step-text\">")
+        .skip(1)
+        .filter_map(|rest| rest.split('<').next())
+        .collect();
+    assert_eq!(stages, ["Preview", "Pause", "Promote"], "{body}");
+    assert!(
+        body.contains(
+            "data-step=\"1\"><span class=\"step-n\">2</span><span class=\"step-text\">Pause"
+        ),
+        "the pause is the current stage: {body}"
+    );
+    assert!(body.contains("new2") && body.contains("old1"), "{body}");
+    assert!(!body.contains("Set weight"), "{body}");
+}

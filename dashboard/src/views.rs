@@ -189,12 +189,23 @@ fn strategy(r: &Rollout) -> &'static str {
     }
 }
 
-fn steps(r: &Rollout) -> &[CanaryStep] {
-    r.spec
-        .strategy
-        .canary
-        .as_ref()
-        .map_or(&[], |c| c.steps.as_slice())
+/// The rollout's timeline: a canary's steps, or the blue-green stages its spec uses (the
+/// planner's own list, so the index in the status points into it).
+fn step_labels(r: &Rollout) -> Vec<String> {
+    match (&r.spec.strategy.canary, &r.spec.strategy.blue_green) {
+        (Some(c), _) => c.steps.iter().map(describe_step).collect(),
+        (None, Some(bg)) => sluice_controller::core::bluegreen::stages(bg)
+            .into_iter()
+            .map(|stage| {
+                let label = stage.label();
+                let mut chars = label.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_uppercase().chain(chars).collect()
+                })
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    }
 }
 
 /// `n/m`: the status's own when written, else from the step index.
@@ -203,7 +214,7 @@ pub fn step_progress(r: &Rollout) -> String {
     if let Some(p) = status.step_progress {
         return p;
     }
-    let total = steps(r).len();
+    let total = step_labels(r).len();
     match status.current_step_index {
         Some(i) if total > 0 => format!("{}/{total}", (i as usize + 1).min(total)),
         _ => "—".into(),
@@ -463,7 +474,12 @@ pub fn detail_live(caches: &Caches, r: &Rollout, now: Timestamp) -> Markup {
     let replica_sets = caches.replica_sets_of(r);
     let runs = caches.runs_of(r);
     let events = caches.events_of(r, &runs);
-    let steps = steps(r);
+    let steps = step_labels(r);
+    let timeline = if r.spec.strategy.blue_green.is_some() {
+        "Stages"
+    } else {
+        "Steps"
+    };
     let finished = status.phase == Some(RolloutPhase::Healthy)
         && status.stable_rs.is_some()
         && status.stable_rs == status.current_pod_hash;
@@ -493,13 +509,13 @@ pub fn detail_live(caches: &Caches, r: &Rollout, now: Timestamp) -> Markup {
         }
         @if !steps.is_empty() {
             section.card aria-labelledby="h-steps" {
-                h2 #h-steps { "Steps" }
+                h2 #h-steps { (timeline) }
                 ol.steps {
-                    @for (i, step) in steps.iter().enumerate() {
+                    @for (i, label) in steps.iter().enumerate() {
                         @let state = if finished || i < current { "done" } else if i == current { "current" } else { "pending" };
                         li class=(state) aria-current=[(state == "current").then_some("step")] data-step=(i) {
                             span.step-n { (i + 1) }
-                            span.step-text { (describe_step(step)) }
+                            span.step-text { (label) }
                             @if state == "current" { span.step-state { " (current)" } }
                         }
                     }
