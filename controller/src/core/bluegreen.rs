@@ -188,9 +188,12 @@ pub fn plan(
 
     // --- stages --------------------------------------------------------------------------
     let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(stages.len());
-    // A promote can move the index past Promote; the switch still happens there.
+    // A promote can move the index past Promote; the switch still happens there. And once
+    // switched, the stages before it are moot (a spec edit restarts the list at 0).
     if index > promote_index && !switched {
         index = promote_index;
+    } else if switched && index <= promote_index {
+        index = promote_index + 1;
     }
     let mut paused_at_stage = false;
     let mut abort_reason = None;

@@ -663,3 +663,38 @@ fn inconclusive_pre_promotion_analysis_pauses_until_promoted() {
     settle(&mut r, &mut w, after(3));
     assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
 }
+
+#[test]
+fn a_spec_edit_after_the_switch_does_not_send_the_rollout_back_to_preview() {
+    let mut w = services();
+    let (mut r, _) = at_v1(
+        spec(json!({ "previewReplicaCount": 1, "postPromotionAnalysis": analysis() })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    let run = post_run(&r).unwrap();
+    // GitOps flips autoPromotionEnabled: a new stage list, restarted at 0.
+    let mut bg = r.spec.strategy.blue_green.clone().unwrap();
+    bg.auto_promotion_enabled = false;
+    r.spec.strategy.blue_green = Some(bg);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    assert_eq!(size(&w, &v2), 3, "not back to the preview size");
+    assert_eq!(
+        phase(&r),
+        RolloutPhase::Progressing,
+        "measuring again, not paused"
+    );
+    let fresh = post_run(&r).expect("a post-promotion run");
+    set_run(&mut w, &fresh, AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(3));
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+    assert_ne!(
+        fresh, run,
+        "the stage list restarted, so the analysis ran afresh"
+    );
+}
