@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::Event;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use sluice_api::analysis::AnalysisRun;
 use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
 use sluice_controller::adapters::workload::ROLLOUT_LABEL;
+use sluice_controller::runtime::api;
 use tokio::sync::watch;
 
 /// Read-only views of the caches, cheap to clone.
@@ -32,17 +33,6 @@ pub struct Caches {
     pub changes: watch::Receiver<u64>,
     /// True once every cache has listed once.
     ready: Arc<AtomicBool>,
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 impl Caches {

@@ -98,7 +98,8 @@ impl ReconcileError {
     }
 }
 
-pub(crate) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// An Api over one namespace, or over all of them.
+pub fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope>,
     K::DynamicType: Default,
