@@ -9,7 +9,7 @@ use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::bluegreen::{Stage, stages};
-use super::canary_tests::{World, after, hash_of, phase, promote, set_image, t0};
+use super::canary_tests::{World, after, hash_of, phase, promote, set_image, settle_checking, t0};
 use super::conditions::{is_true, types};
 use super::{Action, Plan, plan};
 
@@ -66,20 +66,18 @@ fn set_run(w: &mut World, name: &str, phase: AnalysisPhase) {
     run.phase = Some(phase);
 }
 
-/// Plans and applies until nothing changes (the canary tests' `settle`, plus the active
-/// Service invariant after every round).
+/// Plans and applies until nothing changes (the canary tests' `settle_checking`), with the
+/// active Service invariant after every round.
 fn settle(r: &mut Rollout, w: &mut World, now: Timestamp) -> Plan {
     let first = r
         .status
         .as_ref()
         .and_then(|s| s.stable_rs.clone())
         .is_none();
-    let mut last = None;
+    let replicas = r.spec.replicas;
     // Time has passed since the caller's last look: pods created then are up now.
     w.tick();
-    for _ in 0..50 {
-        let p = plan(r, &w.observed(), now);
-        w.apply(&p.actions);
+    settle_checking(r, w, now, None, &|w| {
         if let Some(h) = active(w)
             && !first
         {
@@ -87,22 +85,13 @@ fn settle(r: &mut Rollout, w: &mut World, now: Timestamp) -> Plan {
                 w.rs.iter()
                     .find(|rs| rs.hash == h)
                     .expect("active RS exists");
-            let replicas = r.spec.replicas;
             assert!(
                 rs.available >= replicas && rs.replicas >= replicas,
                 "activeService selects {h}, which is not fully available: {:?}",
                 w.rs
             );
         }
-        w.tick();
-        let unchanged = p.actions.is_empty() && r.status.as_ref() == Some(&p.status);
-        r.status = Some(p.status.clone());
-        last = Some(p);
-        if unchanged {
-            return last.unwrap();
-        }
-    }
-    panic!("the plan did not settle in 50 rounds: {last:#?}");
+    })
 }
 
 /// A blue-green Rollout at v1, fully rolled out.

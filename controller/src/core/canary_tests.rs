@@ -260,7 +260,7 @@ pub(super) fn settle(
 }
 
 /// [`settle`], also checking `invariant` after every round.
-fn settle_checking(
+pub(super) fn settle_checking(
     r: &mut Rollout,
     w: &mut World,
     now: Timestamp,
