@@ -396,6 +396,22 @@ async fn only_run(env: &Env) -> Result<AnalysisRun> {
     Ok(items.remove(0))
 }
 
+/// Starts the simulator with v2 failing half its requests and the watcher, then rolls out
+/// v2. The simulator runs as long as the returned value is kept.
+async fn roll_out_failing_v2(env: &Env) -> Result<(Simulator, Watcher)> {
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", ACTIVE).await?;
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.5,
+            latency: 0.02,
+        },
+    );
+    let watcher = Watcher::start(env);
+    env.set_version("v2").await?;
+    Ok((sim, watcher))
+}
+
 #[tokio::test]
 async fn failed_pre_promotion_analysis_never_switches_and_degrades() -> Result<()> {
     let env = analysis_env("bg-pre-fail").await?;
@@ -405,16 +421,7 @@ async fn failed_pre_promotion_analysis_never_switches_and_degrades() -> Result<(
         json!({ "prePromotionAnalysis": analysis_of_latest(&env), "abortScaleDownDelaySeconds": 2 }),
     )
     .await?;
-    let sim = Simulator::start(env.client.clone(), env.ns(), "web", ACTIVE).await?;
-    sim.set(
-        "v2",
-        Behaviour {
-            error_rate: 0.5,
-            latency: 0.02,
-        },
-    );
-    let watcher = Watcher::start(&env);
-    env.set_version("v2").await?;
+    let (_sim, watcher) = roll_out_failing_v2(&env).await?;
     let r = wait_degraded(&env).await?;
     let (v2, _) = hashes(&r);
     let status = r.status.clone().unwrap();
@@ -473,16 +480,7 @@ async fn failed_post_promotion_analysis_switches_back() -> Result<()> {
         json!({ "postPromotionAnalysis": analysis_of_latest(&env), "scaleDownDelaySeconds": 30 }),
     )
     .await?;
-    let sim = Simulator::start(env.client.clone(), env.ns(), "web", ACTIVE).await?;
-    sim.set(
-        "v2",
-        Behaviour {
-            error_rate: 0.5,
-            latency: 0.02,
-        },
-    );
-    let watcher = Watcher::start(&env);
-    env.set_version("v2").await?;
+    let (_sim, watcher) = roll_out_failing_v2(&env).await?;
     let r = env
         .wait("switched to v2 with post-promotion analysis running", |r| {
             r.status.as_ref().is_some_and(|s| {
