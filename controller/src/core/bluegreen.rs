@@ -20,8 +20,8 @@ use sluice_api::rollout::{
 use super::action::{Action, PlannedEvent};
 use super::canary::{CanaryPlan, PhaseInput};
 use super::common::{
-    PauseState, Wake, count_replicas, next_revision, next_run_name, pause_state, point_services,
-    prune_history, secs, stable_hash, stable_rs_settled, supersede, until,
+    PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
+    secs, stable_hash, stable_rs_settled, start_run, supersede, until,
 };
 use super::observed::{AnalysisRunState, Observed, ReplicaSetState};
 
@@ -568,13 +568,9 @@ fn analysis_stage(
     let run_name = match slot {
         Some(run) => run.clone(),
         None => {
-            let run = next_run_name(observed, &format!("{rollout}-{template_hash}-{suffix}"));
+            let base = format!("{rollout}-{template_hash}-{suffix}");
+            let run = start_run(observed, &base, analysis, role.into(), actions);
             *slot = Some(run.clone());
-            actions.push(Action::CreateAnalysisRun {
-                name: run.clone(),
-                analysis: analysis.clone(),
-                role: role.into(),
-            });
             run
         }
     };

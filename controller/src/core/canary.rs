@@ -20,8 +20,8 @@ use sluice_api::rollout::{
 use super::action::{Action, PlannedEvent};
 use super::baseline;
 use super::common::{
-    PauseState, Wake, count_replicas, next_revision, next_run_name, pause_state, point_services,
-    prune_history, secs, stable_hash, stable_rs_settled, supersede, until,
+    PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
+    secs, stable_hash, stable_rs_settled, start_run, supersede, until,
 };
 use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
@@ -215,10 +215,7 @@ pub fn plan(
     let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(steps.len());
     let mut paused_at_step = false;
     let mut abort_reason = None;
-    let background_paused = status
-        .pause_conditions
-        .iter()
-        .any(|c| c.reason == PauseReason::BackgroundAnalysisInconclusive);
+    let background_paused = held_by_background(&status);
     let baseline_input = |mode: Mode, canary_target: i32| baseline::Input {
         rollout: &name,
         stable_hash: &stable_hash,
@@ -286,6 +283,12 @@ pub fn plan(
             mode = Mode::Promoting;
         }
     }
+    // An abort ends the pause it interrupted: after a retry the step is entered afresh,
+    // once its traffic is back, and a timed pause counts from then.
+    if mode == Mode::Aborted {
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+    }
     if mode == Mode::Stable || mode == Mode::Promoting {
         index = steps.len();
     }
@@ -297,6 +300,16 @@ pub fn plan(
             .and_then(|c| c.current_background_analysis_run.take())
     {
         actions.push(Action::TerminateAnalysisRun { name: run });
+    }
+    // So do they end a step's run still measuring (a finished one stays named: it says
+    // why the rollout aborted). A retry then measures afresh.
+    if mode != Mode::Canary
+        && let Some(c) = status.canary.as_mut()
+        && let Some(run) = c.current_step_analysis_run.as_deref()
+        && observed.analysis_run(run).is_none_or(|r| !r.finished())
+    {
+        let name = c.current_step_analysis_run.take().expect("checked");
+        actions.push(Action::TerminateAnalysisRun { name });
     }
     status.current_step_index = Some(index as i32);
 
@@ -312,8 +325,10 @@ pub fn plan(
             stable: replicas,
             weight: 0,
         },
-        // `spec.paused` freezes the rollout as it stands, as a paused Deployment does.
-        Mode::Canary if spec.paused => Targets {
+        // `spec.paused` freezes the rollout as it stands, as a paused Deployment does; so
+        // does an inconclusive background analysis: no traffic moves on while a human
+        // looks at it.
+        Mode::Canary if spec.paused || held_by_background(&status) => Targets {
             canary: current_rs.map_or(0, |rs| rs.replicas),
             stable: stable_rs.map_or(0, |rs| rs.replicas),
             weight: observed
@@ -375,6 +390,30 @@ pub fn plan(
         actions.push(Action::SetCanaryWeight {
             weight: desired_weight,
         });
+        // The router held what the status says was verified, and now holds something
+        // else: another writer (a GitOps sync, a hand edit) changed it. Said once, as the
+        // status turns unverified; the weight is put back by the action above.
+        let was_verified = old
+            .canary
+            .as_ref()
+            .and_then(|c| c.weights.as_ref())
+            .is_some_and(|w| w.verified == Some(true) && w.canary == desired_weight);
+        if was_verified {
+            let held = observed
+                .router_weight
+                .map_or("no canary route".to_string(), |w| {
+                    format!("canary weight {w}")
+                });
+            events.push(PlannedEvent {
+                warning: true,
+                reason: "TrafficDrift".into(),
+                action: "RestoreWeight".into(),
+                message: format!(
+                    "the router held {held} instead of {desired_weight}: another writer \
+                     changed it; sluice sets it back"
+                ),
+            });
+        }
     }
 
     // Services: stable at the stable revision, canary at the new one (or at stable when
@@ -511,7 +550,10 @@ fn walk_steps(
                 abort_reason: None,
             };
         }
-        let done = if step.set_weight.is_some() || step.set_canary_scale.is_some() {
+        // A step is reached only once the setting in force there (weight, canary size)
+        // is in place: a pause or an analysis entered earlier would report a step whose
+        // traffic is not there yet (after a retry, a promote, a restart).
+        let setting_in_place = || {
             let t = targets(
                 replicas,
                 setting_at(steps, index),
@@ -527,7 +569,20 @@ fn walk_steps(
             // The baseline must be up beside the canary before the steps that measure it.
             let baseline_ready = baseline::ready(baseline, t.canary);
             canary_ready && stable_ready && traffic_ready && baseline_ready
+        };
+        let not_yet = Walk {
+            index,
+            paused_at_step: false,
+            abort_reason: None,
+        };
+        let done = if step.set_weight.is_some() || step.set_canary_scale.is_some() {
+            setting_in_place()
         } else if let Some(pause) = &step.pause {
+            // Only entering the pause waits for the setting: once paused, a canary pod
+            // restarting does not turn the pause back into progress.
+            if !status.controller_pause && !setting_in_place() {
+                return not_yet;
+            }
             match pause_state(
                 status,
                 PauseReason::CanaryPauseStep,
@@ -545,19 +600,28 @@ fn walk_steps(
                 PauseState::Over => true,
             }
         } else if let Some(analysis) = &step.analysis {
+            // A run starts once its step's traffic is in place; a started run's verdict
+            // is always read, so a failing canary aborts even while its pods restart.
+            let started = status
+                .canary
+                .as_ref()
+                .is_some_and(|c| c.current_step_analysis_run.is_some());
+            if !started && !setting_in_place() {
+                return not_yet;
+            }
             let run_name = {
                 let canary_status = status.canary.get_or_insert_with(CanaryStatus::default);
                 match &canary_status.current_step_analysis_run {
                     Some(run) => run.clone(),
                     None => {
-                        let run =
-                            next_run_name(observed, &format!("{rollout}-{template_hash}-{index}"));
+                        let run = start_run(
+                            observed,
+                            &format!("{rollout}-{template_hash}-{index}"),
+                            analysis,
+                            format!("step-{index}"),
+                            actions,
+                        );
                         canary_status.current_step_analysis_run = Some(run.clone());
-                        actions.push(Action::CreateAnalysisRun {
-                            name: run.clone(),
-                            analysis: analysis.clone(),
-                            role: format!("step-{index}"),
-                        });
                         run
                     }
                 }
@@ -619,6 +683,14 @@ fn walk_steps(
     }
 }
 
+/// True while an inconclusive background analysis holds the rollout for a human.
+fn held_by_background(status: &RolloutStatus) -> bool {
+    status
+        .pause_conditions
+        .iter()
+        .any(|c| c.reason == PauseReason::BackgroundAnalysisInconclusive)
+}
+
 /// What the background analysis says about the rollout.
 enum Background {
     Continue,
@@ -654,13 +726,14 @@ fn background_analysis(
     let run_name = match &canary_status.current_background_analysis_run {
         Some(run) => run.clone(),
         None => {
-            let run = next_run_name(observed, &format!("{rollout}-{template_hash}-background"));
+            let run = start_run(
+                observed,
+                &format!("{rollout}-{template_hash}-background"),
+                &bg.analysis,
+                "background".into(),
+                actions,
+            );
             canary_status.current_background_analysis_run = Some(run.clone());
-            actions.push(Action::CreateAnalysisRun {
-                name: run.clone(),
-                analysis: bg.analysis.clone(),
-                role: "background".into(),
-            });
             run
         }
     };

@@ -294,6 +294,7 @@ pub(super) fn settle_checking(
                 w.rs
             );
         }
+        paused_only_with_the_step_in_place(r, &p, w);
         w.tick();
         let unchanged = p.actions.is_empty() && r.status.as_ref() == Some(&p.status);
         r.status = Some(p.status.clone());
@@ -303,6 +304,43 @@ pub(super) fn settle_checking(
         }
     }
     panic!("the plan did not settle in 50 rounds: {last:#?}");
+}
+
+/// A canary the controller reports paused at a step (a pause step, or an analysis step
+/// whose verdict was inconclusive) has that step's weight in place: the status reports it
+/// and the router (after this round's actions) holds it. Holds that freeze the rollout
+/// wherever it stands (`spec.paused`, an inconclusive background analysis) are not step
+/// pauses.
+fn paused_only_with_the_step_in_place(r: &Rollout, p: &Plan, w: &World) {
+    let Some(canary) = &r.spec.strategy.canary else {
+        return;
+    };
+    let s = &p.status;
+    let in_flight = s.stable_rs != s.current_pod_hash;
+    let at_step = s.pause_conditions.iter().any(|c| {
+        matches!(
+            c.reason,
+            PauseReason::CanaryPauseStep | PauseReason::InconclusiveAnalysis
+        )
+    });
+    if r.spec.paused || !in_flight || s.phase != Some(RolloutPhase::Paused) || !at_step {
+        return;
+    }
+    let index = s.current_step_index.unwrap_or(0).max(0) as usize;
+    let wanted = super::canary::setting_at(&canary.steps, index).weight;
+    let reported = s.canary.as_ref().and_then(|c| c.weights.as_ref());
+    assert_eq!(
+        reported.map(|w| w.canary),
+        Some(wanted),
+        "paused at step {index} reporting another weight than the step's: {s:#?}"
+    );
+    if canary.traffic_routing.is_some() {
+        assert_eq!(
+            w.router,
+            Some(wanted),
+            "paused at step {index} while the router holds another weight"
+        );
+    }
 }
 
 pub(super) fn phase(r: &Rollout) -> RolloutPhase {
@@ -1397,4 +1435,185 @@ fn no_baseline_unless_asked_for() {
         assert!(w.baselines.is_empty());
         assert_eq!(baseline_status(&r), None);
     }
+}
+
+#[test]
+fn a_weight_changed_by_another_writer_is_reported_and_put_back() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "gatewayAPI": { "httpRoute": "web" } },
+        "steps": [{ "setWeight": 25 }, { "pause": {} }],
+    });
+    let (mut r, _) = stable_at_v1(canary, 4, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!((phase(&r), w.router), (RolloutPhase::Paused, Some(25)));
+    let verified = |r: &Rollout| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.canary.as_ref()?.weights.as_ref()?.verified)
+    };
+    assert_eq!(verified(&r), Some(true));
+
+    // A GitOps sync puts the route back to all-stable.
+    w.router = Some(0);
+    let p = plan(&r, &w.observed(), after(5));
+    assert_eq!(p.actions, vec![Action::SetCanaryWeight { weight: 25 }]);
+    let weights = p.status.canary.as_ref().unwrap().weights.clone().unwrap();
+    assert_eq!((weights.canary, weights.verified), (25, Some(false)));
+    let drift: Vec<_> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "TrafficDrift")
+        .collect();
+    assert_eq!(drift.len(), 1, "{:?}", p.events);
+    assert!(
+        drift[0].warning
+            && drift[0]
+                .message
+                .contains("held canary weight 0 instead of 25")
+    );
+
+    // Put back, the next reconcile verifies it and says nothing more.
+    w.apply(&p.actions);
+    r.status = Some(p.status);
+    let p = plan(&r, &w.observed(), after(6));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(
+        p.status.canary.unwrap().weights.unwrap().verified,
+        Some(true)
+    );
+    assert!(p.events.iter().all(|e| e.reason != "TrafficDrift"));
+    assert_eq!(p.status.phase, Some(RolloutPhase::Paused));
+}
+
+#[test]
+fn a_retry_comes_back_through_the_steps_weight_before_pausing() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "abortScaleDownDelaySeconds": 0,
+        "steps": [{ "setWeight": 40 }, { "pause": { "duration": "30s" } }, { "setWeight": 80 }, { "pause": {} }],
+    });
+    let (mut r, v1) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    r.status.as_mut().unwrap().abort = true;
+    settle(&mut r, &mut w, after(10), None);
+    assert_eq!((w.sizes(&r, &v1), w.router), ((0, 5), Some(0)));
+    assert!(
+        r.status.as_ref().unwrap().pause_conditions.is_empty(),
+        "the abort ended the pause"
+    );
+
+    // Retry: the first plan scales the canary back up and is not paused yet.
+    r.status.as_mut().unwrap().abort = false;
+    let p = plan(&r, &w.observed(), after(20));
+    assert_eq!(p.status.phase, Some(RolloutPhase::Progressing), "{p:#?}");
+    assert_eq!(p.status.current_step_index, Some(1));
+    assert!(p.status.pause_conditions.is_empty());
+    settle(&mut r, &mut w, after(20), None);
+    assert_eq!((phase(&r), w.router), (RolloutPhase::Paused, Some(40)));
+    // The timed pause counts from when the step was entered again, not from before.
+    let started = r.status.as_ref().unwrap().pause_conditions[0].start_time.0;
+    assert_eq!(started, after(20));
+    settle(&mut r, &mut w, after(45), None);
+    assert_eq!(step_index(&r), 1, "30 s are not over at 45 s");
+    settle(&mut r, &mut w, after(51), None);
+    assert_eq!((step_index(&r), w.router), (3, Some(80)));
+}
+
+#[test]
+fn a_run_created_just_before_a_crash_is_taken_up_not_duplicated() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [
+            { "setWeight": 20 },
+            { "analysis": { "templates": [{ "templateName": "success-rate" }] } },
+            { "setWeight": 50 },
+        ],
+        "analysis": { "templates": [{ "templateName": "errors" }] },
+    });
+    let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    // Walk until the plan that creates the step's run, then "crash": its actions are
+    // carried out but its status is never written.
+    let crash_plan = (0..20)
+        .find_map(|_| {
+            let p = plan(&r, &w.observed(), t0());
+            let creates = p
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::CreateAnalysisRun { role, .. } if role == "step-1"));
+            w.apply(&p.actions);
+            w.tick();
+            if creates {
+                return Some(p);
+            }
+            r.status = Some(p.status);
+            None
+        })
+        .expect("a plan creates the step's run");
+    let created: Vec<String> = w.runs.iter().map(|r| r.name.clone()).collect();
+    assert!(
+        r.status
+            .as_ref()
+            .and_then(|s| s.canary.as_ref()?.current_step_analysis_run.clone())
+            .is_none(),
+        "the stored status does not name the run: {crash_plan:#?}"
+    );
+
+    // The restarted controller plans from the stored status and the cluster.
+    let p = plan(&r, &w.observed(), after(1));
+    assert!(
+        !p.actions.iter().any(|a| matches!(
+            a,
+            Action::CreateAnalysisRun { .. } | Action::TerminateAnalysisRun { .. }
+        )),
+        "no second run, and the first is not stopped: {:?}",
+        p.actions
+    );
+    let c = p.status.canary.clone().unwrap();
+    let named = [
+        c.current_step_analysis_run,
+        c.current_background_analysis_run,
+    ];
+    let mut named: Vec<String> = named.into_iter().flatten().collect();
+    named.sort();
+    let mut created = created;
+    created.sort();
+    assert_eq!(named, created, "the status takes up the runs that exist");
+}
+
+#[test]
+fn abort_stops_a_step_run_still_measuring_and_a_retry_measures_afresh() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [
+            { "setWeight": 20 },
+            { "analysis": { "templates": [{ "templateName": "success-rate" }] } },
+        ],
+    });
+    let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!((w.runs.len(), w.runs[0].terminating), (1, false));
+    r.status.as_mut().unwrap().abort = true;
+    settle(&mut r, &mut w, after(1), None);
+    assert!(
+        w.runs[0].terminating,
+        "the aborted canary is not measured on"
+    );
+    let s = r.status.as_mut().unwrap();
+    assert_eq!(s.canary.as_ref().unwrap().current_step_analysis_run, None);
+    s.abort = false;
+    settle(&mut r, &mut w, after(2), None);
+    assert_eq!(w.runs.len(), 2, "a retry measures afresh: {:?}", w.runs);
+    assert!(!w.runs[1].terminating);
 }

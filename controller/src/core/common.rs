@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use sluice_api::rollout::{PauseCondition, PauseReason, RolloutStatus};
+use sluice_api::rollout::{PauseCondition, PauseReason, RolloutAnalysis, RolloutStatus};
 
 use super::action::{Action, PlannedEvent};
 use super::observed::{Observed, ReplicaSetState};
@@ -84,12 +84,70 @@ pub(super) fn pause_state(
     PauseState::Waiting
 }
 
-/// `base-N` with the first N not taken, so a retry never reuses a finished run.
-pub(super) fn next_run_name(observed: &Observed, base: &str) -> String {
-    (1..)
+/// The run to use for an analysis that the status names none for: `base-N` with the
+/// first N not taken, so a retry never reuses a finished run — or, when a run of that
+/// base is still measuring and nobody stopped it, that one. Such a run was created by a
+/// reconcile that stopped (a killed controller) before its status named the run; making
+/// a second one would measure twice and stop the first as unreferenced. Runs that
+/// `planned` stops are not taken up.
+pub(super) fn run_for(observed: &Observed, base: &str, planned: &[Action]) -> RunChoice {
+    // A run this plan stops (its revision or stage list was replaced) is not taken up.
+    let stopping = |name: &str| {
+        planned
+            .iter()
+            .any(|a| matches!(a, Action::TerminateAnalysisRun { name: n } if n == name))
+    };
+    let number = |name: &str| {
+        name.strip_prefix(base)?
+            .strip_prefix('-')?
+            .parse::<u32>()
+            .ok()
+    };
+    let orphan = observed
+        .analysis_runs
+        .iter()
+        .filter(|r| !r.finished() && !r.terminating && !stopping(&r.name))
+        .filter_map(|r| Some((number(&r.name)?, r)))
+        .max_by_key(|(n, _)| *n);
+    if let Some((_, run)) = orphan {
+        return RunChoice::TakeUp(run.name.clone());
+    }
+    let name = (1..)
         .map(|n| format!("{base}-{n}"))
         .find(|candidate| observed.analysis_run(candidate).is_none())
-        .expect("an unbounded range always yields a free name")
+        .expect("an unbounded range always yields a free name");
+    RunChoice::Create(name)
+}
+
+/// The name of the run for an analysis the status names none for, with the action that
+/// creates it when there is no run to take up (see [`run_for`]).
+pub(super) fn start_run(
+    observed: &Observed,
+    base: &str,
+    analysis: &RolloutAnalysis,
+    role: String,
+    actions: &mut Vec<Action>,
+) -> String {
+    match run_for(observed, base, actions) {
+        RunChoice::TakeUp(name) => name,
+        RunChoice::Create(name) => {
+            actions.push(Action::CreateAnalysisRun {
+                name: name.clone(),
+                analysis: analysis.clone(),
+                role,
+            });
+            name
+        }
+    }
+}
+
+/// What [`run_for`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RunChoice {
+    /// A running run of this analysis that the status lost track of.
+    TakeUp(String),
+    /// A fresh name: the run is to be created.
+    Create(String),
 }
 
 /// The stable revision: the recorded one while its ReplicaSet exists; otherwise (the
