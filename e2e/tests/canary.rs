@@ -526,3 +526,102 @@ async fn a_missing_service_is_reported_and_resolves_when_created() -> Result<()>
     env.wait_healthy_on_new_revision().await?;
     env.finish().await
 }
+
+#[tokio::test]
+async fn gateway_api_weights_put_back_by_another_writer_are_reasserted_and_reported() -> Result<()>
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let env = Env::new("drift").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    let route = |canary: i64| {
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": { "name": "web" },
+            "spec": {
+                "parentRefs": [{ "name": "gateway" }],
+                "rules": [{ "backendRefs": [
+                    { "name": "web-stable", "port": 80, "weight": 100 - canary },
+                    { "name": "web-canary", "port": 80, "weight": canary },
+                ] }],
+            },
+        })
+    };
+    env.apply(route(0)).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "gatewayAPI": { "httpRoute": "web" } },
+            "steps": [{ "setWeight": 25 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    env.set_version("v2").await?;
+    let paused = env.wait_step(1, RolloutPhase::Paused).await?;
+    assert_eq!(weights(&paused), (25, 75, Some(true)));
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), env.ns(), &ApiResource::from_gvk(&gvk));
+    assert_eq!(route_weights(&routes.get("web").await?), (25, 75));
+
+    // Every status from now on, to see the unverified one however briefly it lasts.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = {
+        let api = env.rollouts();
+        tokio::spawn(async move {
+            let config = watcher::Config::default().fields("metadata.name=web");
+            let mut stream = watcher(api, config)
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(r)) = stream.next().await {
+                let _ = tx.send(weights(&r));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A GitOps sync applies the route as it is in Git: all traffic to stable.
+    let synced = Instant::now();
+    sluice_e2e::apply(&env.client, env.ns(), route(0)).await?;
+    wait_for("the weights put back", Duration::from_secs(10), || async {
+        Ok(route_weights(&routes.get("web").await?) == (25, 75))
+    })
+    .await?;
+    let put_back = synced.elapsed();
+    println!("drift: HTTPRoute weights re-asserted {put_back:?} after the other writer");
+    assert!(
+        put_back < Duration::from_secs(2),
+        "re-asserted only after {put_back:?}"
+    );
+    let r = env
+        .wait("verified again", |r| weights(r) == (25, 75, Some(true)))
+        .await?;
+    assert_eq!(r.status.unwrap().phase, Some(RolloutPhase::Paused));
+    watch.abort();
+    let mut statuses = Vec::new();
+    while let Ok(w) = rx.try_recv() {
+        statuses.push(w);
+    }
+    assert!(
+        statuses.contains(&(25, 75, Some(false))),
+        "the status never said the weight was unverified: {statuses:?}"
+    );
+    let events = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        env.ns(),
+        "--field-selector",
+        "reason=TrafficDrift",
+        "-o",
+        "jsonpath={.items[*].note}",
+    ])?;
+    assert!(
+        events.stdout.contains("held canary weight 0 instead of 25"),
+        "no TrafficDrift Event: {events:?}"
+    );
+    env.finish().await
+}

@@ -4,8 +4,7 @@
 //! (pure) → execute the actions (adapters, idempotent) → write the status only if it
 //! changed → record the plan's Events → requeue at the plan's next deadline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
@@ -27,11 +26,15 @@ use sluice_api::rollout::Rollout;
 use tracing::{debug, info, warn};
 
 use crate::adapters::router::Router;
+use crate::adapters::router::gateway::http_route_resource;
 use crate::adapters::workload::{self, ROLLOUT_LABEL};
 use crate::adapters::{AdapterError, analysis as runs, status, update_params};
 use crate::core::{self, Action, AnalysisRunState, Observed};
+use references::Referenced;
 
 pub mod analysis;
+pub mod backoff;
+pub mod references;
 pub mod replay;
 pub mod templates;
 
@@ -73,7 +76,7 @@ struct Context {
     caches_ready: Shared<BoxFuture<'static, bool>>,
     recorder: Recorder,
     /// Consecutive failures per Rollout, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Rollout>>, u32>>,
+    failures: backoff::Failures<ObjectRef<DeserializeGuard<Rollout>>>,
 }
 
 /// Why a reconcile failed.
@@ -143,8 +146,6 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     );
     let rollouts = controller.store();
-    let service_owners = rollouts.clone();
-
     let caches_ready = {
         let (rs, runs) = (replica_sets.clone(), analysis_runs.clone());
         async move { rs.wait_until_ready().await.is_ok() && runs.wait_until_ready().await.is_ok() }
@@ -163,7 +164,7 @@ pub async fn run(
                 instance: std::env::var("HOSTNAME").ok(),
             },
         ),
-        failures: Mutex::default(),
+        failures: backoff::Failures::default(),
     });
 
     controller
@@ -173,24 +174,45 @@ pub async fn run(
             api::<Ingress>(&client, ns),
             watcher::Config::default().labels(ROLLOUT_LABEL),
         )
-        // A Service a Rollout references appearing, vanishing or being edited is a reason
-        // to look again (a missing reference resolves; a hand-edited selector is restored).
-        .watches(
-            api::<Service>(&client, ns),
-            watcher::Config::default(),
+        // An object a Rollout refers to appearing, vanishing or being edited is a reason
+        // to look again: a missing reference resolves, a hand-edited selector is restored,
+        // a weight another writer (a GitOps sync) put back is re-asserted.
+        .watches(api::<Service>(&client, ns), watcher::Config::default(), {
+            let rollouts = rollouts.clone();
             move |svc| {
-                let name = svc.name_any();
-                let namespace = svc.namespace();
-                service_owners
-                    .state()
-                    .into_iter()
-                    .filter(|guard| {
-                        guard.0.as_ref().is_ok_and(|r| {
-                            r.namespace() == namespace && references_service(r, &name)
-                        })
-                    })
-                    .map(|guard| ObjectRef::from_obj(&*guard))
-                    .collect::<Vec<_>>()
+                references::referring(
+                    &rollouts,
+                    Referenced::Service,
+                    svc.namespace(),
+                    &svc.name_any(),
+                )
+            }
+        })
+        .watches(api::<Ingress>(&client, ns), watcher::Config::default(), {
+            let rollouts = rollouts.clone();
+            move |ing| {
+                references::referring(
+                    &rollouts,
+                    Referenced::Ingress,
+                    ing.namespace(),
+                    &ing.name_any(),
+                )
+            }
+        })
+        .watches_with(
+            http_routes(&client, ns),
+            http_route_resource(),
+            watcher::Config::default(),
+            {
+                let rollouts = rollouts.clone();
+                move |route| {
+                    references::referring(
+                        &rollouts,
+                        Referenced::HttpRoute,
+                        route.namespace(),
+                        &route.name_any(),
+                    )
+                }
             },
         )
         .graceful_shutdown_on(shutdown)
@@ -201,18 +223,13 @@ pub async fn run(
     info!("controller stopped");
 }
 
-fn references_service(rollout: &Rollout, name: &str) -> bool {
-    let c = rollout.spec.strategy.canary.as_ref();
-    let b = rollout.spec.strategy.blue_green.as_ref();
-    [
-        c.and_then(|c| c.canary_service.as_deref()),
-        c.and_then(|c| c.stable_service.as_deref()),
-        b.map(|b| b.active_service.as_str()),
-        b.and_then(|b| b.preview_service.as_deref()),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|s| s == name)
+/// Every HTTPRoute the controller may route through (one namespace, or all).
+fn http_routes(client: &Client, namespace: Option<&str>) -> Api<kube::api::DynamicObject> {
+    let resource = http_route_resource();
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
 }
 
 /// Longest a reconcile may take. A hung API call would otherwise hold this Rollout's slot
@@ -285,14 +302,10 @@ async fn reconcile_inner(
     for action in &plan.actions {
         execute(&ctx, rollout, router.as_ref(), &plan.status, action).await?;
     }
-    let written = match status::write(&ctx.client, rollout, &plan.status).await {
-        Ok(written) => written,
-        // A user action patched the status since we read it: plan again from it.
-        Err(AdapterError::Kube(kube::Error::Api(s))) if s.code == 409 => {
-            return Ok(Requeue::requeue(Duration::from_millis(100)));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A conflict (a user action patched the status since we read it) is an error like
+    // any other: the watch event of that patch brings the Rollout back at once, and the
+    // backoff only decides when to try again if none comes.
+    let written = status::write(&ctx.client, rollout, &plan.status).await?;
     for event in &plan.events {
         publish(&ctx, rollout, event).await;
     }
@@ -305,10 +318,7 @@ async fn reconcile_inner(
             "reconciled"
         );
     }
-    ctx.failures
-        .lock()
-        .expect("not poisoned")
-        .remove(&ObjectRef::from_obj(&*guard));
+    ctx.failures.forget(&ObjectRef::from_obj(&*guard));
     Ok(match plan.requeue_after {
         Some(after) => Requeue::requeue(after.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
@@ -562,32 +572,28 @@ async fn report_malformed(
     Ok(())
 }
 
-/// Exponential backoff per Rollout (0.5 s doubling to 5 min) with ±20 % jitter, so a
-/// failing Rollout neither spins nor synchronises with others.
+/// Exponential backoff per Rollout ([`backoff::delay`]: 0.5 s doubling to 5 min, ±20 %
+/// jitter), so a failing Rollout neither spins nor synchronises with others.
 fn error_policy(
     guard: Arc<DeserializeGuard<Rollout>>,
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Requeue {
     let key = ObjectRef::from_obj(&*guard);
-    let attempt = {
-        let mut failures = ctx.failures.lock().expect("not poisoned");
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(10).saturating_sub(1));
-    let base = base.min(Duration::from_secs(300));
-    let jitter =
-        0.8 + 0.4 * (Timestamp::now().subsec_nanosecond().unsigned_abs() % 1000) as f64 / 1000.0;
-    let delay = base.mul_f64(jitter);
-    warn!(
-        rollout = %format!("{}/{}", guard.namespace().unwrap_or_default(), guard.name_any()),
-        category = error.category(),
-        attempt,
-        retry_in = ?delay,
-        error = %error,
-        "reconcile failed"
+    let jitter = backoff::jitter_for(&key, Timestamp::now().subsec_nanosecond().unsigned_abs());
+    let attempt = ctx.failures.record(key);
+    let delay = backoff::delay(attempt, jitter);
+    let rollout = format!(
+        "{}/{}",
+        guard.namespace().unwrap_or_default(),
+        guard.name_any()
     );
+    let category = error.category();
+    if category == "conflict" {
+        // Expected now and then (a user action raced our write); not a failure to alarm on.
+        info!(%rollout, category, attempt, retry_in = ?delay, error = %error, "reconcile conflicted");
+    } else {
+        warn!(%rollout, category, attempt, retry_in = ?delay, error = %error, "reconcile failed");
+    }
     Requeue::requeue(delay)
 }

@@ -64,6 +64,12 @@ impl MatchedRef {
     }
 }
 
+/// The `gateway.networking.k8s.io/v1` HTTPRoute resource, for dynamic reads and watches.
+pub fn http_route_resource() -> ApiResource {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    ApiResource::from_gvk_with_plural(&gvk, "httproutes")
+}
+
 impl GatewayApiRouter {
     /// A router for the Rollout described by `ctx`, using the Rollout's `gatewayAPI`
     /// settings.
@@ -79,9 +85,11 @@ impl GatewayApiRouter {
     }
 
     fn routes(&self) -> Api<DynamicObject> {
-        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-        let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
-        Api::namespaced_with(self.ctx.client.clone(), self.route_namespace(), &resource)
+        Api::namespaced_with(
+            self.ctx.client.clone(),
+            self.route_namespace(),
+            &http_route_resource(),
+        )
     }
 
     fn route_reference(&self) -> String {

@@ -1,0 +1,136 @@
+//! Which Rollouts refer to an object sluice does not own (a Service, the stable Ingress,
+//! an HTTPRoute), so that a change to that object (a GitOps sync putting weights back,
+//! someone editing a selector) brings those Rollouts back to reconcile at once.
+
+use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
+use sluice_api::rollout::Rollout;
+
+/// A kind of object a Rollout can refer to by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Referenced {
+    Service,
+    Ingress,
+    HttpRoute,
+}
+
+/// True when `rollout` refers to the `kind` object `namespace/name`.
+pub fn refers_to(rollout: &Rollout, kind: Referenced, namespace: &str, name: &str) -> bool {
+    let own_namespace = rollout.namespace().unwrap_or_default();
+    let canary = rollout.spec.strategy.canary.as_ref();
+    let routing = canary.and_then(|c| c.traffic_routing.as_ref());
+    match kind {
+        Referenced::Service => {
+            let blue_green = rollout.spec.strategy.blue_green.as_ref();
+            own_namespace == namespace
+                && [
+                    canary.and_then(|c| c.canary_service.as_deref()),
+                    canary.and_then(|c| c.stable_service.as_deref()),
+                    blue_green.map(|b| b.active_service.as_str()),
+                    blue_green.and_then(|b| b.preview_service.as_deref()),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|s| s == name)
+        }
+        Referenced::Ingress => {
+            own_namespace == namespace
+                && routing
+                    .and_then(|r| r.nginx.as_ref())
+                    .is_some_and(|n| n.stable_ingress == name)
+        }
+        Referenced::HttpRoute => routing
+            .and_then(|r| r.gateway_api.as_ref())
+            .is_some_and(|g| {
+                let route_namespace = g
+                    .namespace
+                    .as_deref()
+                    .filter(|ns| !ns.is_empty())
+                    .unwrap_or(&own_namespace);
+                g.http_route == name && route_namespace == namespace
+            }),
+    }
+}
+
+/// The Rollouts in `store` that refer to the `kind` object `namespace/name`. Rollouts that
+/// do not deserialize refer to nothing.
+pub fn referring(
+    store: &Store<DeserializeGuard<Rollout>>,
+    kind: Referenced,
+    namespace: Option<String>,
+    name: &str,
+) -> Vec<ObjectRef<DeserializeGuard<Rollout>>> {
+    let namespace = namespace.unwrap_or_default();
+    store
+        .state()
+        .into_iter()
+        .filter(|guard| {
+            guard
+                .0
+                .as_ref()
+                .is_ok_and(|r| refers_to(r, kind, &namespace, name))
+        })
+        .map(|guard| ObjectRef::from_obj(&*guard))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn rollout(strategy: Value) -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "web", "namespace": "shop" },
+            "spec": {
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } } },
+                "strategy": strategy,
+            },
+        }))
+        .unwrap()
+    }
+
+    fn canary(routing: Value) -> Rollout {
+        rollout(json!({ "canary": {
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": routing, "steps": [],
+        } }))
+    }
+
+    #[test]
+    fn services_are_matched_by_name_in_the_rollouts_namespace() {
+        let r = canary(json!({ "nginx": { "stableIngress": "web" } }));
+        assert!(refers_to(&r, Referenced::Service, "shop", "web-canary"));
+        assert!(refers_to(&r, Referenced::Service, "shop", "web-stable"));
+        assert!(!refers_to(&r, Referenced::Service, "other", "web-stable"));
+        assert!(!refers_to(&r, Referenced::Service, "shop", "web"));
+        let bg = rollout(json!({ "blueGreen": { "activeService": "a", "previewService": "p" } }));
+        assert!(refers_to(&bg, Referenced::Service, "shop", "a"));
+        assert!(refers_to(&bg, Referenced::Service, "shop", "p"));
+        assert!(!refers_to(&bg, Referenced::Ingress, "shop", "a"));
+    }
+
+    #[test]
+    fn the_stable_ingress_is_matched_for_nginx_rollouts_only() {
+        let r = canary(json!({ "nginx": { "stableIngress": "web" } }));
+        assert!(refers_to(&r, Referenced::Ingress, "shop", "web"));
+        assert!(!refers_to(&r, Referenced::Ingress, "other", "web"));
+        assert!(!refers_to(&r, Referenced::HttpRoute, "shop", "web"));
+        let g = canary(json!({ "gatewayAPI": { "httpRoute": "web" } }));
+        assert!(!refers_to(&g, Referenced::Ingress, "shop", "web"));
+    }
+
+    #[test]
+    fn an_http_route_is_matched_in_its_own_namespace() {
+        let here = canary(json!({ "gatewayAPI": { "httpRoute": "web" } }));
+        assert!(refers_to(&here, Referenced::HttpRoute, "shop", "web"));
+        assert!(!refers_to(&here, Referenced::HttpRoute, "infra", "web"));
+        let there = canary(json!({ "gatewayAPI": { "httpRoute": "web", "namespace": "infra" } }));
+        assert!(refers_to(&there, Referenced::HttpRoute, "infra", "web"));
+        assert!(!refers_to(&there, Referenced::HttpRoute, "shop", "web"));
+        assert!(!refers_to(&there, Referenced::HttpRoute, "infra", "api"));
+    }
+}
