@@ -159,6 +159,27 @@ mod tests {
         .unwrap()
     }
 
+    /// True when the patch sets the field at `pointer` to null. `v["a"]["b"] == Null`
+    /// would also hold when the patch does not mention the field at all, and a merge
+    /// patch that leaves a field out leaves it as it is.
+    fn clears(patch: &Value, pointer: &str) -> bool {
+        let (parent, key) = pointer.rsplit_once('/').expect("a JSON pointer");
+        patch
+            .pointer(parent)
+            .and_then(Value::as_object)
+            .and_then(|o| o.get(key))
+            == Some(&Value::Null)
+    }
+
+    #[test]
+    fn clears_tells_a_null_from_an_absent_field() {
+        let patch = json!({ "status": { "a": null, "b": 1 } });
+        assert!(clears(&patch, "/status/a"));
+        assert!(!clears(&patch, "/status/b"));
+        assert!(!clears(&patch, "/status/c"), "absent is not cleared");
+        assert!(!clears(&patch, "/spec/a"));
+    }
+
     #[test]
     fn promote_clears_a_pause_or_skips_the_step() {
         let paused = rollout(
@@ -166,7 +187,7 @@ mod tests {
         );
         let (on_status, body) = patch_for(UserAction::Promote, &paused);
         assert!(on_status);
-        assert_eq!(body["status"]["pauseConditions"], Value::Null);
+        assert!(clears(&body, "/status/pauseConditions"), "{body}");
         assert!(
             body["status"].get("currentStepIndex").is_none(),
             "a pause is ended, not skipped twice"
@@ -185,15 +206,15 @@ mod tests {
         r.spec.strategy.blue_green =
             Some(serde_json::from_value(json!({ "activeService": "web" })).unwrap());
         let (_, retry) = patch_for(UserAction::Retry, &r);
-        assert_eq!(
-            retry["status"]["blueGreen"]["prePromotionAnalysisRun"],
-            Value::Null
+        assert!(
+            clears(&retry, "/status/blueGreen/prePromotionAnalysisRun"),
+            "{retry}"
         );
         assert!(
-            retry["status"]["blueGreen"]
-                .get("postPromotionAnalysisRun")
-                .is_some()
+            clears(&retry, "/status/blueGreen/postPromotionAnalysisRun"),
+            "{retry}"
         );
+        assert!(clears(&retry, "/status/abortedAt"), "{retry}");
         assert!(retry["status"].get("canary").is_none(), "{retry}");
         let (_, promote) = patch_for(UserAction::Promote, &r);
         assert_eq!(promote["status"]["currentStepIndex"], 2);
@@ -212,6 +233,11 @@ mod tests {
         );
         let (_, retry) = patch_for(UserAction::Retry, &r);
         assert_eq!(retry["status"]["abort"], false);
+        assert!(clears(&retry, "/status/abortedAt"), "{retry}");
+        assert!(
+            clears(&retry, "/status/canary/currentStepAnalysisRun"),
+            "a retry measures afresh: {retry}"
+        );
         assert_eq!(
             patch_for(UserAction::Pause, &r),
             (false, json!({ "spec": { "paused": true } }))
