@@ -9,6 +9,7 @@
 #   plane.sh down     stop everything and check nothing of ours is left listening
 #   plane.sh status   one line per component; exit 1 unless all are running
 #   plane.sh env      eval "$(plane.sh env)" -> KUBECONFIG, SLUICE_PROMETHEUS_URL, PATH
+#   plane.sh restart-apiserver   stop kube-apiserver and start it again (a fault for tests)
 #
 # Settings (environment):
 #   SLUICE_APISERVER_PORT   kube-apiserver port (default 32766)
@@ -454,6 +455,33 @@ cmd_down() {
 }
 
 # ---------------------------------------------------------------------------------------
+# faults
+
+# Stops kube-apiserver (SIGTERM, as an upgrade or a crash-looping node would) and starts
+# it again with the same binary, arguments and working directory, then waits for /readyz.
+# etcd keeps the data, so clients see a dropped connection and a gap, nothing else.
+cmd_restart_apiserver() {
+    exec 9>"$SLUICE_STATE/.lock"
+    flock 9
+    local pid cwd log pidf
+    pid=$(component_pid kube-apiserver) || die "kube-apiserver is not running"
+    cwd=$(readlink "/proc/$pid/cwd")
+    local -a argv
+    mapfile -d '' -t argv <"/proc/$pid/cmdline"
+    log=$(log_file kube-apiserver)
+    pidf=$(pid_file kube-apiserver)
+    T0=$SECONDS
+    kill_wait TERM 15 "$pid" || kill_wait KILL 5 "$pid" || die "kube-apiserver pid $pid did not exit"
+    log "kube-apiserver stopped"
+    cd "$cwd"
+    setsid "${argv[@]}" </dev/null >>"$log" 2>&1 9>&- &
+    echo $! >"$pidf"
+    wait_until "$UP_TIMEOUT" apiserver_ready ||
+        fail_component kube-apiserver "/readyz not ok within ${UP_TIMEOUT}s after a restart"
+    log "kube-apiserver restarted and ready ($((SECONDS - T0))s)"
+}
+
+# ---------------------------------------------------------------------------------------
 # status / env
 
 cmd_status() {
@@ -510,8 +538,9 @@ case "${1:-}" in
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    restart-apiserver) cmd_restart_apiserver ;;
     *)
-        echo "usage: $0 up|down|status|env" >&2
+        echo "usage: $0 up|down|status|env|restart-apiserver" >&2
         exit 2
         ;;
 esac

@@ -231,6 +231,11 @@ impl ControllerProcess {
         let _ = self.child.wait();
     }
 
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits until a log line contains `marker` and returns that line.
     pub async fn wait_log(&self, marker: &str, timeout: Duration) -> Result<String> {
         let start = Instant::now();
