@@ -41,6 +41,34 @@ pub fn not_found(resource: &str, name: &str) -> (u16, Value) {
     )
 }
 
+/// A request as the tests look at it.
+async fn decode(request: Request<Body>) -> Seen {
+    let (parts, body_in) = request.into_parts();
+    let bytes = body_in.collect_bytes().await.expect("request body");
+    Seen {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: (!bytes.is_empty())
+            .then(|| serde_json::from_slice(&bytes).expect("JSON request body")),
+    }
+}
+
 /// Runs `call` against a mocked API server that answers the requests in order with
 /// `responses`, and returns the call's result and every request it sent. Fails if the
 /// call sends more requests than there are responses, or fewer.
@@ -58,30 +86,7 @@ where
             let Some((request, send)) = handle.next_request().await else {
                 break;
             };
-            let (parts, body_in) = request.into_parts();
-            let bytes = body_in.collect_bytes().await.expect("request body");
-            seen.push(Seen {
-                method: parts.method,
-                path: parts.uri.path().to_string(),
-                query: parts
-                    .uri
-                    .query()
-                    .unwrap_or_default()
-                    .split('&')
-                    .filter(|kv| !kv.is_empty())
-                    .map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (k.to_string(), v.to_string())
-                    })
-                    .collect(),
-                content_type: parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-                body: (!bytes.is_empty())
-                    .then(|| serde_json::from_slice(&bytes).expect("JSON request body")),
-            });
+            seen.push(decode(request).await);
             let response = Response::builder()
                 .status(StatusCode::from_u16(status).expect("status code"))
                 .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
@@ -104,4 +109,31 @@ where
         );
     }
     (result, seen)
+}
+
+/// Every request a [`serve`]d mock received, in order.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// A mocked API server that answers each request with `route(&seen)` for as long as the
+/// client lives, and logs every request. For code whose calls are not a fixed sequence
+/// (a whole reconcile): tests assert on what was written, not on the order of the calls.
+pub fn serve(route: impl Fn(&Seen) -> (u16, Value) + Send + 'static) -> (Client, Log) {
+    let (service, mut handle): (_, Handle) = mock::pair();
+    let client = Client::new(service, "default");
+    let log: Log = Log::default();
+    let seen_log = log.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let seen = decode(request).await;
+            let (status, body) = route(&seen);
+            seen_log.lock().expect("not poisoned").push(seen);
+            send.send_response(
+                Response::builder()
+                    .status(StatusCode::from_u16(status).expect("status code"))
+                    .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
+                    .expect("response"),
+            );
+        }
+    });
+    (client, log)
 }

@@ -38,6 +38,9 @@ pub mod references;
 pub mod replay;
 pub mod templates;
 
+#[cfg(test)]
+mod reconcile_tests;
+
 /// A client for the given kubeconfig, or, without one, the in-cluster config (falling
 /// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
 /// `kubectl-sluice`.
