@@ -242,3 +242,34 @@ async fn nothing_changed_means_no_write_and_no_fresh_read() {
         "a settled Rollout is neither re-read nor written: {log:#?}"
     );
 }
+
+#[test]
+fn error_categories_are_stable_labels() {
+    use crate::adapters::AdapterError;
+    use std::time::Duration;
+    let api = |code: u16| {
+        ReconcileError::from(AdapterError::Kube(kube::Error::Api(
+            kube::core::Status::failure("x", "y")
+                .with_code(code)
+                .boxed(),
+        )))
+    };
+    let cases = [
+        (api(409), "conflict"),
+        (api(404), "not_found"),
+        (api(500), "api"),
+        (
+            AdapterError::NotFound {
+                what: "Service shop/web".into(),
+            }
+            .into(),
+            "reference_not_found",
+        ),
+        (AdapterError::Invalid("bad".into()).into(), "invalid"),
+        (ReconcileError::CacheClosed, "shutdown"),
+        (ReconcileError::Timeout(Duration::from_secs(30)), "timeout"),
+    ];
+    for (error, category) in cases {
+        assert_eq!(error.category(), category, "{error}");
+    }
+}
