@@ -617,7 +617,7 @@ async fn gateway_api_weights_put_back_by_another_writer_are_reasserted_and_repor
         "--field-selector",
         "reason=TrafficDrift",
         "-o",
-        "jsonpath={.items[*].note}",
+        "jsonpath={.items[*].message}",
     ])?;
     assert!(
         events.stdout.contains("held canary weight 0 instead of 25"),

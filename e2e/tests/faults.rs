@@ -206,17 +206,25 @@ async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() 
         assert_eq!(*taken, MEASUREMENTS as usize, "{summary:#?}");
     }
 
-    // Each step completed once: no StepCompleted Event repeated.
+    // Each step completed once: no StepCompleted Event repeated, neither as a series of
+    // one process nor as a second Event from the next process. (One may be missing: a
+    // process killed after its status write and before its Event.)
     let events: Api<Event> = Api::namespaced(env.client.clone(), env.ns());
-    let repeated: Vec<(Option<String>, i32)> = events
+    let completed: Vec<(String, i32)> = events
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("StepCompleted"))
-        .map(|e| (e.note, e.series.map_or(1, |s| s.count)))
-        .filter(|(_, count)| *count > 1)
+        .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
         .collect();
-    assert!(repeated.is_empty(), "steps completed twice: {repeated:?}");
+    let mut notes: Vec<&str> = completed.iter().map(|(n, _)| n.as_str()).collect();
+    notes.sort();
+    let all = notes.len();
+    notes.dedup();
+    assert!(
+        notes.len() == all && completed.iter().all(|(_, count)| *count == 1),
+        "steps completed twice: {completed:?}"
+    );
     env.finish().await
 }
