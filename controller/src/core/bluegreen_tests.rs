@@ -1,5 +1,5 @@
 //! Tables and walks of the blue-green planner, driven through the same in-memory `World`
-//! as the canary tests. Every walk checks, after every round, the promise that matters
+//! as the canary tests (`super::testkit`). Every walk checks, after every round, the promise that matters
 //! most: `activeService` never selects a revision that is not fully available (except the
 //! first revision, which has nothing to fall back to).
 
@@ -9,8 +9,8 @@ use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::bluegreen::{Stage, stages};
-use super::canary_tests::{World, after, hash_of, phase, promote, set_image, settle_checking, t0};
 use super::conditions::{is_true, types};
+use super::testkit::{World, after, hash_of, phase, promote, set_image, settle_checking, t0};
 use super::{Action, Plan, plan};
 
 fn bg_rollout(image: &str, replicas: i32, blue_green: Value) -> Rollout {

@@ -21,6 +21,8 @@ mod analysis_tests;
 mod bluegreen_tests;
 #[cfg(test)]
 mod canary_tests;
+#[cfg(test)]
+mod testkit;
 
 use std::time::Duration;
 
