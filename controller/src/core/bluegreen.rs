@@ -439,7 +439,9 @@ pub fn plan(
     let mut targets: Vec<(&ReplicaSetState, i32, Option<Timestamp>)> = Vec::new();
     match current_rs {
         Some(rs) => targets.push((rs, new_target, None)),
-        None if new_target > 0 => actions.push(Action::CreateReplicaSet {
+        // The active revision's ReplicaSet exists even at zero pods, as a Deployment's does:
+        // activeService selects it, and the rollout can be done at 0.
+        None if new_target > 0 || mode == Mode::Stable => actions.push(Action::CreateReplicaSet {
             hash: template_hash.to_string(),
             revision: next_revision,
             replicas: new_target,

@@ -687,3 +687,17 @@ fn a_spec_edit_after_the_switch_does_not_send_the_rollout_back_to_preview() {
         "the stage list restarted, so the analysis ran afresh"
     );
 }
+
+/// Found by the property tests: a blue-green Rollout created at zero replicas got no
+/// ReplicaSet, so activeService never selected it and it went Degraded at the progress
+/// deadline instead of Healthy.
+#[test]
+fn a_rollout_created_at_zero_replicas_is_healthy() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(spec(json!({})), 0, &mut w);
+    settle(&mut r, &mut w, after(3600));
+    assert_eq!(phase(&r), RolloutPhase::Healthy, "{:?}", r.status);
+    assert_eq!(size(&w, &v1), 0);
+    assert_eq!(w.rs.len(), 1, "the revision's ReplicaSet exists at 0");
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+}

@@ -874,11 +874,15 @@ fn scale_actions(
                 });
             }
             Some(_) => {}
-            None if replicas > 0 => actions.push(Action::CreateReplicaSet {
-                hash: template_hash.to_string(),
-                revision: next_revision,
-                replicas,
-            }),
+            // A revision that is or becomes stable gets its ReplicaSet even at zero pods, as
+            // a Deployment's does: Services select it, and promotion completes on it.
+            None if replicas > 0 || matches!(mode, Mode::Stable | Mode::Promoting) => {
+                actions.push(Action::CreateReplicaSet {
+                    hash: template_hash.to_string(),
+                    revision: next_revision,
+                    replicas,
+                })
+            }
             None => {}
         }
     }

@@ -1299,3 +1299,27 @@ fn abort_stops_a_step_run_still_measuring_and_a_retry_measures_afresh() {
     assert_eq!(w.runs.len(), 2, "a retry measures afresh: {:?}", w.runs);
     assert!(!w.runs[1].terminating);
 }
+
+/// Found by the property tests: a Rollout created at zero replicas got no ReplicaSet, so
+/// its Services never selected anything and it went Degraded at the progress deadline
+/// instead of Healthy.
+#[test]
+fn a_rollout_created_at_zero_replicas_is_healthy() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let mut r = rollout(
+        "app:v1",
+        0,
+        json!({
+            "canaryService": "c", "stableService": "s",
+            "trafficRouting": { "nginx": { "stableIngress": "web" } },
+            "steps": [],
+        }),
+    );
+    let v1 = hash_of(&r);
+    settle(&mut r, &mut w, t0(), None);
+    settle(&mut r, &mut w, after(3600), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy, "{:?}", r.status);
+    assert_eq!(w.sizes(&r, &v1), (0, 0));
+    assert_eq!(w.rs.len(), 1, "the revision's ReplicaSet exists at 0");
+    assert_eq!(w.services["s"].as_deref(), Some(v1.as_str()));
+}
