@@ -1323,3 +1323,41 @@ fn a_rollout_created_at_zero_replicas_is_healthy() {
     assert_eq!(w.rs.len(), 1, "the revision's ReplicaSet exists at 0");
     assert_eq!(w.services["s"].as_deref(), Some(v1.as_str()));
 }
+
+/// Found by the property tests: the router kept a canary's weight while all its pods
+/// crash-looped, and set one for a canary sized to zero (a setCanaryScale of 0 beside a
+/// weight, a Rollout scaled to 0): that share of requests had no pod to go to.
+#[test]
+fn a_canary_without_available_pods_gets_no_traffic() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let router = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 40 }, { "pause": {} }, { "setCanaryScale": { "replicas": 0 } }, { "pause": {} }],
+    });
+    let (mut r, v1) = stable_at_v1(router, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.router, Some(40));
+    // Every canary pod crash-loops: its share goes back to stable at once.
+    for rs in w.rs.iter_mut().filter(|rs| rs.hash == v2) {
+        rs.available = 0;
+        rs.ready = 0;
+    }
+    let p = plan(&r, &w.observed(), after(1));
+    assert!(
+        p.actions.contains(&Action::SetCanaryWeight { weight: 0 }),
+        "{:?}",
+        p.actions
+    );
+    // Pods back: the step's weight returns; a canary scaled to 0 beside the weight keeps
+    // one pod to take it.
+    settle(&mut r, &mut w, after(2), None);
+    assert_eq!(w.router, Some(40));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(3), None);
+    assert_eq!(step_index(&r), 3);
+    assert_eq!(w.sizes(&r, &v1), (1, 5));
+    assert_eq!(w.router, Some(40));
+}

@@ -275,7 +275,8 @@ pub(super) fn settle_checking(
 /// whose verdict was inconclusive) has that step's weight in place: the status reports it
 /// and the router (after this round's actions) holds it. Holds that freeze the rollout
 /// wherever it stands (`spec.paused`, an inconclusive background analysis) are not step
-/// pauses.
+/// pauses. With a router, a canary none of whose pods is available holds no weight while
+/// it pauses: its share is back on stable until a pod is up again.
 fn paused_only_with_the_step_in_place(r: &Rollout, p: &Plan, w: &World) {
     let Some(canary) = &r.spec.strategy.canary else {
         return;
@@ -292,7 +293,15 @@ fn paused_only_with_the_step_in_place(r: &Rollout, p: &Plan, w: &World) {
         return;
     }
     let index = s.current_step_index.unwrap_or(0).max(0) as usize;
-    let wanted = super::canary::setting_at(&canary.steps, index).weight;
+    let canary_down =
+        w.rs.iter()
+            .find(|rs| Some(&rs.hash) == s.current_pod_hash.as_ref())
+            .is_none_or(|rs| rs.available == 0);
+    let wanted = if canary.traffic_routing.is_some() && canary_down {
+        0
+    } else {
+        super::canary::setting_at(&canary.steps, index).weight
+    };
     let reported = s.canary.as_ref().and_then(|c| c.weights.as_ref());
     assert_eq!(
         reported.map(|w| w.canary),
