@@ -414,8 +414,9 @@ pub fn plan(
     actions.sort_by_key(|a| matches!(a, Action::CreateAnalysisRun { .. }));
 
     // --- ReplicaSets ---------------------------------------------------------------------
-    // Pods that activeService still selects are never scaled down, whatever the plan: a
-    // switch back (or away) is written first and the scale-down follows on a later pass.
+    // Pods that activeService still selects are not scaled down while it is to leave them,
+    // whatever the plan: a switch back (or away) is written first and the scale-down
+    // follows on a later pass.
     let active_now = observed.services.get(&bg.active_service).cloned().flatten();
     let abort_scale_down_at = status
         .aborted_at
@@ -475,7 +476,9 @@ pub fn plan(
         }
     }
     for (rs, target, deadline) in targets {
-        let target = if active_now.as_deref() == Some(rs.hash.as_str()) {
+        // The revision that is and stays active is resized like any other (`kubectl scale`).
+        let target = if active_now.as_deref() == Some(rs.hash.as_str()) && active_target != rs.hash
+        {
             target.max(rs.replicas)
         } else {
             target

@@ -701,3 +701,16 @@ fn a_rollout_created_at_zero_replicas_is_healthy() {
     assert_eq!(w.rs.len(), 1, "the revision's ReplicaSet exists at 0");
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
 }
+
+/// Found by the property tests: `kubectl scale` of a healthy blue-green Rollout never
+/// shrank the active revision, because pods activeService selects were held whatever the
+/// plan; the hold is meant for a revision activeService is about to leave.
+#[test]
+fn scaling_a_healthy_rollout_down_resizes_the_active_revision() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(spec(json!({})), 3, &mut w);
+    r.spec.replicas = 1;
+    settle(&mut r, &mut w, after(1));
+    assert_eq!(size(&w, &v1), 1);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
