@@ -311,6 +311,13 @@ pub fn plan(
             }
         }
     }
+    // An abort ends the pause it interrupted (an inconclusive analysis, the promotion
+    // pause): left set, `controllerPause` would read as "promoted" after a retry and skip
+    // the next pause stage.
+    if mode == Mode::Aborted {
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+    }
     if mode == Mode::Promoting {
         index = index.max(promote_index);
         if at_size(current_rs, replicas) {

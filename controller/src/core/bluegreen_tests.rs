@@ -714,3 +714,33 @@ fn scaling_a_healthy_rollout_down_resizes_the_active_revision() {
     assert_eq!(size(&w, &v1), 1);
     assert_eq!(phase(&r), RolloutPhase::Healthy);
 }
+
+/// Found by the property tests: an abort during an inconclusive pre-promotion analysis
+/// left `controllerPause` set; after a retry and a passing analysis the promotion pause
+/// read it as "promoted" and activeService switched without anyone promoting.
+#[test]
+fn a_retry_after_an_abort_in_an_inconclusive_pause_still_waits_at_the_pause() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "autoPromotionEnabled": false, "prePromotionAnalysis": analysis() })),
+        2,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, after(1));
+    set_run(&mut w, &pre_run(&r).unwrap(), AnalysisPhase::Inconclusive);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    r.status.as_mut().unwrap().abort = true;
+    settle(&mut r, &mut w, after(3));
+    // Retry (the action's patch), and the fresh run passes.
+    let s = r.status.as_mut().unwrap();
+    s.abort = false;
+    s.aborted_at = None;
+    s.blue_green.as_mut().unwrap().pre_promotion_analysis_run = None;
+    settle(&mut r, &mut w, after(4));
+    set_run(&mut w, &pre_run(&r).unwrap(), AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(5));
+    assert_eq!(phase(&r), RolloutPhase::Paused, "waiting for a promote");
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+}
