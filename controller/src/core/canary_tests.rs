@@ -1361,3 +1361,38 @@ fn a_canary_without_available_pods_gets_no_traffic() {
     assert_eq!(w.sizes(&r, &v1), (1, 5));
     assert_eq!(w.router, Some(40));
 }
+
+/// Found by the property tests: a retry of a rollout aborted at its progress deadline
+/// (progressDeadlineAbort) kept the old progressedAt, so the next plan found the deadline
+/// passed and aborted again at once; retrying could never resume it. The retry action
+/// clears progressedAt, so the deadline counts from the retry.
+#[test]
+fn a_retry_after_a_progress_deadline_abort_gets_a_fresh_deadline() {
+    let mut w = World::new();
+    let mut r = rollout(
+        "app:v1",
+        2,
+        json!({ "steps": [{ "setWeight": 50 }, { "pause": {} }] }),
+    );
+    r.spec.progress_deadline_seconds = 60;
+    r.spec.progress_deadline_abort = true;
+    settle(&mut r, &mut w, t0(), None);
+    w.pods_become_ready = false;
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, after(1), None);
+    settle(&mut r, &mut w, after(61), None);
+    assert!(r.status.as_ref().unwrap().abort, "aborted at the deadline");
+    // Retry, as `kubectl sluice retry` patches it; the pods are fixed.
+    let (_, patch) = crate::actions::patch_for(crate::actions::UserAction::Retry, &r);
+    let s = r.status.as_mut().unwrap();
+    let fields = patch["status"].as_object().unwrap();
+    assert!(fields.contains_key("progressedAt"));
+    s.abort = false;
+    s.aborted_at = None;
+    s.progressed_at = None;
+    w.pods_become_ready = true;
+    settle(&mut r, &mut w, after(62), None);
+    let s = r.status.as_ref().unwrap();
+    assert!(!s.abort, "not aborted again: {:?}", s.message);
+    assert_eq!(s.phase, Some(RolloutPhase::Paused), "{:?}", s.message);
+}
