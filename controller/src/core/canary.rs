@@ -436,7 +436,15 @@ pub fn plan(
         (canary.stable_service.as_ref(), &stable_hash),
         (canary.canary_service.as_ref(), &canary_service_hash),
     ];
+    // A raised weight goes out after canaryService points at the canary, a lowered one
+    // before it points elsewhere: killed between the two writes, the router still sends
+    // its share only to pods that can take it.
+    let raise = actions
+        .iter()
+        .position(|a| matches!(a, Action::SetCanaryWeight { weight } if Some(*weight) > observed.router_weight));
+    let raise = raise.map(|i| actions.remove(i));
     point_services(observed, pairs, &mut actions);
+    actions.extend(raise);
 
     // --- ReplicaSets ---------------------------------------------------------------------
     let delay_applies = has_router || canary.stable_service.is_some();

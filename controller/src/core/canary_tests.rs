@@ -1396,3 +1396,34 @@ fn a_retry_after_a_progress_deadline_abort_gets_a_fresh_deadline() {
     assert!(!s.abort, "not aborted again: {:?}", s.message);
     assert_eq!(s.phase, Some(RolloutPhase::Paused), "{:?}", s.message);
 }
+
+/// Found by the property tests: the router's weight was raised before canaryService was
+/// pointed at the new canary; a reconcile killed between the two writes left the share on
+/// whatever canaryService selected before (the stable revision, with no pod at 0
+/// replicas). A raised weight now follows the Service, a lowered one precedes it.
+#[test]
+fn a_raised_weight_is_written_after_the_canary_service_points_at_the_canary() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let router = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 20 }, { "pause": {} }],
+    });
+    let (mut r, _) = stable_at_v1(router, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    let p = plan(&r, &w.observed(), t0());
+    w.apply(&p.actions);
+    w.tick();
+    r.status = Some(p.status);
+    let p = plan(&r, &w.observed(), t0());
+    let service = p.actions.iter().position(
+        |a| matches!(a, Action::SetServiceSelector { service, hash } if service == "c" && *hash == v2),
+    );
+    let weight = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SetCanaryWeight { weight: 20 }));
+    assert!(service.is_some() && weight.is_some(), "{:?}", p.actions);
+    assert!(service < weight, "{:?}", p.actions);
+}
