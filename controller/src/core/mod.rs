@@ -22,6 +22,8 @@ mod bluegreen_tests;
 #[cfg(test)]
 mod canary_tests;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod testkit;
 
 use std::time::Duration;
