@@ -67,12 +67,15 @@ pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
             true,
             json!({ "metadata": { "resourceVersion": rv }, "status": { "abort": true } }),
         ),
-        // A retry measures afresh rather than re-reading the failed run.
+        // A retry measures afresh rather than re-reading the failed run, and its progress
+        // deadline counts from the retry: from the old progressedAt, a rollout aborted at
+        // its deadline (progressDeadlineAbort) would abort again at once.
         UserAction::Retry if rollout.spec.strategy.blue_green.is_some() => (
             true,
             json!({ "metadata": { "resourceVersion": rv }, "status": {
                 "abort": false,
                 "abortedAt": null,
+                "progressedAt": null,
                 "blueGreen": { "prePromotionAnalysisRun": null, "postPromotionAnalysisRun": null },
             } }),
         ),
@@ -81,6 +84,7 @@ pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
             json!({ "metadata": { "resourceVersion": rv }, "status": {
                 "abort": false,
                 "abortedAt": null,
+                "progressedAt": null,
                 "canary": { "currentStepAnalysisRun": null },
             } }),
         ),
@@ -234,6 +238,10 @@ mod tests {
         let (_, retry) = patch_for(UserAction::Retry, &r);
         assert_eq!(retry["status"]["abort"], false);
         assert!(clears(&retry, "/status/abortedAt"), "{retry}");
+        assert!(
+            clears(&retry, "/status/progressedAt"),
+            "the progress deadline counts from the retry: {retry}"
+        );
         assert!(
             clears(&retry, "/status/canary/currentStepAnalysisRun"),
             "a retry measures afresh: {retry}"

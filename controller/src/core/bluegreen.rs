@@ -311,6 +311,13 @@ pub fn plan(
             }
         }
     }
+    // An abort ends the pause it interrupted (an inconclusive analysis, the promotion
+    // pause): left set, `controllerPause` would read as "promoted" after a retry and skip
+    // the next pause stage.
+    if mode == Mode::Aborted {
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+    }
     if mode == Mode::Promoting {
         index = index.max(promote_index);
         if at_size(current_rs, replicas) {
@@ -414,8 +421,9 @@ pub fn plan(
     actions.sort_by_key(|a| matches!(a, Action::CreateAnalysisRun { .. }));
 
     // --- ReplicaSets ---------------------------------------------------------------------
-    // Pods that activeService still selects are never scaled down, whatever the plan: a
-    // switch back (or away) is written first and the scale-down follows on a later pass.
+    // Pods that activeService still selects are not scaled down while it is to leave them,
+    // whatever the plan: a switch back (or away) is written first and the scale-down
+    // follows on a later pass.
     let active_now = observed.services.get(&bg.active_service).cloned().flatten();
     let abort_scale_down_at = status
         .aborted_at
@@ -439,7 +447,9 @@ pub fn plan(
     let mut targets: Vec<(&ReplicaSetState, i32, Option<Timestamp>)> = Vec::new();
     match current_rs {
         Some(rs) => targets.push((rs, new_target, None)),
-        None if new_target > 0 => actions.push(Action::CreateReplicaSet {
+        // The active revision's ReplicaSet exists even at zero pods, as a Deployment's does:
+        // activeService selects it, and the rollout can be done at 0.
+        None if new_target > 0 || mode == Mode::Stable => actions.push(Action::CreateReplicaSet {
             hash: template_hash.to_string(),
             revision: next_revision,
             replicas: new_target,
@@ -473,7 +483,9 @@ pub fn plan(
         }
     }
     for (rs, target, deadline) in targets {
-        let target = if active_now.as_deref() == Some(rs.hash.as_str()) {
+        // The revision that is and stays active is resized like any other (`kubectl scale`).
+        let target = if active_now.as_deref() == Some(rs.hash.as_str()) && active_target != rs.hash
+        {
             target.max(rs.replicas)
         } else {
             target

@@ -1,5 +1,5 @@
 //! Tables and walks of the blue-green planner, driven through the same in-memory `World`
-//! as the canary tests. Every walk checks, after every round, the promise that matters
+//! as the canary tests (`super::testkit`). Every walk checks, after every round, the promise that matters
 //! most: `activeService` never selects a revision that is not fully available (except the
 //! first revision, which has nothing to fall back to).
 
@@ -9,8 +9,8 @@ use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::bluegreen::{Stage, stages};
-use super::canary_tests::{World, after, hash_of, phase, promote, set_image, settle_checking, t0};
 use super::conditions::{is_true, types};
+use super::testkit::{World, after, hash_of, phase, promote, set_image, settle_checking, t0};
 use super::{Action, Plan, plan};
 
 fn bg_rollout(image: &str, replicas: i32, blue_green: Value) -> Rollout {
@@ -686,4 +686,61 @@ fn a_spec_edit_after_the_switch_does_not_send_the_rollout_back_to_preview() {
         fresh, run,
         "the stage list restarted, so the analysis ran afresh"
     );
+}
+
+/// Found by the property tests: a blue-green Rollout created at zero replicas got no
+/// ReplicaSet, so activeService never selected it and it went Degraded at the progress
+/// deadline instead of Healthy.
+#[test]
+fn a_rollout_created_at_zero_replicas_is_healthy() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(spec(json!({})), 0, &mut w);
+    settle(&mut r, &mut w, after(3600));
+    assert_eq!(phase(&r), RolloutPhase::Healthy, "{:?}", r.status);
+    assert_eq!(size(&w, &v1), 0);
+    assert_eq!(w.rs.len(), 1, "the revision's ReplicaSet exists at 0");
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+}
+
+/// Found by the property tests: `kubectl scale` of a healthy blue-green Rollout never
+/// shrank the active revision, because pods activeService selects were held whatever the
+/// plan; the hold is meant for a revision activeService is about to leave.
+#[test]
+fn scaling_a_healthy_rollout_down_resizes_the_active_revision() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(spec(json!({})), 3, &mut w);
+    r.spec.replicas = 1;
+    settle(&mut r, &mut w, after(1));
+    assert_eq!(size(&w, &v1), 1);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
+
+/// Found by the property tests: an abort during an inconclusive pre-promotion analysis
+/// left `controllerPause` set; after a retry and a passing analysis the promotion pause
+/// read it as "promoted" and activeService switched without anyone promoting.
+#[test]
+fn a_retry_after_an_abort_in_an_inconclusive_pause_still_waits_at_the_pause() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "autoPromotionEnabled": false, "prePromotionAnalysis": analysis() })),
+        2,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, after(1));
+    set_run(&mut w, &pre_run(&r).unwrap(), AnalysisPhase::Inconclusive);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    r.status.as_mut().unwrap().abort = true;
+    settle(&mut r, &mut w, after(3));
+    // Retry (the action's patch), and the fresh run passes.
+    let s = r.status.as_mut().unwrap();
+    s.abort = false;
+    s.aborted_at = None;
+    s.blue_green.as_mut().unwrap().pre_promotion_analysis_run = None;
+    settle(&mut r, &mut w, after(4));
+    set_run(&mut w, &pre_run(&r).unwrap(), AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(5));
+    assert_eq!(phase(&r), RolloutPhase::Paused, "waiting for a promote");
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
 }

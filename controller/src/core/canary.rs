@@ -85,9 +85,14 @@ pub fn targets(
     let canary = match setting.canary_scale {
         Some(CanaryScale::Replicas(r)) => r.max(0),
         Some(CanaryScale::Weight(w)) => replicas_for_weight(w, replicas),
-        // A router sends `weight`% to the canary; it needs at least one pod to take it.
-        None if has_router && setting.weight > 0 => by_weight.max(1),
         None => by_weight,
+    };
+    // A router sends `weight`% to the canary; it needs at least one pod to take it, however
+    // the canary is sized (a setCanaryScale of 0 beside a weight would send it to none).
+    let canary = if has_router && setting.weight > 0 {
+        canary.max(1)
+    } else {
+        canary
     };
     let stable = if has_router && !dynamic_stable {
         replicas
@@ -379,7 +384,11 @@ pub fn plan(
         Mode::Stable | Mode::Aborted => 0,
         Mode::Canary | Mode::Promoting => {
             let canary_available = current_rs.map_or(0, |rs| rs.available);
-            if canary_available >= t.canary {
+            if canary_available == 0 || t.canary == 0 {
+                // No pod to take a share (none yet, all crash-looping, a canary sized to
+                // zero): one sent there would fail.
+                0
+            } else if canary_available >= t.canary {
                 t.weight
             } else {
                 t.weight.min(observed.router_weight.unwrap_or(0))
@@ -427,7 +436,15 @@ pub fn plan(
         (canary.stable_service.as_ref(), &stable_hash),
         (canary.canary_service.as_ref(), &canary_service_hash),
     ];
+    // A raised weight goes out after canaryService points at the canary, a lowered one
+    // before it points elsewhere: killed between the two writes, the router still sends
+    // its share only to pods that can take it.
+    let raise = actions
+        .iter()
+        .position(|a| matches!(a, Action::SetCanaryWeight { weight } if Some(*weight) > observed.router_weight));
+    let raise = raise.map(|i| actions.remove(i));
     point_services(observed, pairs, &mut actions);
+    actions.extend(raise);
 
     // --- ReplicaSets ---------------------------------------------------------------------
     let delay_applies = has_router || canary.stable_service.is_some();
@@ -874,11 +891,15 @@ fn scale_actions(
                 });
             }
             Some(_) => {}
-            None if replicas > 0 => actions.push(Action::CreateReplicaSet {
-                hash: template_hash.to_string(),
-                revision: next_revision,
-                replicas,
-            }),
+            // A revision that is or becomes stable gets its ReplicaSet even at zero pods, as
+            // a Deployment's does: Services select it, and promotion completes on it.
+            None if replicas > 0 || matches!(mode, Mode::Stable | Mode::Promoting) => {
+                actions.push(Action::CreateReplicaSet {
+                    hash: template_hash.to_string(),
+                    revision: next_revision,
+                    replicas,
+                })
+            }
             None => {}
         }
     }

@@ -1,30 +1,17 @@
-//! Tables and walks of the canary planner: (spec, observed, now) → (actions, status).
-//!
-//! `World` is a minimal stand-in for the cluster that applies the planner's actions the
-//! way the adapters will (new pods become available one tick later, router weights apply
-//! at once), so a test can drive a rollout through its steps and check invariants at
-//! every intermediate state. Nothing here decides what the planner should do.
+//! Tables and walks of the canary planner: (spec, observed, now) → (actions, status),
+//! driven through the simulated cluster of [`super::testkit`].
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::conditions::{get, is_true, types};
-use super::hash::pod_template_hash;
-use super::{Action, AnalysisRunState, BaselineState, Observed, Plan, ReplicaSetState, plan};
-
-pub(super) fn t0() -> Timestamp {
-    Timestamp::from_second(1_800_000_000).unwrap()
-}
-
-pub(super) fn after(secs: i64) -> Timestamp {
-    t0() + SignedDuration::from_secs(secs)
-}
+use super::testkit::{
+    World, after, hash_of, phase, promote, set_image, settle, settle_checking, step_index, t0,
+};
+use super::{Action, AnalysisRunState, BaselineState, Observed, plan};
 
 fn rollout_json(image: &str, replicas: i32, canary: Value) -> Value {
     json!({
@@ -55,311 +42,6 @@ fn standard_steps() -> Value {
         { "pause": {} },
         { "setWeight": 100 },
     ])
-}
-
-pub(super) fn hash_of(r: &Rollout) -> String {
-    pod_template_hash(&r.spec.template)
-}
-
-/// The cluster as the planner's actions leave it.
-#[derive(Debug, Clone, Default)]
-pub(super) struct World {
-    pub(super) rs: Vec<ReplicaSetState>,
-    pub(super) services: BTreeMap<String, Option<String>>,
-    pub(super) router: Option<i32>,
-    pub(super) runs: Vec<AnalysisRunState>,
-    /// When false, new pods never become available (a broken image).
-    pub(super) pods_become_ready: bool,
-    baselines: Vec<BaselineState>,
-    /// When false, baseline pods never become available.
-    baselines_become_ready: bool,
-    /// The pod template of each revision, as its ReplicaSet holds it.
-    templates: BTreeMap<String, PodTemplateSpec>,
-    /// `status.stableRS` as last planned: whose template the runtime passes on.
-    stable: Option<String>,
-}
-
-impl World {
-    pub(super) fn new() -> Self {
-        World {
-            pods_become_ready: true,
-            baselines_become_ready: true,
-            ..World::default()
-        }
-    }
-
-    pub(super) fn with_services(mut self, names: &[&str]) -> Self {
-        for n in names {
-            self.services.insert(n.to_string(), None);
-        }
-        self
-    }
-
-    fn with_router(mut self) -> Self {
-        self.router = Some(0);
-        self
-    }
-
-    pub(super) fn observed(&self) -> Observed {
-        Observed {
-            replica_sets: self.rs.clone(),
-            services: self.services.clone(),
-            router_weight: self.router,
-            analysis_runs: self.runs.clone(),
-            missing: Vec::new(),
-            baselines: self.baselines.clone(),
-            stable_template: self
-                .stable
-                .as_ref()
-                .and_then(|h| self.templates.get(h))
-                .cloned(),
-        }
-    }
-
-    /// Pods created by the last actions become available (one tick of kubelet/kwok).
-    pub(super) fn tick(&mut self) {
-        for rs in &mut self.rs {
-            rs.current = rs.replicas;
-            if self.pods_become_ready || rs.revision == 1 {
-                rs.ready = rs.replicas;
-                rs.available = rs.replicas;
-            } else {
-                rs.ready = rs.ready.min(rs.replicas);
-                rs.available = rs.available.min(rs.replicas);
-            }
-        }
-        for b in &mut self.baselines {
-            b.current = b.replicas;
-            if self.baselines_become_ready {
-                b.available = b.replicas;
-            }
-            b.available = b.available.min(b.replicas);
-        }
-    }
-
-    pub(super) fn apply(&mut self, actions: &[Action]) {
-        for a in actions {
-            match a {
-                Action::CreateReplicaSet {
-                    hash,
-                    revision,
-                    replicas,
-                } => {
-                    assert!(self.rs.iter().all(|rs| &rs.hash != hash), "created twice");
-                    self.rs.push(ReplicaSetState {
-                        name: format!("web-{hash}"),
-                        hash: hash.clone(),
-                        revision: *revision,
-                        replicas: *replicas,
-                        current: 0,
-                        ready: 0,
-                        available: 0,
-                        scale_down_at: None,
-                    });
-                }
-                Action::CreateBaselineReplicaSet {
-                    stable_hash,
-                    canary_hash,
-                    replicas,
-                    template,
-                } => {
-                    let name = super::baseline::replica_set_name("web", stable_hash, canary_hash);
-                    assert!(
-                        self.baselines.iter().all(|b| b.name != name),
-                        "baseline created twice"
-                    );
-                    assert_eq!(
-                        Some(template.as_ref()),
-                        self.templates.get(stable_hash),
-                        "a baseline runs the stable ReplicaSet's template"
-                    );
-                    self.baselines.push(BaselineState {
-                        name,
-                        stable_hash: stable_hash.clone(),
-                        canary_hash: canary_hash.clone(),
-                        replicas: *replicas,
-                        current: 0,
-                        available: 0,
-                    });
-                }
-                Action::ScaleReplicaSet { name, replicas, .. }
-                    if self.baselines.iter().any(|b| &b.name == name) =>
-                {
-                    let b = self
-                        .baselines
-                        .iter_mut()
-                        .find(|b| &b.name == name)
-                        .expect("checked");
-                    b.replicas = *replicas;
-                    b.current = b.current.min(*replicas);
-                    b.available = b.available.min(*replicas);
-                }
-                Action::ScaleReplicaSet {
-                    name,
-                    replicas,
-                    scale_down_at,
-                } => {
-                    let rs = self
-                        .rs
-                        .iter_mut()
-                        .find(|rs| &rs.name == name)
-                        .expect("scaled RS exists");
-                    rs.replicas = *replicas;
-                    rs.scale_down_at = *scale_down_at;
-                    // Scale-downs remove pods at once, unavailable ones first.
-                    rs.current = rs.current.min(*replicas);
-                    rs.available = rs.available.min(*replicas);
-                    rs.ready = rs.ready.min(*replicas);
-                }
-                Action::DeleteReplicaSet { name } => {
-                    self.rs.retain(|rs| &rs.name != name);
-                    self.baselines.retain(|b| &b.name != name);
-                }
-                Action::SetServiceSelector { service, hash } => {
-                    self.services.insert(service.clone(), Some(hash.clone()));
-                }
-                Action::SetCanaryWeight { weight } => self.router = Some(*weight),
-                Action::CreateAnalysisRun { name, .. } => self.runs.push(AnalysisRunState {
-                    name: name.clone(),
-                    phase: Some(AnalysisPhase::Running),
-                    message: None,
-                    created: None,
-                    terminating: false,
-                }),
-                Action::TerminateAnalysisRun { name } => {
-                    if let Some(run) = self.runs.iter_mut().find(|r| &r.name == name) {
-                        run.terminating = true;
-                    }
-                }
-                Action::DeleteAnalysisRun { name } => self.runs.retain(|r| &r.name != name),
-            }
-        }
-    }
-
-    fn sizes(&self, r: &Rollout, stable_hash: &str) -> (i32, i32) {
-        let h = hash_of(r);
-        let size = |hash: &str| {
-            self.rs
-                .iter()
-                .find(|rs| rs.hash == hash)
-                .map_or(0, |rs| rs.replicas)
-        };
-        (size(&h), size(stable_hash))
-    }
-}
-
-/// Plans and applies until nothing changes any more (or `max` rounds), checking the
-/// surge/availability budget after every round. Returns the last plan.
-pub(super) fn settle(
-    r: &mut Rollout,
-    w: &mut World,
-    now: Timestamp,
-    budget: Option<(i32, i32)>,
-) -> Plan {
-    settle_checking(r, w, now, budget, &|_| {})
-}
-
-/// [`settle`], also checking `invariant` after every round.
-pub(super) fn settle_checking(
-    r: &mut Rollout,
-    w: &mut World,
-    now: Timestamp,
-    budget: Option<(i32, i32)>,
-    invariant: &dyn Fn(&World),
-) -> Plan {
-    let mut last = None;
-    for _ in 0..50 {
-        w.stable = r.status.as_ref().and_then(|s| s.stable_rs.clone());
-        let p = plan(r, &w.observed(), now);
-        w.apply(&p.actions);
-        // The ReplicaSet of the current template holds that template.
-        let h = hash_of(r);
-        if w.rs.iter().any(|rs| rs.hash == h) {
-            w.templates
-                .entry(h)
-                .or_insert_with(|| r.spec.template.clone());
-        }
-        invariant(w);
-        if let Some((max_total, min_available)) = budget {
-            let total: i32 = w.rs.iter().map(|rs| rs.replicas).sum();
-            let available: i32 = w.rs.iter().map(|rs| rs.available).sum();
-            assert!(
-                total <= max_total,
-                "surge broken: {total} pods > {max_total}: {:?}",
-                w.rs
-            );
-            assert!(
-                available >= min_available,
-                "availability broken: {available} < {min_available}: {:?}",
-                w.rs
-            );
-        }
-        paused_only_with_the_step_in_place(r, &p, w);
-        w.tick();
-        let unchanged = p.actions.is_empty() && r.status.as_ref() == Some(&p.status);
-        r.status = Some(p.status.clone());
-        last = Some(p);
-        if unchanged {
-            return last.unwrap();
-        }
-    }
-    panic!("the plan did not settle in 50 rounds: {last:#?}");
-}
-
-/// A canary the controller reports paused at a step (a pause step, or an analysis step
-/// whose verdict was inconclusive) has that step's weight in place: the status reports it
-/// and the router (after this round's actions) holds it. Holds that freeze the rollout
-/// wherever it stands (`spec.paused`, an inconclusive background analysis) are not step
-/// pauses.
-fn paused_only_with_the_step_in_place(r: &Rollout, p: &Plan, w: &World) {
-    let Some(canary) = &r.spec.strategy.canary else {
-        return;
-    };
-    let s = &p.status;
-    let in_flight = s.stable_rs != s.current_pod_hash;
-    let at_step = s.pause_conditions.iter().any(|c| {
-        matches!(
-            c.reason,
-            PauseReason::CanaryPauseStep | PauseReason::InconclusiveAnalysis
-        )
-    });
-    if r.spec.paused || !in_flight || s.phase != Some(RolloutPhase::Paused) || !at_step {
-        return;
-    }
-    let index = s.current_step_index.unwrap_or(0).max(0) as usize;
-    let wanted = super::canary::setting_at(&canary.steps, index).weight;
-    let reported = s.canary.as_ref().and_then(|c| c.weights.as_ref());
-    assert_eq!(
-        reported.map(|w| w.canary),
-        Some(wanted),
-        "paused at step {index} reporting another weight than the step's: {s:#?}"
-    );
-    if canary.traffic_routing.is_some() {
-        assert_eq!(
-            w.router,
-            Some(wanted),
-            "paused at step {index} while the router holds another weight"
-        );
-    }
-}
-
-pub(super) fn phase(r: &Rollout) -> RolloutPhase {
-    r.status.as_ref().and_then(|s| s.phase).expect("phase set")
-}
-
-pub(super) fn step_index(r: &Rollout) -> i32 {
-    r.status
-        .as_ref()
-        .and_then(|s| s.current_step_index)
-        .unwrap()
-}
-
-pub(super) fn set_image(r: &mut Rollout, image: &str) {
-    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
-}
-
-pub(super) fn promote(r: &mut Rollout) {
-    r.status.as_mut().unwrap().pause_conditions.clear();
 }
 
 /// A Rollout at v1, fully rolled out in `w`.
@@ -1616,4 +1298,132 @@ fn abort_stops_a_step_run_still_measuring_and_a_retry_measures_afresh() {
     settle(&mut r, &mut w, after(2), None);
     assert_eq!(w.runs.len(), 2, "a retry measures afresh: {:?}", w.runs);
     assert!(!w.runs[1].terminating);
+}
+
+/// Found by the property tests: a Rollout created at zero replicas got no ReplicaSet, so
+/// its Services never selected anything and it went Degraded at the progress deadline
+/// instead of Healthy.
+#[test]
+fn a_rollout_created_at_zero_replicas_is_healthy() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let mut r = rollout(
+        "app:v1",
+        0,
+        json!({
+            "canaryService": "c", "stableService": "s",
+            "trafficRouting": { "nginx": { "stableIngress": "web" } },
+            "steps": [],
+        }),
+    );
+    let v1 = hash_of(&r);
+    settle(&mut r, &mut w, t0(), None);
+    settle(&mut r, &mut w, after(3600), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy, "{:?}", r.status);
+    assert_eq!(w.sizes(&r, &v1), (0, 0));
+    assert_eq!(w.rs.len(), 1, "the revision's ReplicaSet exists at 0");
+    assert_eq!(w.services["s"].as_deref(), Some(v1.as_str()));
+}
+
+/// Found by the property tests: the router kept a canary's weight while all its pods
+/// crash-looped, and set one for a canary sized to zero (a setCanaryScale of 0 beside a
+/// weight, a Rollout scaled to 0): that share of requests had no pod to go to.
+#[test]
+fn a_canary_without_available_pods_gets_no_traffic() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let router = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 40 }, { "pause": {} }, { "setCanaryScale": { "replicas": 0 } }, { "pause": {} }],
+    });
+    let (mut r, v1) = stable_at_v1(router, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(w.router, Some(40));
+    // Every canary pod crash-loops: its share goes back to stable at once.
+    for rs in w.rs.iter_mut().filter(|rs| rs.hash == v2) {
+        rs.available = 0;
+        rs.ready = 0;
+    }
+    let p = plan(&r, &w.observed(), after(1));
+    assert!(
+        p.actions.contains(&Action::SetCanaryWeight { weight: 0 }),
+        "{:?}",
+        p.actions
+    );
+    // Pods back: the step's weight returns; a canary scaled to 0 beside the weight keeps
+    // one pod to take it.
+    settle(&mut r, &mut w, after(2), None);
+    assert_eq!(w.router, Some(40));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(3), None);
+    assert_eq!(step_index(&r), 3);
+    assert_eq!(w.sizes(&r, &v1), (1, 5));
+    assert_eq!(w.router, Some(40));
+}
+
+/// Found by the property tests: a retry of a rollout aborted at its progress deadline
+/// (progressDeadlineAbort) kept the old progressedAt, so the next plan found the deadline
+/// passed and aborted again at once; retrying could never resume it. The retry action
+/// clears progressedAt, so the deadline counts from the retry.
+#[test]
+fn a_retry_after_a_progress_deadline_abort_gets_a_fresh_deadline() {
+    let mut w = World::new();
+    let mut r = rollout(
+        "app:v1",
+        2,
+        json!({ "steps": [{ "setWeight": 50 }, { "pause": {} }] }),
+    );
+    r.spec.progress_deadline_seconds = 60;
+    r.spec.progress_deadline_abort = true;
+    settle(&mut r, &mut w, t0(), None);
+    w.pods_become_ready = false;
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, after(1), None);
+    settle(&mut r, &mut w, after(61), None);
+    assert!(r.status.as_ref().unwrap().abort, "aborted at the deadline");
+    // Retry, as `kubectl sluice retry` patches it; the pods are fixed.
+    let (_, patch) = crate::actions::patch_for(crate::actions::UserAction::Retry, &r);
+    let s = r.status.as_mut().unwrap();
+    let fields = patch["status"].as_object().unwrap();
+    assert!(fields.contains_key("progressedAt"));
+    s.abort = false;
+    s.aborted_at = None;
+    s.progressed_at = None;
+    w.pods_become_ready = true;
+    settle(&mut r, &mut w, after(62), None);
+    let s = r.status.as_ref().unwrap();
+    assert!(!s.abort, "not aborted again: {:?}", s.message);
+    assert_eq!(s.phase, Some(RolloutPhase::Paused), "{:?}", s.message);
+}
+
+/// Found by the property tests: the router's weight was raised before canaryService was
+/// pointed at the new canary; a reconcile killed between the two writes left the share on
+/// whatever canaryService selected before (the stable revision, with no pod at 0
+/// replicas). A raised weight now follows the Service, a lowered one precedes it.
+#[test]
+fn a_raised_weight_is_written_after_the_canary_service_points_at_the_canary() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let router = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [{ "setWeight": 20 }, { "pause": {} }],
+    });
+    let (mut r, _) = stable_at_v1(router, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    let p = plan(&r, &w.observed(), t0());
+    w.apply(&p.actions);
+    w.tick();
+    r.status = Some(p.status);
+    let p = plan(&r, &w.observed(), t0());
+    let service = p.actions.iter().position(
+        |a| matches!(a, Action::SetServiceSelector { service, hash } if service == "c" && *hash == v2),
+    );
+    let weight = p
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SetCanaryWeight { weight: 20 }));
+    assert!(service.is_some() && weight.is_some(), "{:?}", p.actions);
+    assert!(service < weight, "{:?}", p.actions);
 }

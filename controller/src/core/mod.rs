@@ -21,6 +21,10 @@ mod analysis_tests;
 mod bluegreen_tests;
 #[cfg(test)]
 mod canary_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod testkit;
 
 use std::time::Duration;
 

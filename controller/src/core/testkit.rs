@@ -1,0 +1,337 @@
+//! The simulated cluster the core tests share: `World` applies the planner's actions the
+//! way the adapters do (new pods become available one tick later, router weights apply at
+//! once), so a test can drive a rollout through its steps and check invariants at every
+//! intermediate state; `settle` / `settle_checking` drive it. Nothing here decides what
+//! the planner should do.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use sluice_api::analysis::AnalysisPhase;
+use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
+
+use super::hash::pod_template_hash;
+use super::{Action, AnalysisRunState, BaselineState, Observed, Plan, ReplicaSetState, plan};
+
+pub(super) fn t0() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+pub(super) fn after(secs: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(secs)
+}
+
+pub(super) fn hash_of(r: &Rollout) -> String {
+    pod_template_hash(&r.spec.template)
+}
+
+/// The cluster as the planner's actions leave it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct World {
+    pub(super) rs: Vec<ReplicaSetState>,
+    pub(super) services: BTreeMap<String, Option<String>>,
+    pub(super) router: Option<i32>,
+    pub(super) runs: Vec<AnalysisRunState>,
+    /// When false, new pods never become available (a broken image).
+    pub(super) pods_become_ready: bool,
+    pub(super) baselines: Vec<BaselineState>,
+    /// When false, baseline pods never become available.
+    pub(super) baselines_become_ready: bool,
+    /// The pod template of each revision, as its ReplicaSet holds it.
+    pub(super) templates: BTreeMap<String, PodTemplateSpec>,
+    /// `status.stableRS` as last planned: whose template the runtime passes on.
+    pub(super) stable: Option<String>,
+}
+
+impl World {
+    pub(super) fn new() -> Self {
+        World {
+            pods_become_ready: true,
+            baselines_become_ready: true,
+            ..World::default()
+        }
+    }
+
+    pub(super) fn with_services(mut self, names: &[&str]) -> Self {
+        for n in names {
+            self.services.insert(n.to_string(), None);
+        }
+        self
+    }
+
+    pub(super) fn with_router(mut self) -> Self {
+        self.router = Some(0);
+        self
+    }
+
+    pub(super) fn observed(&self) -> Observed {
+        Observed {
+            replica_sets: self.rs.clone(),
+            services: self.services.clone(),
+            router_weight: self.router,
+            analysis_runs: self.runs.clone(),
+            missing: Vec::new(),
+            baselines: self.baselines.clone(),
+            stable_template: self
+                .stable
+                .as_ref()
+                .and_then(|h| self.templates.get(h))
+                .cloned(),
+        }
+    }
+
+    /// Pods created by the last actions become available (one tick of kubelet/kwok).
+    pub(super) fn tick(&mut self) {
+        for rs in &mut self.rs {
+            rs.current = rs.replicas;
+            if self.pods_become_ready || rs.revision == 1 {
+                rs.ready = rs.replicas;
+                rs.available = rs.replicas;
+            } else {
+                rs.ready = rs.ready.min(rs.replicas);
+                rs.available = rs.available.min(rs.replicas);
+            }
+        }
+        for b in &mut self.baselines {
+            b.current = b.replicas;
+            if self.baselines_become_ready {
+                b.available = b.replicas;
+            }
+            b.available = b.available.min(b.replicas);
+        }
+    }
+
+    pub(super) fn apply(&mut self, actions: &[Action]) {
+        for a in actions {
+            match a {
+                Action::CreateReplicaSet {
+                    hash,
+                    revision,
+                    replicas,
+                } => {
+                    assert!(self.rs.iter().all(|rs| &rs.hash != hash), "created twice");
+                    self.rs.push(ReplicaSetState {
+                        name: format!("web-{hash}"),
+                        hash: hash.clone(),
+                        revision: *revision,
+                        replicas: *replicas,
+                        current: 0,
+                        ready: 0,
+                        available: 0,
+                        scale_down_at: None,
+                    });
+                }
+                Action::CreateBaselineReplicaSet {
+                    stable_hash,
+                    canary_hash,
+                    replicas,
+                    template,
+                } => {
+                    let name = super::baseline::replica_set_name("web", stable_hash, canary_hash);
+                    assert!(
+                        self.baselines.iter().all(|b| b.name != name),
+                        "baseline created twice"
+                    );
+                    assert_eq!(
+                        Some(template.as_ref()),
+                        self.templates.get(stable_hash),
+                        "a baseline runs the stable ReplicaSet's template"
+                    );
+                    self.baselines.push(BaselineState {
+                        name,
+                        stable_hash: stable_hash.clone(),
+                        canary_hash: canary_hash.clone(),
+                        replicas: *replicas,
+                        current: 0,
+                        available: 0,
+                    });
+                }
+                Action::ScaleReplicaSet { name, replicas, .. }
+                    if self.baselines.iter().any(|b| &b.name == name) =>
+                {
+                    let b = self
+                        .baselines
+                        .iter_mut()
+                        .find(|b| &b.name == name)
+                        .expect("checked");
+                    b.replicas = *replicas;
+                    b.current = b.current.min(*replicas);
+                    b.available = b.available.min(*replicas);
+                }
+                Action::ScaleReplicaSet {
+                    name,
+                    replicas,
+                    scale_down_at,
+                } => {
+                    let rs = self
+                        .rs
+                        .iter_mut()
+                        .find(|rs| &rs.name == name)
+                        .expect("scaled RS exists");
+                    rs.replicas = *replicas;
+                    rs.scale_down_at = *scale_down_at;
+                    // Scale-downs remove pods at once, unavailable ones first.
+                    rs.current = rs.current.min(*replicas);
+                    rs.available = rs.available.min(*replicas);
+                    rs.ready = rs.ready.min(*replicas);
+                }
+                Action::DeleteReplicaSet { name } => {
+                    self.rs.retain(|rs| &rs.name != name);
+                    self.baselines.retain(|b| &b.name != name);
+                }
+                Action::SetServiceSelector { service, hash } => {
+                    self.services.insert(service.clone(), Some(hash.clone()));
+                }
+                Action::SetCanaryWeight { weight } => self.router = Some(*weight),
+                Action::CreateAnalysisRun { name, .. } => self.runs.push(AnalysisRunState {
+                    name: name.clone(),
+                    phase: Some(AnalysisPhase::Running),
+                    message: None,
+                    created: None,
+                    terminating: false,
+                }),
+                Action::TerminateAnalysisRun { name } => {
+                    if let Some(run) = self.runs.iter_mut().find(|r| &r.name == name) {
+                        run.terminating = true;
+                    }
+                }
+                Action::DeleteAnalysisRun { name } => self.runs.retain(|r| &r.name != name),
+            }
+        }
+    }
+
+    pub(super) fn sizes(&self, r: &Rollout, stable_hash: &str) -> (i32, i32) {
+        let h = hash_of(r);
+        let size = |hash: &str| {
+            self.rs
+                .iter()
+                .find(|rs| rs.hash == hash)
+                .map_or(0, |rs| rs.replicas)
+        };
+        (size(&h), size(stable_hash))
+    }
+}
+
+/// Plans and applies until nothing changes any more (or `max` rounds), checking the
+/// surge/availability budget after every round. Returns the last plan.
+pub(super) fn settle(
+    r: &mut Rollout,
+    w: &mut World,
+    now: Timestamp,
+    budget: Option<(i32, i32)>,
+) -> Plan {
+    settle_checking(r, w, now, budget, &|_| {})
+}
+
+/// [`settle`], also checking `invariant` after every round.
+pub(super) fn settle_checking(
+    r: &mut Rollout,
+    w: &mut World,
+    now: Timestamp,
+    budget: Option<(i32, i32)>,
+    invariant: &dyn Fn(&World),
+) -> Plan {
+    let mut last = None;
+    for _ in 0..50 {
+        w.stable = r.status.as_ref().and_then(|s| s.stable_rs.clone());
+        let p = plan(r, &w.observed(), now);
+        w.apply(&p.actions);
+        // The ReplicaSet of the current template holds that template.
+        let h = hash_of(r);
+        if w.rs.iter().any(|rs| rs.hash == h) {
+            w.templates
+                .entry(h)
+                .or_insert_with(|| r.spec.template.clone());
+        }
+        invariant(w);
+        if let Some((max_total, min_available)) = budget {
+            let total: i32 = w.rs.iter().map(|rs| rs.replicas).sum();
+            let available: i32 = w.rs.iter().map(|rs| rs.available).sum();
+            assert!(
+                total <= max_total,
+                "surge broken: {total} pods > {max_total}: {:?}",
+                w.rs
+            );
+            assert!(
+                available >= min_available,
+                "availability broken: {available} < {min_available}: {:?}",
+                w.rs
+            );
+        }
+        paused_only_with_the_step_in_place(r, &p, w);
+        w.tick();
+        let unchanged = p.actions.is_empty() && r.status.as_ref() == Some(&p.status);
+        r.status = Some(p.status.clone());
+        last = Some(p);
+        if unchanged {
+            return last.unwrap();
+        }
+    }
+    panic!("the plan did not settle in 50 rounds: {last:#?}");
+}
+
+/// A canary the controller reports paused at a step (a pause step, or an analysis step
+/// whose verdict was inconclusive) has that step's weight in place: the status reports it
+/// and the router (after this round's actions) holds it. Holds that freeze the rollout
+/// wherever it stands (`spec.paused`, an inconclusive background analysis) are not step
+/// pauses. With a router, a canary none of whose pods is available holds no weight while
+/// it pauses: its share is back on stable until a pod is up again.
+fn paused_only_with_the_step_in_place(r: &Rollout, p: &Plan, w: &World) {
+    let Some(canary) = &r.spec.strategy.canary else {
+        return;
+    };
+    let s = &p.status;
+    let in_flight = s.stable_rs != s.current_pod_hash;
+    let at_step = s.pause_conditions.iter().any(|c| {
+        matches!(
+            c.reason,
+            PauseReason::CanaryPauseStep | PauseReason::InconclusiveAnalysis
+        )
+    });
+    if r.spec.paused || !in_flight || s.phase != Some(RolloutPhase::Paused) || !at_step {
+        return;
+    }
+    let index = s.current_step_index.unwrap_or(0).max(0) as usize;
+    let canary_down =
+        w.rs.iter()
+            .find(|rs| Some(&rs.hash) == s.current_pod_hash.as_ref())
+            .is_none_or(|rs| rs.available == 0);
+    let wanted = if canary.traffic_routing.is_some() && canary_down {
+        0
+    } else {
+        super::canary::setting_at(&canary.steps, index).weight
+    };
+    let reported = s.canary.as_ref().and_then(|c| c.weights.as_ref());
+    assert_eq!(
+        reported.map(|w| w.canary),
+        Some(wanted),
+        "paused at step {index} reporting another weight than the step's: {s:#?}"
+    );
+    if canary.traffic_routing.is_some() {
+        assert_eq!(
+            w.router,
+            Some(wanted),
+            "paused at step {index} while the router holds another weight"
+        );
+    }
+}
+
+pub(super) fn phase(r: &Rollout) -> RolloutPhase {
+    r.status.as_ref().and_then(|s| s.phase).expect("phase set")
+}
+
+pub(super) fn step_index(r: &Rollout) -> i32 {
+    r.status
+        .as_ref()
+        .and_then(|s| s.current_step_index)
+        .unwrap()
+}
+
+pub(super) fn set_image(r: &mut Rollout, image: &str) {
+    r.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+}
+
+pub(super) fn promote(r: &mut Rollout) {
+    r.status.as_mut().unwrap().pause_conditions.clear();
+}
