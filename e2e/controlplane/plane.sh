@@ -217,6 +217,18 @@ options:
   kwokControllerBinary: $KWOK_BIN/kwok
   cacheDir: $KWOK_WORKDIR/cache
   quietPull: true
+# One instance each, and nothing here restarts a process that exits: with leader election
+# on, kube-controller-manager and kube-scheduler exit as soon as an apiserver outage
+# outlasts their lease renewal (restart-apiserver), and the plane never heals.
+componentsPatches:
+  - name: kube-controller-manager
+    extraArgs:
+      - key: leader-elect
+        value: "false"
+  - name: kube-scheduler
+    extraArgs:
+      - key: leader-elect
+        value: "false"
 EOF
 }
 
@@ -478,6 +490,10 @@ cmd_restart_apiserver() {
     echo $! >"$pidf"
     wait_until "$UP_TIMEOUT" apiserver_ready ||
         fail_component kube-apiserver "/readyz not ok within ${UP_TIMEOUT}s after a restart"
+    local c
+    for c in etcd kube-controller-manager kube-scheduler kwok; do
+        component_pid "$c" >/dev/null || fail_component "$c" "exited while kube-apiserver restarted"
+    done
     log "kube-apiserver restarted and ready ($((SECONDS - T0))s)"
 }
 
