@@ -34,7 +34,7 @@ struct Seen {
 }
 
 const PAUSE_SECS: u64 = 6;
-const MEASUREMENTS: i32 = 6;
+const MEASUREMENTS: i32 = 7;
 
 #[tokio::test]
 async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() -> Result<()> {
@@ -50,7 +50,7 @@ async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() 
     }))
     .await?;
     // Always healthy: what is under test is the bookkeeping across restarts, not the
-    // verdict. Six measurements two seconds apart keep each analysis step alive across
+    // verdict. Seven measurements two seconds apart keep each analysis step alive across
     // several kills.
     env.apply(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
