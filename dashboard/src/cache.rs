@@ -53,7 +53,7 @@ impl Caches {
                 api::<DeserializeGuard<Rollout>>(client, namespace),
                 watcher::Config::default(),
             )
-            .default_backoff()
+            .backoff(sluice_controller::runtime::backoff::WatchBackoff::default())
             .reflect(rollout_writer)
             .map(|_| ())
             .boxed(),
@@ -61,7 +61,7 @@ impl Caches {
                 api::<ReplicaSet>(client, namespace),
                 watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
             )
-            .default_backoff()
+            .backoff(sluice_controller::runtime::backoff::WatchBackoff::default())
             .reflect(rs_writer)
             .map(|_| ())
             .boxed(),
@@ -69,7 +69,7 @@ impl Caches {
                 api::<AnalysisRun>(client, namespace),
                 watcher::Config::default().labels(ROLLOUT_LABEL),
             )
-            .default_backoff()
+            .backoff(sluice_controller::runtime::backoff::WatchBackoff::default())
             .reflect(run_writer)
             .map(|_| ())
             .boxed(),
@@ -81,7 +81,7 @@ impl Caches {
                     sluice_api::VERSION
                 )),
             )
-            .default_backoff()
+            .backoff(sluice_controller::runtime::backoff::WatchBackoff::default())
             .reflect(event_writer)
             .map(|_| ())
             .boxed(),

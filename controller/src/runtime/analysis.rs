@@ -64,8 +64,15 @@ pub async fn run(
     });
     Controller::new(
         api::<DeserializeGuard<AnalysisRun>>(&client, settings.namespace.as_deref()),
-        watcher::Config::default().any_semantic(),
+        // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
+        // after an apiserver restart a cached list (resourceVersion=0) can be older than
+        // the new watch cache, every watch from it fails with 410 Gone, and the watcher
+        // re-lists into the same stale answer with a growing backoff (seen in e2e: no
+        // event for minutes). client-go falls back to a consistent list; kube-runtime
+        // does not, so always ask for one.
+        watcher::Config::default(),
     )
+    .trigger_backoff(super::backoff::WatchBackoff::default())
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|_| async {})

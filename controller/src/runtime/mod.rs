@@ -132,7 +132,7 @@ pub async fn run(
         api::<ReplicaSet>(&client, ns),
         watcher::Config::default().labels(ROLLOUT_LABEL),
     )
-    .default_backoff()
+    .backoff(backoff::WatchBackoff::default())
     .reflect(rs_writer)
     .touched_objects();
     let (analysis_runs, run_writer) = reflector::store();
@@ -140,13 +140,19 @@ pub async fn run(
         api::<AnalysisRun>(&client, ns),
         watcher::Config::default().labels(ROLLOUT_LABEL),
     )
-    .default_backoff()
+    .backoff(backoff::WatchBackoff::default())
     .reflect(run_writer)
     .touched_objects();
 
     let controller = Controller::new(
         api::<DeserializeGuard<Rollout>>(&client, ns),
-        watcher::Config::default().any_semantic(),
+        // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
+        // after an apiserver restart a cached list (resourceVersion=0) can be older than
+        // the new watch cache, every watch from it fails with 410 Gone, and the watcher
+        // re-lists into the same stale answer with a growing backoff (seen in e2e: no
+        // event for minutes). client-go falls back to a consistent list; kube-runtime
+        // does not, so always ask for one.
+        watcher::Config::default(),
     );
     let rollouts = controller.store();
     let caches_ready = {
@@ -218,6 +224,8 @@ pub async fn run(
                 }
             },
         )
+        // The Controller's own watches (Rollouts, owned and referenced objects).
+        .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         // Failures are logged with their category by `error_policy`.
