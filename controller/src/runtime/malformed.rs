@@ -9,6 +9,9 @@
 //! event, for malformed objects only): the stored status says whether it was already
 //! reported, and deserializing the JSON once more, tracking the path, names the field.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, Patch};
 use kube::core::DeserializeGuard;
@@ -160,6 +163,26 @@ pub fn problem<K: serde::de::DeserializeOwned>(shape: Shape, object: &Value) -> 
     })
 }
 
+/// True the first time a status write for this version of the object was refused.
+fn refused_once(stored: &Value) -> bool {
+    static REFUSED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let key = format!(
+        "{}/{}",
+        stored
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        stored
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    );
+    REFUSED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key)
+}
+
 /// The Recorder of the controllers' Events (`reportingController: sluice`).
 pub fn recorder(client: &Client) -> Recorder {
     Recorder::new(
@@ -204,12 +227,29 @@ where
     };
     let message = format!("the {} cannot be read: {problem}", resource.kind);
     let decision = decide(shape, &stored, &message, Timestamp::now());
+    let mut event = decision.event;
     if let Some(patch) = &decision.patch {
-        api.patch_status(&name, &update_params(), &Patch::Merge(patch))
-            .await?;
+        match api
+            .patch_status(&name, &update_params(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => {}
+            // The apiserver validates the whole object on a status write, and a CEL rule
+            // over the stored bad field cannot even be evaluated ("invalid data"), which
+            // validation ratcheting does not excuse: no status can be written. The Event
+            // is then all that says it, once per version of the object in this process.
+            Err(kube::Error::Api(s)) if s.code == 422 => {
+                event = refused_once(&stored);
+                if event {
+                    warn!(kind = %resource.kind, object = %name, error = %s.message,
+                        "the apiserver refuses the status of a malformed object");
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let object = format!("{}/{name}", namespace.as_deref().unwrap_or_default());
-    if decision.event {
+    if event {
         let event = Event {
             type_: EventType::Warning,
             reason: REASON.into(),
@@ -450,5 +490,31 @@ mod tests {
         .await;
         result.expect("nothing to do");
         assert_eq!(seen.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_status_write_leaves_one_event_and_no_retry_loop() {
+        use crate::adapters::mock_api::exchange;
+        let mut object = stored(Value::Null);
+        object["metadata"]["uid"] = json!("uid-refused");
+        let refused = (
+            422,
+            json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                    "reason": "Invalid", "message": "invalid data, expected int, got string" }),
+        );
+        for (round, expected) in [(1, 3), (2, 2)] {
+            let mut responses = vec![(200, object.clone()), refused.clone()];
+            if round == 1 {
+                responses.push((200, json!({})));
+            }
+            let doc = object.clone();
+            let (result, seen) = exchange(responses, |client| async move {
+                let recorder = recorder(&client);
+                report(&client, &recorder, &guard(&doc), Shape::Rollout).await
+            })
+            .await;
+            result.expect("a refused write is not an error to retry");
+            assert_eq!(seen.len(), expected, "round {round}: {seen:#?}");
+        }
     }
 }
