@@ -396,10 +396,11 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
     };
     for service in services {
         match workload::service_hash(&ctx.client, &namespace, service).await? {
-            Some(hash) => {
+            workload::ServiceRef::Pins(hash) => {
                 observed.services.insert(service.clone(), hash);
             }
-            None => observed
+            workload::ServiceRef::Unusable(why) => observed.unusable.push(why),
+            workload::ServiceRef::Missing => observed
                 .missing
                 .push(format!("Service {namespace}/{service}")),
         }
@@ -412,34 +413,42 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             observed.router_weight = router.current_weight().await?;
         }
     }
-    let analyses: Vec<&sluice_api::rollout::RolloutAnalysis> =
+    // Each analysis with the field it is written in, for the messages.
+    let analyses: Vec<(String, &sluice_api::rollout::RolloutAnalysis)> =
         match (&strategy.canary, &strategy.blue_green) {
             (Some(c), _) => c
                 .steps
                 .iter()
-                .filter_map(|s| s.analysis.as_ref())
-                .chain(c.analysis.as_ref().map(|b| &b.analysis))
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.analysis
+                        .as_ref()
+                        .map(|a| (format!("spec.strategy.canary.steps[{i}].analysis"), a))
+                })
+                .chain(
+                    c.analysis
+                        .as_ref()
+                        .map(|b| ("spec.strategy.canary.analysis".to_string(), &b.analysis)),
+                )
                 .collect(),
-            (None, Some(b)) => [&b.pre_promotion_analysis, &b.post_promotion_analysis]
-                .into_iter()
-                .flatten()
-                .collect(),
+            (None, Some(b)) => [
+                ("prePromotionAnalysis", &b.pre_promotion_analysis),
+                ("postPromotionAnalysis", &b.post_promotion_analysis),
+            ]
+            .into_iter()
+            .filter_map(|(f, a)| {
+                a.as_ref()
+                    .map(|a| (format!("spec.strategy.blueGreen.{f}"), a))
+            })
+            .collect(),
             (None, None) => Vec::new(),
         };
-    for analysis in analyses {
-        for t in &analysis.templates {
-            if runs::fetch_template(&ctx.client, &namespace, &t.template_name, t.cluster_scope)
-                .await?
-                .is_none()
-            {
-                let kind = if t.cluster_scope {
-                    "ClusterAnalysisTemplate"
-                } else {
-                    "AnalysisTemplate"
-                };
-                observed.missing.push(format!("{kind} {}", t.template_name));
-            }
-        }
+    for (field, analysis) in analyses {
+        let (missing, unusable) = runs::check(&ctx.client, rollout, analysis).await?;
+        observed.missing.extend(missing);
+        observed
+            .unusable
+            .extend(unusable.into_iter().map(|why| format!("{field}: {why}")));
     }
     Ok(observed)
 }
