@@ -90,14 +90,16 @@ fn bad_objects() -> Vec<Bad> {
                 "spec": {
                     // Not `replicas`: the scale subresource makes the apiserver check that
                     // one whatever the schema says.
+                    // Nor a field with a CEL rule: the apiserver would refuse its status
+                    // (the bad-cel template is that case).
                     "replicas": 1,
-                    "minReadySeconds": "soon",
+                    "paused": "sometimes",
                     "selector": { "matchLabels": { "app": "bad" } },
                     "template": pod_template("v1"),
                     "strategy": { "canary": { "steps": [{ "setWeight": 50 }] } },
                 },
             }),
-            "spec.minReadySeconds",
+            "spec.paused",
             true,
         ),
         bad(
