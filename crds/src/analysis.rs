@@ -31,10 +31,11 @@ fn default_group() -> String {
 }
 
 /// A reference from a Rollout to an AnalysisTemplate or ClusterAnalysisTemplate.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisTemplateRef {
     /// Name of the template.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("templateName must not be empty"))]
     pub template_name: String,
 
     /// True to use a ClusterAnalysisTemplate instead of an AnalysisTemplate in the
@@ -104,9 +105,10 @@ pub enum PodTemplateHashValue {
     validation = Rule::new("!has(self.measurementRetention) || self.measurementRetention.all(r, r.metricName == '*' || self.metrics.exists(m, m.name == r.metricName))").message("every measurementRetention.metricName must name a metric of this analysis, or be *")
 )]
 pub struct AnalysisSpec {
-    /// Arguments the metrics use as `{{args.NAME}}`.
+    /// Arguments the metrics use as `{{args.NAME}}`; names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub args: Vec<AnalysisRunArgument>,
 
     /// The metrics to measure.
@@ -215,10 +217,12 @@ pub struct MetricProvider {
 }
 
 /// How to reach a Prometheus server.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusConnection {
     /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/]+')").message("address must be an http:// or https:// URL"))]
     pub address: String,
 
     /// Time limit of one query (default 30s).
@@ -253,7 +257,7 @@ pub struct PrometheusAuthentication {
 }
 
 /// A Prometheus query.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusMetric {
     /// The server to ask.
@@ -261,6 +265,7 @@ pub struct PrometheusMetric {
     pub connection: PrometheusConnection,
 
     /// PromQL; `{{args.NAME}}` is replaced by the argument's value.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("query must not be empty"))]
     pub query: String,
 
     /// Run as a range query over the last `lookback`, every `step`, instead of an
@@ -298,8 +303,10 @@ pub struct JudgeMetric {
     /// Resolution of the compared series.
     pub step: HumanDuration,
 
-    /// The signals to compare.
+    /// The signals to compare; names are unique (a list keyed by name, so the apiserver
+    /// rejects a repeated one at no CEL cost).
     #[schemars(length(min = 1, max = 50))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub signals: Vec<JudgeSignal>,
 
     /// Relative weight of each signal group in the score; groups not listed weigh the same

@@ -93,10 +93,12 @@ pub struct RolloutSpec {
     /// Minimum seconds a new pod must be ready, without any container crashing, to count
     /// as available. Defaults to 0.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self >= 0").message("minReadySeconds must not be negative"))]
     pub min_ready_seconds: i32,
 
     /// How many old ReplicaSets to keep for rollback. Defaults to 10.
     #[serde(default = "default_revision_history_limit")]
+    #[x_kube(validation = Rule::new("self >= 0").message("revisionHistoryLimit must not be negative"))]
     pub revision_history_limit: i32,
 
     /// Pauses the rollout where it stands: no step advances until this is false again.
@@ -106,6 +108,7 @@ pub struct RolloutSpec {
     /// Seconds a rollout may make no progress before it is reported with
     /// `Progressing=False` reason `ProgressDeadlineExceeded`. Defaults to 600.
     #[serde(default = "default_progress_deadline_seconds")]
+    #[x_kube(validation = Rule::new("self >= 1").message("progressDeadlineSeconds must be at least 1"))]
     pub progress_deadline_seconds: i32,
 
     /// Abort the rollout (traffic back to stable) when the progress deadline is exceeded,
@@ -159,17 +162,20 @@ pub struct RolloutStrategy {
     validation = Rule::new("!has(self.canaryService) || !has(self.stableService) || self.canaryService != self.stableService").message("canaryService and stableService must name different Services"),
     validation = Rule::new("!has(self.trafficRouting) || (has(self.canaryService) && has(self.stableService))").message("trafficRouting needs both canaryService and stableService"),
     validation = Rule::new("!(type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') || !(type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%')").message("maxSurge and maxUnavailable must not both be zero"),
-    validation = Rule::new("!self.dynamicStableScale || has(self.trafficRouting)").message("dynamicStableScale needs trafficRouting: without a router the stable size is what splits traffic")
+    validation = Rule::new("!self.dynamicStableScale || has(self.trafficRouting)").message("dynamicStableScale needs trafficRouting: without a router the stable size is what splits traffic"),
+    validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (self.analysis.startingStep >= 0 && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of a step")
 )]
 pub struct CanaryStrategy {
     /// Service whose selector sluice points at the new version's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("canaryService must be a Service name: lowercase letters, digits and -, starting with a letter"))]
     pub canary_service: Option<String>,
 
     /// Service whose selector sluice points at the stable version's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("stableService must be a Service name: lowercase letters, digits and -, starting with a letter"))]
     pub stable_service: Option<String>,
 
     /// How traffic is split. Without it the split is approximated by replica counts.
@@ -212,10 +218,12 @@ pub struct CanaryStrategy {
 
     /// Seconds to keep the old ReplicaSet up after traffic has moved off it. Defaults to 30.
     #[serde(default = "default_scale_down_delay_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0").message("scaleDownDelaySeconds must not be negative"))]
     pub scale_down_delay_seconds: i32,
 
     /// Seconds to keep the canary ReplicaSet up after an abort. Defaults to 30.
     #[serde(default = "default_scale_down_delay_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0").message("abortScaleDownDelaySeconds must not be negative"))]
     pub abort_scale_down_delay_seconds: i32,
 
     /// With a traffic router, scale the stable ReplicaSet down as its weight falls instead
@@ -259,11 +267,12 @@ pub struct TrafficRouting {
 }
 
 /// NGINX Ingress canary routing.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NginxTrafficRouting {
     /// Name of the user's Ingress that routes to `stableService`. It is never modified;
     /// sluice copies its rules into `<rollout>-<ingress>-canary`.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("nginx.stableIngress must not be empty"))]
     pub stable_ingress: String,
 
     /// Prefix of the canary annotations. Defaults to `nginx.ingress.kubernetes.io`.
@@ -276,11 +285,12 @@ pub struct NginxTrafficRouting {
 }
 
 /// Gateway API HTTPRoute routing.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayApiTrafficRouting {
     /// Name of the HTTPRoute whose backendRefs to `canaryService` and `stableService`
     /// get the weights.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("gatewayAPI.httpRoute must not be empty"))]
     pub http_route: String,
 
     /// Namespace of the HTTPRoute. Defaults to the Rollout's namespace.
@@ -350,9 +360,10 @@ pub struct RolloutAnalysis {
     #[schemars(length(max = 20))]
     pub templates: Vec<AnalysisTemplateRef>,
 
-    /// Values for the templates' args.
+    /// Values for the templates' args; names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub args: Vec<AnalysisRunArgument>,
 }
 
@@ -382,11 +393,13 @@ pub struct BlueGreenStrategy {
     /// active revision. Required.
     #[serde(default)]
     #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("size(self) == 0 || self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("activeService must be a Service name: lowercase letters, digits and -, starting with a letter"))]
     pub active_service: String,
 
     /// Service that sluice points at the new revision before promotion, for testing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("previewService must be a Service name: lowercase letters, digits and -, starting with a letter"))]
     pub preview_service: Option<String>,
 
     /// Pods of the new revision while in preview (capped at `spec.replicas`). Defaults
@@ -409,10 +422,12 @@ pub struct BlueGreenStrategy {
     /// Seconds to keep the old revision up after the switch, so that a failed
     /// post-promotion analysis can switch back at once. Defaults to 30.
     #[serde(default = "default_scale_down_delay_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0").message("scaleDownDelaySeconds must not be negative"))]
     pub scale_down_delay_seconds: i32,
 
     /// Seconds to keep the new revision up after an abort. Defaults to 30.
     #[serde(default = "default_scale_down_delay_seconds")]
+    #[x_kube(validation = Rule::new("self >= 0").message("abortScaleDownDelaySeconds must not be negative"))]
     pub abort_scale_down_delay_seconds: i32,
 
     /// Analysis that must pass before `activeService` switches.

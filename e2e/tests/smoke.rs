@@ -399,6 +399,111 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
             ),
             "autoPromotionSeconds must not be negative",
         ),
+        (
+            "negative minReadySeconds",
+            with(canary(), &[("/spec/minReadySeconds", json!(-1))]),
+            "minReadySeconds must not be negative",
+        ),
+        (
+            "negative revisionHistoryLimit",
+            with(canary(), &[("/spec/revisionHistoryLimit", json!(-1))]),
+            "revisionHistoryLimit must not be negative",
+        ),
+        (
+            "zero progress deadline",
+            with(canary(), &[("/spec/progressDeadlineSeconds", json!(0))]),
+            "progressDeadlineSeconds must be at least 1",
+        ),
+        (
+            "negative scale-down delay",
+            with(canary(), &[(&p("/scaleDownDelaySeconds"), json!(-1))]),
+            "scaleDownDelaySeconds must not be negative",
+        ),
+        (
+            "negative abort scale-down delay",
+            with(
+                valid_blue_green(),
+                &[(&b("/abortScaleDownDelaySeconds"), json!(-1))],
+            ),
+            "abortScaleDownDelaySeconds must not be negative",
+        ),
+        (
+            "canaryService not a Service name",
+            with(canary(), &[(&p("/canaryService"), json!("Web_Canary"))]),
+            "canaryService must be a Service name",
+        ),
+        (
+            "stableService not a Service name",
+            with(canary(), &[(&p("/stableService"), json!("web.stable"))]),
+            "stableService must be a Service name",
+        ),
+        (
+            "activeService not a Service name",
+            with(valid_blue_green(), &[(&b("/activeService"), json!("Web"))]),
+            "activeService must be a Service name",
+        ),
+        (
+            "previewService not a Service name",
+            with(
+                valid_blue_green(),
+                &[(&b("/previewService"), json!("9-preview"))],
+            ),
+            "previewService must be a Service name",
+        ),
+        (
+            "background analysis from a step that does not exist",
+            with(canary(), &[(&p("/analysis/startingStep"), json!(7))]),
+            "analysis.startingStep must be the index of a step",
+        ),
+        (
+            "the same arg twice",
+            with(
+                canary(),
+                &[(&p("/steps/3/analysis/args/1/name"), json!("service"))],
+            ),
+            "Duplicate value",
+        ),
+        (
+            "empty templateName",
+            with(
+                canary(),
+                &[(&p("/steps/3/analysis/templates/0/templateName"), json!(""))],
+            ),
+            "templateName must not be empty",
+        ),
+        (
+            "empty stableIngress",
+            with(
+                canary(),
+                &[(&p("/trafficRouting/nginx/stableIngress"), json!(""))],
+            ),
+            "nginx.stableIngress must not be empty",
+        ),
+        (
+            "empty httpRoute",
+            with(
+                canary(),
+                &[(
+                    &p("/trafficRouting"),
+                    json!({ "gatewayAPI": { "httpRoute": "" } }),
+                )],
+            ),
+            "gatewayAPI.httpRoute must not be empty",
+        ),
+        // Schema rules (types, bounds) rather than CEL: the apiserver names the field.
+        (
+            "replicas of the wrong type",
+            with(canary(), &[("/spec/replicas", json!("three"))]),
+            "spec.replicas in body must be of type integer",
+        ),
+        (
+            "weight of the wrong type",
+            with(
+                canary(),
+                &[(&p("/steps/0"), json!({ "setWeight": "half" }))],
+            ),
+            "spec.strategy.canary.steps[0].setWeight in body must be of type integer",
+        ),
     ]
 }
 
@@ -497,6 +602,73 @@ fn template_cases() -> Vec<(&'static str, Value, &'static str)> {
             "unparsable interval",
             with(t(), &[("/spec/metrics/0/interval", json!("every minute"))]),
             "must be a duration such as 30s",
+        ),
+        (
+            "the same arg twice",
+            with(
+                t(),
+                &[(
+                    "/spec/args",
+                    json!([{ "name": "service" }, { "name": "service" }]),
+                )],
+            ),
+            "Duplicate value",
+        ),
+        (
+            "address not a URL",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/0/provider/prometheus/address",
+                    json!("prometheus:9090"),
+                )],
+            ),
+            "address must be an http:// or https:// URL",
+        ),
+        (
+            "empty query",
+            with(
+                t(),
+                &[("/spec/metrics/0/provider/prometheus/query", json!(""))],
+            ),
+            "query must not be empty",
+        ),
+        (
+            "the same judge signal twice",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1/provider/judge/signals",
+                    json!([
+                        { "name": "latency", "canaryQuery": "a", "baselineQuery": "b" },
+                        { "name": "latency", "canaryQuery": "c", "baselineQuery": "d" },
+                    ]),
+                )],
+            ),
+            "spec.metrics[1].provider.judge.signals[1]: Duplicate value",
+        ),
+        // Schema rules (types, bounds) rather than CEL: the apiserver names the field.
+        (
+            "negative failureLimit",
+            with(t(), &[("/spec/metrics/0/failureLimit", json!(-1))]),
+            "spec.metrics[0].failureLimit in body should be greater than or equal to 0",
+        ),
+        (
+            "judge confidence above 0.9999",
+            with(
+                t(),
+                &[("/spec/metrics/1/provider/judge/confidence", json!(2))],
+            ),
+            // The apiserver prints the bound truncated ("... equal to 0"), not 0.9999.
+            "spec.metrics[1].provider.judge.confidence in body should be less than or equal to",
+        ),
+        (
+            "judge without signals",
+            with(
+                t(),
+                &[("/spec/metrics/1/provider/judge/signals", json!([]))],
+            ),
+            "spec.metrics[1].provider.judge.signals in body should have at least 1 items",
         ),
     ]
 }

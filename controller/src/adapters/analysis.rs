@@ -39,6 +39,43 @@ pub async fn fetch_template(
     })
 }
 
+/// What is wrong with an analysis of a Rollout that only shows once its templates are
+/// read, without creating anything: (missing templates, unusable parts) — a template
+/// that does not deserialize, an arg no one gives a value, a `fieldRef` the Rollout
+/// lacks, a metric in two templates. Otherwise the run's creation would fail on every
+/// reconcile, retried for ever and never reported.
+pub async fn check(
+    client: &Client,
+    rollout: &Rollout,
+    analysis: &RolloutAnalysis,
+) -> Result<(Vec<String>, Vec<String>), AdapterError> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let (mut missing, mut unusable, mut templates) = (Vec::new(), Vec::new(), Vec::new());
+    for t in &analysis.templates {
+        let kind = if t.cluster_scope {
+            "ClusterAnalysisTemplate"
+        } else {
+            "AnalysisTemplate"
+        };
+        match fetch_template(client, &namespace, &t.template_name, t.cluster_scope).await {
+            Ok(Some(spec)) => templates.push(spec),
+            Ok(None) => missing.push(format!("{kind} {}", t.template_name)),
+            Err(AdapterError::Kube(kube::Error::SerdeError(e))) => {
+                unusable.push(format!("{kind} {} cannot be read: {e}", t.template_name));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if missing.is_empty() && unusable.is_empty() {
+        let merged = resolve_field_refs(rollout, &analysis.args)
+            .and_then(|args| merge(&templates, &args, "stable", "latest"));
+        if let Err(e) = merged {
+            unusable.push(e.to_string());
+        }
+    }
+    Ok((missing, unusable))
+}
+
 /// Merges the templates of an analysis into one run spec, with the Rollout's args
 /// overriding the templates' defaults and pod-template hashes resolved.
 pub fn merge(

@@ -242,19 +242,38 @@ pub async fn delete_replica_set(
     }
 }
 
-/// The revision hash a Service's selector pins; `Ok(None)` when the Service does not
-/// exist (reported as a missing reference), `Some(None)` when it pins no revision yet.
+/// What a Service is to the Rollout naming it: missing (a missing reference), unusable
+/// (an ExternalName Service selects no pods), or the revision hash its selector pins
+/// (`Pins(None)` when it pins none yet).
 pub async fn service_hash(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<Option<Option<String>>, AdapterError> {
+) -> Result<ServiceRef, AdapterError> {
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
-    Ok(api.get_opt(name).await?.map(|svc| {
-        svc.spec
-            .and_then(|s| s.selector)
-            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned())
-    }))
+    let Some(svc) = api.get_opt(name).await? else {
+        return Ok(ServiceRef::Missing);
+    };
+    let spec = svc.spec.unwrap_or_default();
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Ok(ServiceRef::Unusable(format!(
+            "Service {name} is of type ExternalName: it has no selector to point at a revision"
+        )));
+    }
+    Ok(ServiceRef::Pins(
+        spec.selector
+            .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned()),
+    ))
+}
+
+/// What a Service a Rollout names is to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceRef {
+    Missing,
+    /// It exists but can never route to a revision; why.
+    Unusable(String),
+    /// It selects pods; the pod-template hash its selector pins, if any.
+    Pins(Option<String>),
 }
 
 /// Points a Service at a revision by adding the hash label to its selector. A merge

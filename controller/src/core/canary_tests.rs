@@ -602,6 +602,31 @@ fn analysis_step_blocks_until_verdict_and_failure_aborts() {
 }
 
 #[test]
+fn unusable_references_are_reported_and_nothing_is_touched() {
+    let r = rollout(
+        "app:v1",
+        3,
+        json!({ "canaryService": "c", "stableService": "s", "steps": [] }),
+    );
+    let observed = Observed {
+        unusable: vec!["Service s is of type ExternalName".into()],
+        ..Observed::default()
+    };
+    let p = plan(&r, &observed, t0());
+    assert!(p.actions.is_empty());
+    let invalid = get(&p.status.conditions, types::INVALID_SPEC).unwrap();
+    assert_eq!(
+        (invalid.status.as_str(), invalid.reason.as_str()),
+        ("True", "InvalidReference")
+    );
+    assert_eq!(
+        invalid.message,
+        "cannot use: Service s is of type ExternalName"
+    );
+    assert_eq!(p.events.len(), 1);
+}
+
+#[test]
 fn missing_references_are_reported_and_nothing_is_touched() {
     let r = rollout(
         "app:v1",

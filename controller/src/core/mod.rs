@@ -58,6 +58,10 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
         let message = format!("not found: {}", observed.missing.join(", "));
         return invalid(rollout, "ReferenceNotFound", &message, now);
     }
+    if !observed.unusable.is_empty() {
+        let message = format!("cannot use: {}", observed.unusable.join("; "));
+        return invalid(rollout, "InvalidReference", &message, now);
+    }
     let template_hash = hash::pod_template_hash(&rollout.spec.template);
     match (
         &rollout.spec.strategy.canary,

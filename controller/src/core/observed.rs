@@ -21,6 +21,10 @@ pub struct Observed {
     pub analysis_runs: Vec<AnalysisRunState>,
     /// References that do not resolve (Service, Ingress, HTTPRoute not found).
     pub missing: Vec<String>,
+    /// References that resolve to something sluice cannot use (a Service of type
+    /// ExternalName, a template that does not deserialize, an analysis whose args the
+    /// templates leave without a value), each saying which field or object.
+    pub unusable: Vec<String>,
     /// The dedicated baseline ReplicaSets the Rollout owns (normally none or one). They
     /// are not revisions, so they are not in `replica_sets`.
     pub baselines: Vec<BaselineState>,

@@ -72,6 +72,7 @@ impl World {
             router_weight: self.router,
             analysis_runs: self.runs.clone(),
             missing: Vec::new(),
+            unusable: Vec::new(),
             baselines: self.baselines.clone(),
             stable_template: self
                 .stable

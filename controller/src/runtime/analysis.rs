@@ -17,14 +17,16 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_api::analysis::{
-    AnalysisPhase, AnalysisRun, AnalysisRunArgument, JudgeMetric, Measurement, Metric,
-    PrometheusConnection,
+    AnalysisPhase, AnalysisRun, AnalysisRunArgument, AnalysisSpec, JudgeMetric, Measurement,
+    Metric, PrometheusConnection,
 };
 use tracing::{error, info, warn};
 
+use super::malformed::{self, Shape};
 use super::{ReconcileError, Settings, api};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
@@ -32,6 +34,55 @@ use crate::core::analysis::{self as plan, MetricValue};
 use crate::core::judge::{self, SignalSamples, Verdict};
 
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest one Secret read may take (a bearer token, a secret-valued arg). A read that
+/// never answers would otherwise hold the run's reconcile for ever; timing out makes it
+/// an Error measurement, which the limits then judge.
+pub const SECRET_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a reconcile may take besides its queries and Secret reads: the status write and
+/// the args' Secrets (see [`time_budget`]).
+const RECONCILE_OVERHEAD: Duration = Duration::from_secs(30);
+
+/// Longest one reconcile of a run with this analysis may take: every query of every
+/// metric at its own timeout, each metric's Secret read, and the overhead. Bounded, so a
+/// hung call (the API, a Secret, a Prometheus that accepts and never answers) cannot hold
+/// the run for ever (the controller never runs two reconciles of one run at once); and
+/// not a fixed figure, so that an analysis of many slow queries is not cut short every
+/// time and never recorded.
+pub fn time_budget(spec: &AnalysisSpec) -> Duration {
+    let timeout = |c: &PrometheusConnection| {
+        c.timeout
+            .as_ref()
+            .and_then(|t| t.to_duration().ok())
+            .unwrap_or(DEFAULT_QUERY_TIMEOUT)
+            + if c.authentication.is_some() {
+                SECRET_READ_TIMEOUT
+            } else {
+                Duration::ZERO
+            }
+    };
+    let secret_args = spec
+        .args
+        .iter()
+        .filter(|a| {
+            a.value_from
+                .as_ref()
+                .is_some_and(|v| v.secret_key_ref.is_some())
+        })
+        .count() as u32;
+    let queries: Duration = spec
+        .metrics
+        .iter()
+        .map(|m| match (&m.provider.prometheus, &m.provider.judge) {
+            (Some(p), _) => timeout(&p.connection),
+            // Two range queries per signal, over one connection.
+            (None, Some(j)) => timeout(&j.connection) * (2 * j.signals.len() as u32).max(1),
+            (None, None) => Duration::ZERO,
+        })
+        .sum();
+    RECONCILE_OVERHEAD + SECRET_READ_TIMEOUT * secret_args + queries
+}
 
 /// Takes measurements: the one implementation used by the AnalysisRun controller and by
 /// `kubectl sluice analyze`, which replays an analysis over a past window.
@@ -41,7 +92,11 @@ pub struct Measurer {
     pub prometheus: PrometheusClient,
 }
 
-type Context = Measurer;
+/// Shared state of the AnalysisRun reconciler.
+struct Context {
+    measurer: Measurer,
+    recorder: Recorder,
+}
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
 pub async fn run(
@@ -58,9 +113,12 @@ pub async fn run(
             return;
         }
     };
-    let ctx = Arc::new(Measurer {
-        client: client.clone(),
-        prometheus,
+    let ctx = Arc::new(Context {
+        measurer: Measurer {
+            client: client.clone(),
+            prometheus,
+        },
+        recorder: malformed::recorder(&client),
     });
     Controller::new(
         api::<DeserializeGuard<AnalysisRun>>(&client, settings.namespace.as_deref()),
@@ -96,9 +154,24 @@ async fn reconcile(
     guard: Arc<DeserializeGuard<AnalysisRun>>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
+    let budget = match &guard.0 {
+        Ok(run) => time_budget(&run.spec.analysis),
+        Err(_) => RECONCILE_OVERHEAD,
+    };
+    tokio::time::timeout(budget, reconcile_inner(guard, &ctx.measurer, &ctx.recorder))
+        .await
+        .unwrap_or(Err(ReconcileError::Timeout(budget)))
+}
+
+async fn reconcile_inner(
+    guard: Arc<DeserializeGuard<AnalysisRun>>,
+    ctx: &Measurer,
+    recorder: &Recorder,
+) -> Result<Requeue, ReconcileError> {
     let Ok(run) = &guard.0 else {
-        // A run sluice did not write and cannot read: nothing to measure.
-        warn!(run = %guard.name_any(), "malformed AnalysisRun ignored");
+        // It can never be measured: Error, InvalidSpec and one Event, once; the Rollout
+        // that owns it sees an Error too and aborts.
+        malformed::report(&ctx.client, recorder, &guard, Shape::AnalysisRun).await?;
         return Ok(Requeue::await_change());
     };
     let old = run.status.clone().unwrap_or_default();
@@ -209,9 +282,15 @@ async fn secret_value(
     namespace: &str,
     key: &SecretKeySelector,
 ) -> Result<String, String> {
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(&key.name)
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    let secret = tokio::time::timeout(SECRET_READ_TIMEOUT, secrets.get_opt(&key.name))
         .await
+        .map_err(|_| {
+            format!(
+                "reading Secret {}: no answer within {SECRET_READ_TIMEOUT:?}",
+                key.name
+            )
+        })?
         .map_err(|e| format!("reading Secret {}: {e}", key.name))?
         .ok_or_else(|| format!("Secret {} not found", key.name))?;
     let bytes = secret
@@ -346,7 +425,7 @@ impl Measurer {
 }
 
 async fn measure_prometheus(
-    ctx: &Context,
+    ctx: &Measurer,
     namespace: &str,
     metric: &Metric,
     prom: &sluice_api::analysis::PrometheusMetric,
@@ -392,7 +471,7 @@ async fn measure_prometheus(
 }
 
 async fn measure_judge(
-    ctx: &Context,
+    ctx: &Measurer,
     namespace: &str,
     metric: &Metric,
     judge_spec: &JudgeMetric,
@@ -457,4 +536,117 @@ async fn measure_judge(
         finished_at: Some(Time(Timestamp::now())),
         message: Some(report.summary()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::mock_api;
+    use serde_json::json;
+
+    /// Longer than any bound under test: reaching it means the call would hang for ever.
+    const FOREVER: Duration = Duration::from_secs(24 * 3600);
+
+    fn run(spec: serde_json::Value) -> AnalysisRun {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": { "name": "r", "namespace": "shop", "resourceVersion": "1" },
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn context(client: Client) -> Arc<Context> {
+        Arc::new(Context {
+            measurer: Measurer {
+                client: client.clone(),
+                prometheus: PrometheusClient::new().unwrap(),
+            },
+            recorder: malformed::recorder(&client),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_secret_read_that_never_answers_is_an_error_after_its_timeout() {
+        // The mocked API takes the request and never answers.
+        let (client, _handle) = mock_api::client();
+        let key = SecretKeySelector {
+            name: "token".into(),
+            key: "t".into(),
+            optional: None,
+        };
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(FOREVER, secret_value(&client, "shop", &key))
+            .await
+            .expect("the Secret read is bounded");
+        let message = result.unwrap_err();
+        assert!(message.contains("Secret token"), "{message}");
+        assert!(message.contains("no answer within"), "{message}");
+        assert_eq!(started.elapsed(), SECRET_READ_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_whose_status_write_never_answers_times_out() {
+        let (client, _handle) = mock_api::client();
+        // A condition that does not compile: the reconcile writes the Error verdict at
+        // once, and that write never gets an answer.
+        let bad = run(
+            json!({ "metrics": [{ "name": "m", "successCondition": "result[0] >=",
+            "provider": { "prometheus": { "address": "http://p", "query": "up" } } }] }),
+        );
+        let budget = time_budget(&bad.spec.analysis);
+        let guard = Arc::new(DeserializeGuard(Ok(bad)));
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(FOREVER, reconcile(guard, context(client)))
+            .await
+            .expect("the analysis reconcile is bounded");
+        assert!(
+            matches!(result, Err(ReconcileError::Timeout(d)) if d == budget),
+            "{result:?}"
+        );
+        assert_eq!(started.elapsed(), budget);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reporting_a_malformed_run_is_bounded_too() {
+        let (client, _handle) = mock_api::client();
+        let guard: DeserializeGuard<AnalysisRun> = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": { "name": "r", "namespace": "shop" },
+            "spec": { "metrics": "none" },
+        }))
+        .unwrap();
+        assert!(guard.0.is_err());
+        let result = tokio::time::timeout(FOREVER, reconcile(Arc::new(guard), context(client)))
+            .await
+            .expect("the report is bounded");
+        assert!(
+            matches!(result, Err(ReconcileError::Timeout(_))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn the_budget_counts_every_query_and_secret() {
+        let spec: AnalysisSpec = serde_json::from_value(json!({
+            "args": [{ "name": "k", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }],
+            "metrics": [
+                { "name": "a", "successCondition": "true",
+                  "provider": { "prometheus": { "address": "http://p", "query": "up", "timeout": "5s" } } },
+                { "name": "b", "provider": { "judge": {
+                    "address": "http://p", "lookback": "5m", "step": "30s",
+                    "authentication": { "bearerToken": { "name": "s", "key": "t" } },
+                    "signals": [
+                        { "name": "x", "canaryQuery": "a", "baselineQuery": "b" },
+                        { "name": "y", "canaryQuery": "a", "baselineQuery": "b" },
+                    ] } } },
+            ],
+        }))
+        .unwrap();
+        // Overhead 30 s, one secret arg 10 s, metric a 5 s, metric b 4 queries x (30 s + 10 s).
+        assert_eq!(
+            time_budget(&spec),
+            Duration::from_secs(30 + 10 + 5 + 4 * 40)
+        );
+    }
 }

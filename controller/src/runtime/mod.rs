@@ -13,14 +13,12 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Patch;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 use sluice_api::analysis::AnalysisRun;
 use sluice_api::rollout::Rollout;
 use tracing::{debug, info, warn};
@@ -28,12 +26,13 @@ use tracing::{debug, info, warn};
 use crate::adapters::router::Router;
 use crate::adapters::router::gateway::http_route_resource;
 use crate::adapters::workload::{self, ROLLOUT_LABEL};
-use crate::adapters::{AdapterError, analysis as runs, status, update_params};
+use crate::adapters::{AdapterError, analysis as runs, status};
 use crate::core::{self, Action, AnalysisRunState, Observed};
 use references::Referenced;
 
 pub mod analysis;
 pub mod backoff;
+pub mod malformed;
 pub mod references;
 pub mod replay;
 pub mod templates;
@@ -71,7 +70,9 @@ pub struct Settings {
 struct Context {
     client: Client,
     replica_sets: Store<ReplicaSet>,
-    analysis_runs: Store<AnalysisRun>,
+    /// Guarded like the Rollouts: one run that does not deserialize must not keep this
+    /// cache from ever listing, which would stall every Rollout's reconcile.
+    analysis_runs: Store<DeserializeGuard<AnalysisRun>>,
     /// Resolves (true) once every cache above has synced; false if one was dropped.
     /// Shared, because `Store::wait_until_ready` wakes only one of several concurrent
     /// waiters (kube-runtime 5.0's DelayedInit keeps a single oneshot waker), which left
@@ -137,7 +138,7 @@ pub async fn run(
     .touched_objects();
     let (analysis_runs, run_writer) = reflector::store();
     let run_stream = watcher(
-        api::<AnalysisRun>(&client, ns),
+        api::<DeserializeGuard<AnalysisRun>>(&client, ns),
         watcher::Config::default().labels(ROLLOUT_LABEL),
     )
     .backoff(backoff::WatchBackoff::default())
@@ -263,8 +264,8 @@ async fn reconcile_inner(
 ) -> Result<Requeue, ReconcileError> {
     let rollout = match &guard.0 {
         Ok(r) => r,
-        Err(invalid) => {
-            report_malformed(&ctx, &guard, &invalid.to_string()).await?;
+        Err(_) => {
+            report_malformed(&ctx, &guard).await?;
             return Ok(Requeue::await_change());
         }
     };
@@ -385,14 +386,8 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             .analysis_runs
             .state()
             .iter()
-            .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()) && owned(&r.metadata))
-            .map(|r| AnalysisRunState {
-                name: r.name_any(),
-                phase: r.status.as_ref().and_then(|s| s.phase),
-                message: r.status.as_ref().and_then(|s| s.message.clone()),
-                created: r.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                terminating: r.spec.terminate,
-            })
+            .filter(|r| r.namespace().as_deref() == Some(namespace.as_str()) && owned(r.meta()))
+            .map(|r| run_state(r))
             .collect(),
         ..Observed::default()
     };
@@ -409,10 +404,11 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
     };
     for service in services {
         match workload::service_hash(&ctx.client, &namespace, service).await? {
-            Some(hash) => {
+            workload::ServiceRef::Pins(hash) => {
                 observed.services.insert(service.clone(), hash);
             }
-            None => observed
+            workload::ServiceRef::Unusable(why) => observed.unusable.push(why),
+            workload::ServiceRef::Missing => observed
                 .missing
                 .push(format!("Service {namespace}/{service}")),
         }
@@ -425,36 +421,68 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             observed.router_weight = router.current_weight().await?;
         }
     }
-    let analyses: Vec<&sluice_api::rollout::RolloutAnalysis> =
+    // Each analysis with the field it is written in, for the messages.
+    let analyses: Vec<(String, &sluice_api::rollout::RolloutAnalysis)> =
         match (&strategy.canary, &strategy.blue_green) {
             (Some(c), _) => c
                 .steps
                 .iter()
-                .filter_map(|s| s.analysis.as_ref())
-                .chain(c.analysis.as_ref().map(|b| &b.analysis))
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.analysis
+                        .as_ref()
+                        .map(|a| (format!("spec.strategy.canary.steps[{i}].analysis"), a))
+                })
+                .chain(
+                    c.analysis
+                        .as_ref()
+                        .map(|b| ("spec.strategy.canary.analysis".to_string(), &b.analysis)),
+                )
                 .collect(),
-            (None, Some(b)) => [&b.pre_promotion_analysis, &b.post_promotion_analysis]
-                .into_iter()
-                .flatten()
-                .collect(),
+            (None, Some(b)) => [
+                ("prePromotionAnalysis", &b.pre_promotion_analysis),
+                ("postPromotionAnalysis", &b.post_promotion_analysis),
+            ]
+            .into_iter()
+            .filter_map(|(f, a)| {
+                a.as_ref()
+                    .map(|a| (format!("spec.strategy.blueGreen.{f}"), a))
+            })
+            .collect(),
             (None, None) => Vec::new(),
         };
-    for analysis in analyses {
-        for t in &analysis.templates {
-            if runs::fetch_template(&ctx.client, &namespace, &t.template_name, t.cluster_scope)
-                .await?
-                .is_none()
-            {
-                let kind = if t.cluster_scope {
-                    "ClusterAnalysisTemplate"
-                } else {
-                    "AnalysisTemplate"
-                };
-                observed.missing.push(format!("{kind} {}", t.template_name));
-            }
-        }
+    for (field, analysis) in analyses {
+        let (missing, unusable) = runs::check(&ctx.client, rollout, analysis).await?;
+        observed.missing.extend(missing);
+        observed
+            .unusable
+            .extend(unusable.into_iter().map(|why| format!("{field}: {why}")));
     }
     Ok(observed)
+}
+
+/// What the planner sees of a run. A run that does not deserialize has no verdict that
+/// can be trusted and will never measure: it is an Error (the analysis controller marks
+/// it so too), never a silent pass and never a wait for ever.
+fn run_state(guard: &DeserializeGuard<AnalysisRun>) -> AnalysisRunState {
+    let meta = guard.meta();
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+    match &guard.0 {
+        Ok(r) => AnalysisRunState {
+            name: r.name_any(),
+            phase: r.status.as_ref().and_then(|s| s.phase),
+            message: r.status.as_ref().and_then(|s| s.message.clone()),
+            created,
+            terminating: r.spec.terminate,
+        },
+        Err(invalid) => AnalysisRunState {
+            name: guard.name_any(),
+            phase: Some(sluice_api::analysis::AnalysisPhase::Error),
+            message: Some(format!("the AnalysisRun cannot be read: {}", invalid.error)),
+            created,
+            terminating: false,
+        },
+    }
 }
 
 async fn execute(
@@ -547,39 +575,14 @@ async fn publish(ctx: &Context, rollout: &Rollout, planned: &core::PlannedEvent)
 }
 
 /// A Rollout that does not even deserialize (e.g. a field of the wrong type written
-/// before the CRD's schema was tightened): it gets `InvalidSpec` and an Event, and the
-/// controller goes on with the others.
+/// before the CRD's schema was tightened): it gets `InvalidSpec` and one Event, and the
+/// controller goes on with the others. Its own status write comes back as a watch event,
+/// which finds it reported and writes nothing.
 async fn report_malformed(
     ctx: &Context,
     guard: &DeserializeGuard<Rollout>,
-    error: &str,
 ) -> Result<(), ReconcileError> {
-    let name = guard.name_any();
-    let namespace = guard.namespace().unwrap_or_default();
-    let now = Timestamp::now().to_string();
-    let message = format!("the Rollout cannot be read: {error}");
-    let patch = json!({ "status": {
-        "phase": "Degraded",
-        "message": message,
-        "conditions": [
-            { "type": "InvalidSpec", "status": "True", "reason": "Malformed", "message": message, "lastTransitionTime": now },
-            { "type": "Stalled", "status": "True", "reason": "Malformed", "message": message, "lastTransitionTime": now },
-            { "type": "Ready", "status": "False", "reason": "Malformed", "message": message, "lastTransitionTime": now },
-        ],
-    }});
-    let api: Api<DeserializeGuard<Rollout>> = Api::namespaced(ctx.client.clone(), &namespace);
-    api.patch_status(&name, &update_params(), &Patch::Merge(&patch))
-        .await
-        .map_err(AdapterError::from)?;
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "Malformed".into(),
-        note: Some(message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    let _ = ctx.recorder.publish(&event, &guard.object_ref(&())).await;
-    warn!(rollout = %format!("{namespace}/{name}"), %error, "malformed rollout");
+    malformed::report(&ctx.client, &ctx.recorder, guard, malformed::Shape::Rollout).await?;
     Ok(())
 }
 

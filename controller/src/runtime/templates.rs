@@ -1,7 +1,8 @@
 //! Template validation: AnalysisTemplates and ClusterAnalysisTemplates get an
 //! `InvalidSpec` condition as soon as they are applied, when a condition does not compile
 //! or a duration does not parse (what the CRD's CEL rules cannot check), instead of the
-//! problem surfacing at the first run.
+//! problem surfacing at the first run. A template that does not even deserialize gets
+//! `InvalidSpec` (reason `Malformed`) the same way, and the other templates go on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Patch;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -17,6 +20,7 @@ use sluice_api::analysis::{AnalysisSpec, AnalysisTemplateStatus};
 use sluice_api::{AnalysisTemplate, ClusterAnalysisTemplate};
 use tracing::warn;
 
+use super::malformed::{self, Shape};
 use super::{ReconcileError, Settings, api};
 use crate::adapters::{AdapterError, update_params};
 use crate::core::analysis::validate_spec;
@@ -88,7 +92,32 @@ impl Template for ClusterAnalysisTemplate {
     }
 }
 
-async fn reconcile<K: Template>(t: Arc<K>, client: Arc<Client>) -> Result<Requeue, ReconcileError> {
+/// Shared state of the template reconcilers.
+struct Context {
+    client: Client,
+    recorder: Recorder,
+}
+
+/// Longest a template reconcile may take (one status patch, or a read and a patch).
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn reconcile<K: Template>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
+        .await
+        .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)))
+}
+
+async fn reconcile_inner<K: Template>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    let Ok(t) = &guard.0 else {
+        malformed::report(&ctx.client, &ctx.recorder, &guard, Shape::Template).await?;
+        return Ok(Requeue::await_change());
+    };
     let status = template_status(
         t.analysis(),
         t.validation_status(),
@@ -96,7 +125,7 @@ async fn reconcile<K: Template>(t: Arc<K>, client: Arc<Client>) -> Result<Requeu
         Timestamp::now(),
     );
     if let Some(status) = status {
-        t.api_for((*client).clone())
+        t.api_for(ctx.client.clone())
             .patch_status(
                 &t.name_any(),
                 &update_params(),
@@ -108,7 +137,11 @@ async fn reconcile<K: Template>(t: Arc<K>, client: Arc<Client>) -> Result<Requeu
     Ok(Requeue::await_change())
 }
 
-fn retry<K: ResourceExt>(t: Arc<K>, error: &ReconcileError, _: Arc<Client>) -> Requeue {
+fn retry<K: Resource>(
+    t: Arc<DeserializeGuard<K>>,
+    error: &ReconcileError,
+    _: Arc<Context>,
+) -> Requeue {
     warn!(template = %t.name_any(), category = error.category(), %error, "template validation failed");
     Requeue::requeue(Duration::from_secs(5))
 }
@@ -120,9 +153,12 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let ctx = Arc::new(client.clone());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: malformed::recorder(&client),
+    });
     let namespaced = Controller::new(
-        api::<AnalysisTemplate>(&client, settings.namespace.as_deref()),
+        api::<DeserializeGuard<AnalysisTemplate>>(&client, settings.namespace.as_deref()),
         watcher::Config::default(),
     )
     .graceful_shutdown_on(shutdown.clone())
@@ -133,7 +169,7 @@ pub async fn run(
         return;
     }
     let cluster = Controller::new(
-        Api::<ClusterAnalysisTemplate>::all(client),
+        Api::<DeserializeGuard<ClusterAnalysisTemplate>>::all(client),
         watcher::Config::default(),
     )
     .graceful_shutdown_on(shutdown)
