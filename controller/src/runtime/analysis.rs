@@ -130,6 +130,7 @@ pub async fn run(
         // does not, so always ask for one.
         watcher::Config::default(),
     )
+    // One watch, so the Controller's backoff is that watch's own (see `watches`).
     .trigger_backoff(super::backoff::WatchBackoff::default())
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)

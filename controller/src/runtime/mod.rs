@@ -17,7 +17,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use sluice_api::analysis::AnalysisRun;
 use sluice_api::rollout::Rollout;
@@ -36,6 +36,7 @@ pub mod malformed;
 pub mod references;
 pub mod replay;
 pub mod templates;
+pub mod watches;
 
 #[cfg(test)]
 mod reconcile_tests;
@@ -129,33 +130,32 @@ pub async fn run(
     // keep memory proportional to what sluice manages, not to the cluster. Revisions and
     // baselines both carry the Rollout label (a baseline has no hash label of its own).
     let (replica_sets, rs_writer) = reflector::store();
-    let rs_stream = watcher(
+    let rs_stream = watches::cached_touched(
         api::<ReplicaSet>(&client, ns),
         watcher::Config::default().labels(ROLLOUT_LABEL),
-    )
-    .backoff(backoff::WatchBackoff::default())
-    .reflect(rs_writer)
-    .touched_objects();
+        rs_writer,
+    );
     let (analysis_runs, run_writer) = reflector::store();
-    let run_stream = watcher(
+    let run_stream = watches::cached_touched(
         api::<DeserializeGuard<AnalysisRun>>(&client, ns),
         watcher::Config::default().labels(ROLLOUT_LABEL),
-    )
-    .backoff(backoff::WatchBackoff::default())
-    .reflect(run_writer)
-    .touched_objects();
-
-    let controller = Controller::new(
-        api::<DeserializeGuard<Rollout>>(&client, ns),
-        // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
-        // after an apiserver restart a cached list (resourceVersion=0) can be older than
-        // the new watch cache, every watch from it fails with 410 Gone, and the watcher
-        // re-lists into the same stale answer with a growing backoff (seen in e2e: no
-        // event for minutes). client-go falls back to a consistent list; kube-runtime
-        // does not, so always ask for one.
-        watcher::Config::default(),
+        run_writer,
     );
-    let rollouts = controller.store();
+
+    // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
+    // after an apiserver restart a cached list (resourceVersion=0) can be older than the
+    // new watch cache, every watch from it fails with 410 Gone, and the watcher re-lists
+    // into the same stale answer (seen in e2e: no event for minutes). client-go falls
+    // back to a consistent list; kube-runtime does not, so always ask for one.
+    let (rollouts, rollout_writer) = reflector::store();
+    let controller = Controller::for_stream(
+        watches::cached_applied(
+            api::<DeserializeGuard<Rollout>>(&client, ns),
+            watcher::Config::default(),
+            rollout_writer,
+        ),
+        rollouts.clone(),
+    );
     let caches_ready = {
         let (rs, runs) = (replica_sets.clone(), analysis_runs.clone());
         async move { rs.wait_until_ready().await.is_ok() && runs.wait_until_ready().await.is_ok() }
@@ -177,55 +177,42 @@ pub async fn run(
         failures: backoff::Failures::default(),
     });
 
+    let referring = |kind: Referenced| {
+        let rollouts = rollouts.clone();
+        move |namespace: Option<String>, name: String| {
+            references::referring(&rollouts, kind, namespace, &name)
+        }
+    };
+    let (services, ingresses, routes) = (
+        referring(Referenced::Service),
+        referring(Referenced::Ingress),
+        referring(Referenced::HttpRoute),
+    );
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
-        .owns(
+        .owns_stream(watches::touched(
             api::<Ingress>(&client, ns),
             watcher::Config::default().labels(ROLLOUT_LABEL),
-        )
+        ))
         // An object a Rollout refers to appearing, vanishing or being edited is a reason
         // to look again: a missing reference resolves, a hand-edited selector is restored,
         // a weight another writer (a GitOps sync) put back is re-asserted.
-        .watches(api::<Service>(&client, ns), watcher::Config::default(), {
-            let rollouts = rollouts.clone();
-            move |svc| {
-                references::referring(
-                    &rollouts,
-                    Referenced::Service,
-                    svc.namespace(),
-                    &svc.name_any(),
-                )
-            }
-        })
-        .watches(api::<Ingress>(&client, ns), watcher::Config::default(), {
-            let rollouts = rollouts.clone();
-            move |ing| {
-                references::referring(
-                    &rollouts,
-                    Referenced::Ingress,
-                    ing.namespace(),
-                    &ing.name_any(),
-                )
-            }
-        })
-        .watches_with(
-            http_routes(&client, ns),
-            http_route_resource(),
-            watcher::Config::default(),
-            {
-                let rollouts = rollouts.clone();
-                move |route| {
-                    references::referring(
-                        &rollouts,
-                        Referenced::HttpRoute,
-                        route.namespace(),
-                        &route.name_any(),
-                    )
-                }
-            },
+        .watches_stream(
+            watches::touched(api::<Service>(&client, ns), watcher::Config::default()),
+            move |svc: Service| services(svc.namespace(), svc.name_any()),
         )
-        // The Controller's own watches (Rollouts, owned and referenced objects).
+        .watches_stream(
+            watches::touched(api::<Ingress>(&client, ns), watcher::Config::default()),
+            move |ing: Ingress| ingresses(ing.namespace(), ing.name_any()),
+        )
+        .watches_stream_with(
+            watches::touched(http_routes(&client, ns), watcher::Config::default()),
+            move |route: kube::api::DynamicObject| routes(route.namespace(), route.name_any()),
+            http_route_resource(),
+        )
+        // The streams above retry by themselves and pass no error on, so this backoff
+        // of the Controller's (over all its streams at once) has nothing to wait for.
         .trigger_backoff(backoff::WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)

@@ -161,6 +161,8 @@ pub async fn run(
         api::<DeserializeGuard<AnalysisTemplate>>(&client, settings.namespace.as_deref()),
         watcher::Config::default(),
     )
+    // One watch each, so the Controller's backoff is that watch's own (see `watches`).
+    .trigger_backoff(super::backoff::WatchBackoff::default())
     .graceful_shutdown_on(shutdown.clone())
     .run(reconcile::<AnalysisTemplate>, retry, ctx.clone())
     .for_each(|_| async {});
@@ -172,6 +174,7 @@ pub async fn run(
         Api::<DeserializeGuard<ClusterAnalysisTemplate>>::all(client),
         watcher::Config::default(),
     )
+    .trigger_backoff(super::backoff::WatchBackoff::default())
     .graceful_shutdown_on(shutdown)
     .run(reconcile::<ClusterAnalysisTemplate>, retry, ctx)
     .for_each(|_| async {});
