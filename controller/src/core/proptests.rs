@@ -437,6 +437,10 @@ struct Ledger {
     runs_created: BTreeMap<String, Vec<String>>,
     /// Index, and time, of the first stored status paused at a pause step or stage.
     pause_seen: Option<(usize, Timestamp)>,
+    /// Index at which a user's patch cleared a pause condition (a promote), with its
+    /// reason: that promote ends the pause whenever the rollout next moves, even after
+    /// `spec.paused` held it through further plans.
+    promoted: Option<(usize, PauseReason)>,
 }
 
 struct Sim {
@@ -1111,8 +1115,16 @@ impl Sim {
                 self.ledger.runs_created.remove(&role);
             }
             self.ledger.pause_seen = None;
+            self.ledger.promoted = None;
         }
         let index = new.current_step_index.unwrap_or(0).max(0) as usize;
+        if !by_planner {
+            for c in old.pause_conditions.iter().filter(|c| role_pause(c.reason)) {
+                if !has_pause(new, c.reason) {
+                    self.ledger.promoted = Some((index, c.reason));
+                }
+            }
+        }
         if self.ledger.pause_seen.is_none()
             && new.pause_conditions.iter().any(|c| role_pause(c.reason))
         {
@@ -1134,10 +1146,13 @@ impl Sim {
     /// A pause condition of `reason` was in the status the planner wrote and a human
     /// cleared it (promote).
     fn promoted_past(&self, old: &RolloutStatus, reason: PauseReason) -> bool {
-        self.last_written
-            .as_ref()
-            .is_some_and(|w| has_pause(w, reason))
-            && !has_pause(old, reason)
+        let index = old.current_step_index.unwrap_or(0).max(0) as usize;
+        self.ledger.promoted == Some((index, reason))
+            || (self
+                .last_written
+                .as_ref()
+                .is_some_and(|w| has_pause(w, reason))
+                && !has_pause(old, reason))
     }
 
     /// A timed pause entered at `index` ran its time, or a human ended it.
@@ -1444,19 +1459,30 @@ fn simulate(spec: Spec, events: Vec<Event>) -> Checked {
     sim.finish()
 }
 
+/// The seed `make test` runs with, so CI checks the same cases every time and is never
+/// red by the luck of the draw. `PROPTEST_RNG_SEED=<n>` (and `PROPTEST_CASES`) search
+/// elsewhere; a failure found that way becomes a named table test.
+const CI_SEED: u64 = 20_261_201;
+
 /// `cases` by default; `PROPTEST_CASES` runs more (or fewer) for a deeper search.
 fn config(cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(cases);
+    let defaults = ProptestConfig::default(); // reads PROPTEST_RNG_SEED when set
+    let rng_seed = match std::env::var_os("PROPTEST_RNG_SEED") {
+        Some(_) => defaults.rng_seed,
+        None => proptest::test_runner::RngSeed::Fixed(CI_SEED),
+    };
     ProptestConfig {
         cases,
+        rng_seed,
         // No regression files: every failure found is kept as a named table test beside
         // the planner's others (canary_tests, bluegreen_tests), which says what it
         // protects; a stored seed would silently change meaning with the strategies.
         failure_persistence: None,
-        ..ProptestConfig::default()
+        ..defaults
     }
 }
 
@@ -1465,8 +1491,6 @@ proptest! {
 
     /// Canary rollouts under random specs and events keep every promise.
     #[test]
-    #[ignore = "open: a pause step passes after an abort and a promote issued while aborted \
-                (planner or check not yet decided); run with --ignored"]
     fn canary_rollouts_keep_their_promises(
         spec in spec(canary_spec().prop_map(Kind::Canary)),
         events in events(false),
