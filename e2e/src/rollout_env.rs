@@ -185,12 +185,68 @@ impl Env {
             .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned()))
     }
 
+    /// Every version of the Rollout from now on, from a watch (a poll would miss a
+    /// status that lasts less than its period), with when it arrived. Abort the handle
+    /// when done.
+    pub fn watch_rollout(
+        &self,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, Rollout)>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, watcher};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let api = self.rollouts();
+        let handle = tokio::spawn(async move {
+            let config = watcher::Config::default().fields("metadata.name=web");
+            let mut stream = watcher(api, config)
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(r)) = stream.next().await {
+                let _ = tx.send((std::time::Instant::now(), r));
+            }
+        });
+        (rx, handle)
+    }
+
+    /// The StepCompleted Events of the namespace: (note, how often its series counted).
+    pub async fn steps_completed(&self) -> Result<Vec<(String, i32)>> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), self.ns());
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("StepCompleted"))
+            .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
+            .collect())
+    }
+
     pub async fn finish(mut self) -> Result<()> {
         if let Some(c) = self.controller.take() {
             c.kill();
         }
         self.ns.delete().await
     }
+}
+
+/// An Ingress `name` routing `web.example/` to `service` (class nginx): the stable
+/// Ingress of the NGINX tests.
+pub fn ingress(name: &str, service: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": { "name": name },
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{ "host": "web.example", "http": { "paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": service, "port": { "number": 80 } } },
+            }] } }],
+        },
+    })
 }
 
 pub fn pod_template(version: &str) -> Value {

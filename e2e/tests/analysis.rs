@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice_api::rollout::RolloutPhase;
 use sluice_controller::actions::UserAction;
-use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, weights};
+use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, ingress, weights};
 use sluice_e2e::simulator::{Behaviour, Simulator, baseline_version};
 use sluice_e2e::wait_for;
 
@@ -50,15 +50,7 @@ fn success_rate_template(interval: &str, count: i32) -> Value {
 
 async fn canary_with_analysis(env: &Env) -> Result<()> {
     env.services(&["web-stable", "web-canary"]).await?;
-    env.apply(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": { "name": "web" },
-        "spec": { "ingressClassName": "nginx", "rules": [{ "host": "web.example", "http": { "paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": { "service": { "name": "web-stable", "port": { "number": 80 } } },
-        }] } }] },
-    }))
-    .await?;
+    env.apply(ingress("web", "web-stable")).await?;
     env.apply(success_rate_template("2s", 3)).await?;
     env.rollout(
         4,

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_api::rollout::RolloutPhase;
 use sluice_controller::actions::UserAction;
-use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, weights};
+use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, ingress, weights};
 use sluice_e2e::{ControllerProcess, kubectl, wait_for};
 
 #[tokio::test]
@@ -96,20 +96,6 @@ async fn replica_ratio_canary_walks_its_steps_and_promotes() -> Result<()> {
         .await?;
     assert_eq!(scaled.status.unwrap().selector.as_deref(), Some("app=web"));
     env.finish().await
-}
-
-fn ingress(name: &str, service: &str) -> Value {
-    json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": { "name": name },
-        "spec": {
-            "ingressClassName": "nginx",
-            "rules": [{ "host": "web.example", "http": { "paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": { "service": { "name": service, "port": { "number": 80 } } },
-            }] } }],
-        },
-    })
 }
 
 #[tokio::test]
@@ -455,16 +441,7 @@ async fn a_killed_controller_resumes_at_the_same_step() -> Result<()> {
     env.wait_sizes(&v2, &v1, (3, 1)).await?;
     // No step was completed twice: each StepCompleted note (one per step reached) was
     // recorded once, never as a repeated series, and the last one is step 3 of 4.
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(env.client.clone(), env.ns());
-    let steps: Vec<(String, i32)> = events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("StepCompleted"))
-        .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
-        .collect();
+    let steps = env.steps_completed().await?;
     assert!(
         steps.iter().all(|(_, count)| *count == 1),
         "a step completed twice: {steps:?}"
@@ -530,8 +507,6 @@ async fn a_missing_service_is_reported_and_resolves_when_created() -> Result<()>
 #[tokio::test]
 async fn gateway_api_weights_put_back_by_another_writer_are_reasserted_and_reported() -> Result<()>
 {
-    use futures::StreamExt;
-    use kube::runtime::{WatchStreamExt, watcher};
     let env = Env::new("drift").await?;
     env.services(&["web-stable", "web-canary"]).await?;
     let route = |canary: i64| {
@@ -567,20 +542,7 @@ async fn gateway_api_weights_put_back_by_another_writer_are_reasserted_and_repor
     assert_eq!(route_weights(&routes.get("web").await?), (25, 75));
 
     // Every status from now on, to see the unverified one however briefly it lasts.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let watch = {
-        let api = env.rollouts();
-        tokio::spawn(async move {
-            let config = watcher::Config::default().fields("metadata.name=web");
-            let mut stream = watcher(api, config)
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(r)) = stream.next().await {
-                let _ = tx.send(weights(&r));
-            }
-        })
-    };
+    let (mut rx, watch) = env.watch_rollout();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A GitOps sync applies the route as it is in Git: all traffic to stable.
@@ -602,8 +564,8 @@ async fn gateway_api_weights_put_back_by_another_writer_are_reasserted_and_repor
     assert_eq!(r.status.unwrap().phase, Some(RolloutPhase::Paused));
     watch.abort();
     let mut statuses = Vec::new();
-    while let Ok(w) = rx.try_recv() {
-        statuses.push(w);
+    while let Ok((_, r)) = rx.try_recv() {
+        statuses.push(weights(&r));
     }
     assert!(
         statuses.contains(&(25, 75, Some(false))),

@@ -6,17 +6,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use sluice_api::Rollout;
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice_api::rollout::RolloutPhase;
 use sluice_e2e::ControllerProcess;
-use sluice_e2e::rollout_env::{Env, hashes};
+use sluice_e2e::rollout_env::{Env, hashes, ingress};
 
 fn prometheus_url() -> String {
     std::env::var("SLUICE_PROMETHEUS_URL")
@@ -40,15 +37,7 @@ const MEASUREMENTS: i32 = 7;
 async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() -> Result<()> {
     let mut env = Env::new("kills").await?;
     env.services(&["web-stable", "web-canary"]).await?;
-    env.apply(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": { "name": "web" },
-        "spec": { "ingressClassName": "nginx", "rules": [{ "host": "web.example", "http": { "paths": [{
-            "path": "/", "pathType": "Prefix",
-            "backend": { "service": { "name": "web-stable", "port": { "number": 80 } } },
-        }] } }] },
-    }))
-    .await?;
+    env.apply(ingress("web", "web-stable")).await?;
     // Always healthy: what is under test is the bookkeeping across restarts, not the
     // verdict. Seven measurements two seconds apart keep each analysis step alive across
     // several kills.
@@ -82,29 +71,17 @@ async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() 
     env.wait_healthy_on_new_revision().await?;
 
     // Every status change, from a watch (a poll could miss a short-lived index).
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<Seen>();
     let stable_before = hashes(&env.rollouts().get("web").await?).1;
-    let watch = {
-        let api = env.rollouts();
-        let stable_before = stable_before.clone();
-        tokio::spawn(async move {
-            let config = watcher::Config::default().fields("metadata.name=web");
-            let mut stream = watcher(api, config)
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(r)) = stream.next().await {
-                let r: Rollout = r;
-                let s = r.status.unwrap_or_default();
-                let _ = seen_tx.send(Seen {
-                    at: Instant::now(),
-                    index: s.current_step_index.unwrap_or(-1),
-                    phase: s.phase,
-                    weight: s.canary.and_then(|c| c.weights).map_or(0, |w| w.canary),
-                    on_new_revision: s.current_pod_hash.as_deref() != Some(&stable_before),
-                });
-            }
-        })
+    let (mut rollouts_seen, watch) = env.watch_rollout();
+    let seen = |(at, r): (Instant, Rollout)| {
+        let s = r.status.unwrap_or_default();
+        Seen {
+            at,
+            index: s.current_step_index.unwrap_or(-1),
+            phase: s.phase,
+            weight: s.canary.and_then(|c| c.weights).map_or(0, |w| w.canary),
+            on_new_revision: s.current_pod_hash.as_deref() != Some(&stable_before),
+        }
     };
 
     env.set_version("v2").await?;
@@ -114,8 +91,8 @@ async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() 
     let mut index_at_start = -1;
     let mut process_started = Instant::now();
     loop {
-        while let Ok(s) = seen_rx.try_recv() {
-            history.push(s);
+        while let Ok(item) = rollouts_seen.try_recv() {
+            history.push(seen(item));
         }
         let last = history.last().filter(|s| s.on_new_revision);
         let done = last.is_some_and(|s| s.phase == Some(RolloutPhase::Healthy));
@@ -209,15 +186,7 @@ async fn a_controller_killed_at_every_step_boundary_repeats_and_skips_nothing() 
     // Each step completed once: no StepCompleted Event repeated, neither as a series of
     // one process nor as a second Event from the next process. (One may be missing: a
     // process killed after its status write and before its Event.)
-    let events: Api<Event> = Api::namespaced(env.client.clone(), env.ns());
-    let completed: Vec<(String, i32)> = events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("StepCompleted"))
-        .map(|e| (e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
-        .collect();
+    let completed = env.steps_completed().await?;
     let mut notes: Vec<&str> = completed.iter().map(|(n, _)| n.as_str()).collect();
     notes.sort();
     let all = notes.len();
