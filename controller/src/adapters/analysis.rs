@@ -11,7 +11,7 @@ use sluice_api::analysis::{
     AnalysisRun, AnalysisRunArgument, AnalysisRunSpec, AnalysisSpec, AnalysisTemplate,
     ClusterAnalysisTemplate, PodTemplateHashValue,
 };
-use sluice_api::rollout::{Rollout, RolloutAnalysis};
+use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout, RolloutAnalysis};
 
 use super::cache::{CachedTemplate, Caches};
 use super::workload::{ROLLOUT_LABEL, owner_reference, written};
@@ -244,10 +244,21 @@ pub async fn create_run(
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(namespace.clone()),
-            labels: Some(BTreeMap::from([
-                (ROLLOUT_LABEL.to_string(), rollout.name_any()),
-                (ROLE_LABEL.to_string(), role.to_string()),
-            ])),
+            labels: Some(
+                [
+                    (ROLLOUT_LABEL.to_string(), rollout.name_any()),
+                    (ROLE_LABEL.to_string(), role.to_string()),
+                ]
+                .into_iter()
+                // The run is measured by the controller shard that serves its Rollout.
+                .chain(
+                    rollout
+                        .labels()
+                        .get(CONTROLLER_INSTANCE_LABEL)
+                        .map(|id| (CONTROLLER_INSTANCE_LABEL.to_string(), id.clone())),
+                )
+                .collect(),
+            ),
             owner_references: Some(vec![owner_reference(rollout)]),
             ..ObjectMeta::default()
         },

@@ -20,7 +20,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use sluice_api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
-use sluice_api::rollout::Rollout;
+use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout};
 use tracing::{debug, info, warn};
 
 use crate::adapters::cache::Caches;
@@ -37,6 +37,7 @@ pub mod analysis;
 pub mod backoff;
 pub mod expectations;
 pub mod malformed;
+pub mod rate_limit;
 pub mod references;
 pub mod replay;
 pub mod templates;
@@ -49,9 +50,26 @@ mod reconcile_tests;
 /// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
 /// `kubectl-sluice`.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    Ok(Client::try_from(config(kubeconfig).await?)?)
+}
+
+/// As [`client`], with every request first waiting for the rate limit (`qps` 0: none).
+pub async fn limited_client(
+    kubeconfig: Option<&std::path::Path>,
+    qps: u32,
+    burst: u32,
+) -> anyhow::Result<Client> {
+    let builder = kube::client::ClientBuilder::try_from(config(kubeconfig).await?)?;
+    Ok(match rate_limit::layer(qps, burst) {
+        Some(limit) => builder.with_layer(&limit).build(),
+        None => builder.build(),
+    })
+}
+
+async fn config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
     use anyhow::Context as _;
     use kube::config::{KubeConfigOptions, Kubeconfig};
-    let config = match kubeconfig {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -60,15 +78,45 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
         None => kube::Config::infer()
             .await
             .context("no in-cluster config and no usable kubeconfig")?,
-    };
-    Ok(Client::try_from(config)?)
+    })
 }
 
 /// How the controller runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Watch only this namespace; all namespaces when None.
     pub namespace: Option<String>,
+    /// Serve only Rollouts (and AnalysisRuns) labelled `sluice.dev/controller-instance`
+    /// with this value; without one, only those without the label. Several controllers
+    /// share a cluster this way, one shard each.
+    pub instance_id: Option<String>,
+    /// Most reconciles of one kind running at once.
+    pub concurrency: u16,
+}
+
+/// Reconciles of one kind at once, by default. Reconciles read only caches, so they are
+/// short; what bounds the work is the client's rate limit, and this only keeps a burst
+/// of events from queueing thousands of tasks on that limit.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespace: None,
+            instance_id: None,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+impl Settings {
+    /// `config` selecting the objects of this controller's shard.
+    pub fn instance_selector(&self, config: watcher::Config) -> watcher::Config {
+        match &self.instance_id {
+            Some(id) => config.labels(&format!("{CONTROLLER_INSTANCE_LABEL}={id}")),
+            None => config.labels(&format!("!{CONTROLLER_INSTANCE_LABEL}")),
+        }
+    }
 }
 
 /// Shared state of the reconcilers.
@@ -222,11 +270,12 @@ pub async fn run(
     let controller = Controller::for_stream(
         watches::cached_applied(
             api::<DeserializeGuard<Rollout>>(&client, ns),
-            watcher::Config::default(),
+            settings.instance_selector(watcher::Config::default()),
             rollout_writer,
         ),
         rollouts.clone(),
-    );
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency));
     let caches_ready = {
         let (rs, runs, c) = (replica_sets.clone(), analysis_runs.clone(), caches.clone());
         async move {

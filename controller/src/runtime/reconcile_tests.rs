@@ -377,3 +377,23 @@ fn error_categories_are_stable_labels() {
         assert_eq!(error.category(), category, "{error}");
     }
 }
+
+#[test]
+fn a_shard_selects_its_own_label_and_the_default_controller_the_unlabelled() {
+    let selector = |instance_id: Option<&str>| {
+        super::Settings {
+            instance_id: instance_id.map(str::to_string),
+            ..super::Settings::default()
+        }
+        .instance_selector(watcher::Config::default())
+        .label_selector
+    };
+    assert_eq!(
+        selector(Some("blue")).as_deref(),
+        Some("sluice.dev/controller-instance=blue")
+    );
+    assert_eq!(
+        selector(None).as_deref(),
+        Some("!sluice.dev/controller-instance")
+    );
+}
