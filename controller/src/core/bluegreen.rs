@@ -383,16 +383,42 @@ pub fn plan(
     ));
 
     // --- Services ------------------------------------------------------------------------
-    let active_target = if switched || mode == Mode::Stable {
+    let wanted_active = if switched || mode == Mode::Stable {
         template_hash.to_string()
     } else {
         stable_hash.clone()
+    };
+    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
+    // activeService leaves the revision it selects only for one with as many available
+    // pods, up to full size: a switch back to the stable revision that nobody asked for
+    // (a new template during post-promotion analysis) waits for its pods, production
+    // staying where it is meanwhile. The switch to the new revision already waits for all
+    // of them. An abort does not wait: it is the order to take production off the new
+    // revision, and the stable one is kept at full size for it.
+    let available = |hash: &str| observed.replica_set(hash).map_or(0, |rs| rs.available);
+    let active_target = match &active_now {
+        Some(now)
+            if mode != Mode::Aborted
+                && *now != wanted_active
+                && observed.replica_set(now).is_some()
+                && available(&wanted_active) < replicas.min(available(now)) =>
+        {
+            if mode == Mode::Progressing && detail.is_none() {
+                detail = Some(format!(
+                    "{} stays on revision {now} until revision {wanted_active} is fully available",
+                    bg.active_service
+                ));
+            }
+            now.clone()
+        }
+        _ => wanted_active.clone(),
     };
     let preview_target = match mode {
         Mode::Progressing | Mode::Promoting if current_rs.is_some() => template_hash.to_string(),
         _ => active_target.clone(),
     };
     if switched
+        && active_target == template_hash
         && old
             .blue_green
             .as_ref()
@@ -421,10 +447,9 @@ pub fn plan(
     actions.sort_by_key(|a| matches!(a, Action::CreateAnalysisRun { .. }));
 
     // --- ReplicaSets ---------------------------------------------------------------------
-    // Pods that activeService still selects are not scaled down while it is to leave them,
-    // whatever the plan: a switch back (or away) is written first and the scale-down
-    // follows on a later pass.
-    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
+    // Pods that activeService still selects are not scaled down while the plan wants it
+    // elsewhere, whatever the plan: a switch back (or away) is written first and the
+    // scale-down follows on a later pass.
     let abort_scale_down_at = status
         .aborted_at
         .as_ref()
@@ -484,7 +509,7 @@ pub fn plan(
     }
     for (rs, target, deadline) in targets {
         // The revision that is and stays active is resized like any other (`kubectl scale`).
-        let target = if active_now.as_deref() == Some(rs.hash.as_str()) && active_target != rs.hash
+        let target = if active_now.as_deref() == Some(rs.hash.as_str()) && wanted_active != rs.hash
         {
             target.max(rs.replicas)
         } else {

@@ -744,3 +744,58 @@ fn a_retry_after_an_abort_in_an_inconclusive_pause_still_waits_at_the_pause() {
     assert_eq!(phase(&r), RolloutPhase::Paused, "waiting for a promote");
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
 }
+
+fn moves_active(p: &Plan) -> bool {
+    p.actions
+        .iter()
+        .any(|a| matches!(a, Action::SetServiceSelector { service, .. } if service == "web-active"))
+}
+
+/// Found by the property tests: a new template during post-promotion analysis sends
+/// activeService back to the stable revision (docs/bluegreen.md), but it did so at once,
+/// however few of that revision's pods were available. It now waits for them, keeping
+/// the revision that serves production (and its pods) meanwhile.
+#[test]
+fn a_new_template_in_post_promotion_analysis_returns_to_stable_once_it_is_available() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "postPromotionAnalysis": analysis(), "autoPromotionEnabled": false })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    // Two pods of the stable revision crash-loop.
+    w.rs.iter_mut().find(|rs| rs.hash == v1).unwrap().available = 1;
+
+    set_image(&mut r, "app:v3");
+    let p = plan(&r, &w.observed(), after(3));
+    assert!(!moves_active(&p), "{:?}", p.actions);
+    assert!(
+        !p.actions.iter().any(
+            |a| matches!(a, Action::ScaleReplicaSet { name, .. } if *name == format!("web-{v2}"))
+        ),
+        "the pods serving production stay: {:?}",
+        p.actions
+    );
+    assert_eq!(
+        p.status
+            .blue_green
+            .as_ref()
+            .unwrap()
+            .active_selector
+            .as_deref(),
+        Some(v2.as_str()),
+        "the status says where activeService is"
+    );
+    // The stable revision's pods come back: activeService returns to it, and the
+    // superseded revision goes.
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+    assert_eq!(size(&w, &v2), 0);
+    assert_eq!(phase(&r), RolloutPhase::Paused, "previewing v3");
+}
