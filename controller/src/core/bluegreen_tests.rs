@@ -799,3 +799,89 @@ fn a_new_template_in_post_promotion_analysis_returns_to_stable_once_it_is_availa
     assert_eq!(size(&w, &v2), 0);
     assert_eq!(phase(&r), RolloutPhase::Paused, "previewing v3");
 }
+
+/// Plans once and applies every action, as a reconcile killed before its status write
+/// does: the stored status stays as it was.
+fn killed_reconcile(r: &Rollout, w: &mut World, now: Timestamp) -> Plan {
+    let p = plan(r, &w.observed(), now);
+    w.apply(&p.actions);
+    w.tick();
+    p
+}
+
+/// Found by the property tests: the reconcile that completed a post-promotion analysis
+/// (and scaled the previous revision to 0, with no scale-down delay) was killed before
+/// its status write; a new template then sent activeService back to the stored stable
+/// revision, which had no pod left. The verdict was in: the switched revision completes
+/// and the new template supersedes it, as without the crash.
+#[test]
+fn a_completion_whose_status_write_was_lost_survives_a_new_template() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({
+            "autoPromotionEnabled": false,
+            "postPromotionAnalysis": analysis(),
+            "scaleDownDelaySeconds": 0,
+        })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    set_run(&mut w, &post_run(&r).unwrap(), AnalysisPhase::Successful);
+    killed_reconcile(&r, &mut w, after(3));
+    assert_eq!(
+        size(&w, &v1),
+        0,
+        "the completion scaled the previous revision down"
+    );
+
+    set_image(&mut r, "app:v3");
+    let v3 = hash_of(&r);
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v2.as_str())
+    );
+    assert_eq!(size(&w, &v1), 0, "not brought back");
+    assert_eq!(preview(&w).as_deref(), Some(v3.as_str()));
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+}
+
+/// A template put back to the stable revision during post-promotion analysis is a
+/// rollback: activeService goes straight back, even when the analysis has just passed
+/// (the superseded revision is not completed first, as it is for a new template).
+#[test]
+fn a_rollback_during_post_promotion_analysis_goes_straight_back() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "postPromotionAnalysis": analysis(), "autoPromotionEnabled": false })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2));
+    set_run(&mut w, &post_run(&r).unwrap(), AnalysisPhase::Successful);
+    set_image(&mut r, "app:v1");
+    let p = plan(&r, &w.observed(), after(3));
+    assert!(p.actions.contains(&Action::SetServiceSelector {
+        service: "web-active".into(),
+        hash: v1.clone()
+    }));
+    settle(&mut r, &mut w, after(3));
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v1.as_str())
+    );
+    assert_eq!(size(&w, &v2), 0);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
