@@ -198,9 +198,14 @@ pub fn plan(
     let bg_status = status
         .blue_green
         .get_or_insert_with(BlueGreenStatus::default);
-    // Whether activeService was switched to the new revision (and not switched back).
+    // Whether activeService was switched to the new revision (and not switched back): as
+    // the status says, or as the Service shows while the new revision is fully available
+    // (a reconcile killed between the switch and its status write; planning from the
+    // stored "not switched" would switch production back).
+    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
+    let switch_seen = active_now.as_deref() == Some(template_hash) && at_size(current_rs, replicas);
     let mut switched = mode != Mode::Aborted
-        && bg_status.active_selector.as_deref() == Some(template_hash)
+        && (bg_status.active_selector.as_deref() == Some(template_hash) || switch_seen)
         && template_hash != stable_hash;
 
     // --- stages --------------------------------------------------------------------------
@@ -401,7 +406,6 @@ pub fn plan(
     } else {
         stable_hash.clone()
     };
-    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
     // activeService leaves the revision it selects only for one with as many available
     // pods, up to full size: a switch back to the stable revision that nobody asked for
     // (a new template during post-promotion analysis) waits for its pods, production

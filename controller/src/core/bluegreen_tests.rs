@@ -885,3 +885,69 @@ fn a_rollback_during_post_promotion_analysis_goes_straight_back() {
     assert_eq!(size(&w, &v2), 0);
     assert_eq!(phase(&r), RolloutPhase::Healthy);
 }
+
+/// A reconcile killed after it switched activeService and before its status write: the
+/// next plan adopts the switch it sees on the Service (the new revision is fully
+/// available) instead of planning from the stored "not switched" and, with the Rollout
+/// paused meanwhile, switching production back.
+#[test]
+fn a_switch_whose_status_write_was_lost_is_adopted() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "postPromotionAnalysis": analysis(), "autoPromotionEnabled": false })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    // Plan by plan up to the one that switches; it is killed after its first action.
+    for round in 0.. {
+        assert!(round < 10, "never switched");
+        let p = plan(&r, &w.observed(), after(2));
+        if moves_active(&p) {
+            assert_eq!(
+                p.actions[0],
+                Action::SetServiceSelector {
+                    service: "web-active".into(),
+                    hash: v2.clone()
+                }
+            );
+            w.apply(&p.actions[..1]);
+            break;
+        }
+        w.apply(&p.actions);
+        w.tick();
+        r.status = Some(p.status);
+    }
+    assert_eq!(
+        bg_status(&r).active_selector.as_deref(),
+        Some(v1.as_str()),
+        "the stored status missed the switch"
+    );
+    r.spec.paused = true;
+    let p = plan(&r, &w.observed(), after(3));
+    assert!(!moves_active(&p), "{:?}", p.actions);
+    assert_eq!(
+        p.status
+            .blue_green
+            .as_ref()
+            .unwrap()
+            .active_selector
+            .as_deref(),
+        Some(v2.as_str())
+    );
+    r.spec.paused = false;
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    let run = post_run(&r).expect("post-promotion analysis runs on the adopted switch");
+    assert_eq!(size(&w, &v1), 3, "the previous revision stays up meanwhile");
+    set_run(&mut w, &run, AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(5));
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v2.as_str())
+    );
+}
