@@ -666,6 +666,13 @@ fn analysis_stage(
             let base = format!("{rollout}-{template_hash}-{suffix}");
             let run = start_run(observed, &base, analysis, role.into(), actions);
             *slot = Some(run.clone());
+            // A fresh run (a retry) is not paused on the old one's inconclusive verdict:
+            // left set, its pause (or `controllerPause`, promoted) would carry over, and
+            // read as "promoted" at the next pause stage.
+            status
+                .pause_conditions
+                .retain(|c| c.reason != PauseReason::InconclusiveAnalysis);
+            status.controller_pause = false;
             run
         }
     };

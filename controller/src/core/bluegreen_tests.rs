@@ -951,3 +951,44 @@ fn a_switch_whose_status_write_was_lost_is_adopted() {
         Some(v2.as_str())
     );
 }
+
+/// Found by the property tests (an abort and a retry with no reconcile between them, so
+/// no plan saw the abort end the pause): a retry in an inconclusive pre-promotion pause
+/// started a fresh run but kept the pause of the old one; `controllerPause` then read as
+/// "promoted" at the promotion pause, and activeService switched with nobody promoting.
+#[test]
+fn a_retry_in_an_inconclusive_pause_measures_afresh_and_still_stops_at_the_pause() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "autoPromotionEnabled": false, "prePromotionAnalysis": analysis() })),
+        2,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, after(1));
+    let first = pre_run(&r).unwrap();
+    set_run(&mut w, &first, AnalysisPhase::Inconclusive);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    // Retry (the action's patch): a fresh run replaces the inconclusive one.
+    let s = r.status.as_mut().unwrap();
+    s.abort = false;
+    s.aborted_at = None;
+    s.blue_green.as_mut().unwrap().pre_promotion_analysis_run = None;
+    settle(&mut r, &mut w, after(3));
+    let fresh = pre_run(&r).unwrap();
+    assert_ne!(fresh, first);
+    assert_eq!(
+        phase(&r),
+        RolloutPhase::Progressing,
+        "measuring, not paused"
+    );
+    set_run(&mut w, &fresh, AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(phase(&r), RolloutPhase::Paused, "waiting for a promote");
+    assert_eq!(
+        r.status.as_ref().unwrap().pause_conditions[0].reason,
+        PauseReason::BlueGreenPause
+    );
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+}
