@@ -1513,9 +1513,6 @@ proptest! {
 
     /// Blue-green rollouts under random specs and events keep every promise.
     #[test]
-    #[ignore = "finds an open planner bug: a reconcile killed after switching activeService, \
-                then the next plan switches it back to the stored stable revision however \
-                few of its pods are available; run with --ignored"]
     fn blue_green_rollouts_keep_their_promises(
         spec in spec(blue_green_spec().prop_map(Kind::BlueGreen)),
         events in events(true),
