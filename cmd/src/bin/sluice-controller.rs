@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
-use sluice_controller::runtime::leader;
 use sluice_controller::runtime::{self, Settings};
+use sluice_controller::runtime::{leader, metrics};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -73,7 +73,7 @@ struct Args {
     #[arg(long, env = "SLUICE_DASHBOARD_SECURE_COOKIE")]
     dashboard_secure_cookie: bool,
 
-    /// Serve /healthz and /readyz on this address (e.g. 0.0.0.0:9090).
+    /// Serve /metrics, /healthz and /readyz on this address (e.g. 0.0.0.0:9090).
     #[arg(long, env = "SLUICE_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
 
@@ -163,6 +163,19 @@ async fn main() -> anyhow::Result<()> {
     .shared();
     // Without election this process leads at once; with it, only once it holds the Lease.
     let (leading_tx, leading) = watch::channel(!args.leader_elect);
+    {
+        let mut leading = leading.clone();
+        tokio::spawn(async move {
+            loop {
+                metrics::metrics()
+                    .leader
+                    .set(i64::from(*leading.borrow_and_update()));
+                if leading.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let election = if args.leader_elect {
         let namespace = args
             .leader_election_namespace
@@ -199,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        info!(%addr, "serving /healthz and /readyz");
+        info!(%addr, "serving /metrics, /healthz and /readyz");
         let probes = probes(leading.clone(), synced, args.leader_elect);
         tokio::spawn(async move { axum::serve(listener, probes).await });
     }
@@ -277,13 +290,26 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/healthz`: the process serves. `/readyz`: its caches have synced, or it is a standby
-/// (which reconciles nothing, and must still count as ready for a rolling update).
+/// `/metrics`: [`metrics`]. `/healthz`: the process serves. `/readyz`: its caches have
+/// synced, or it is a standby (which reconciles nothing, and must still count as ready
+/// for a rolling update).
 fn probes(leading: watch::Receiver<bool>, synced: Arc<AtomicBool>, elected: bool) -> axum::Router {
     use axum::http::StatusCode;
     use axum::routing::get;
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics::metrics().encode(),
+                )
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

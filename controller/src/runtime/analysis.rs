@@ -29,6 +29,7 @@ use tracing::{error, info, warn};
 
 use super::expectations::Expectations;
 use super::malformed::{self, Shape};
+use super::metrics;
 use super::{ReconcileError, Settings, api, backoff};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
@@ -181,8 +182,15 @@ async fn reconcile(
             .get(&ObjectRef::new(&w.name).within(&w.namespace))
             .map(|r| r.resource_version())
     }) {
+        metrics::metrics()
+            .cache_waits
+            .get_or_create(&metrics::ControllerLabels {
+                controller: "analysisrun",
+            })
+            .inc();
         return Ok(Requeue::requeue(wait));
     }
+    let started = Instant::now();
     let mut written = None;
     let outcome = tokio::time::timeout(
         budget,
@@ -190,6 +198,10 @@ async fn reconcile(
     )
     .await
     .unwrap_or(Err(ReconcileError::Timeout(budget)));
+    let result = outcome
+        .as_ref()
+        .map_or_else(|e| e.category(), |_| "success");
+    metrics::metrics().reconciled("analysisrun", result, started.elapsed());
     ctx.expectations
         .record(key.clone(), written.into_iter().collect(), Instant::now());
     if outcome.is_ok() {
@@ -239,6 +251,7 @@ async fn reconcile_inner(
                 let Some(metric) = spec.metrics.iter().find(|m| &m.name == name) else {
                     continue;
                 };
+                let started = Instant::now();
                 let measurement = match &args {
                     Ok(args) => {
                         ctx.measure(&namespace, metric, args, Timestamp::now())
@@ -246,6 +259,21 @@ async fn reconcile_inner(
                     }
                     Err(e) => error_measurement(Timestamp::now(), e.clone()),
                 };
+                let provider = if metric.provider.judge.is_some() {
+                    "judge"
+                } else {
+                    "prometheus"
+                };
+                let m = metrics::metrics();
+                m.measurements
+                    .get_or_create(&metrics::MeasurementLabels {
+                        provider,
+                        phase: format!("{:?}", measurement.phase),
+                    })
+                    .inc();
+                m.measurement_duration
+                    .get_or_create(&metrics::ProviderLabels { provider })
+                    .observe(started.elapsed().as_secs_f64());
                 plan::record(spec, &mut status, name, measurement);
             }
         }

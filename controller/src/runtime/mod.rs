@@ -38,6 +38,7 @@ pub mod backoff;
 pub mod expectations;
 pub mod leader;
 pub mod malformed;
+pub mod metrics;
 pub mod rate_limit;
 pub mod references;
 pub mod replay;
@@ -398,9 +399,13 @@ async fn reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
-    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
+    let started = Instant::now();
+    let result = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
         .await
-        .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)))
+        .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)));
+    let outcome = result.as_ref().map_or_else(|e| e.category(), |_| "success");
+    metrics::metrics().reconciled("rollout", outcome, started.elapsed());
+    result
 }
 
 async fn reconcile_inner(
@@ -424,6 +429,7 @@ async fn reconcile_inner(
     if rollout.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector take the children.
         ctx.expectations.forget(&key);
+        metrics::metrics().rollout_phase(key.to_string(), None);
         return Ok(Requeue::await_change());
     }
     // Planning before the caches show this Rollout's own last writes would repeat what
@@ -434,12 +440,27 @@ async fn reconcile_inner(
         .wait(&key, Instant::now(), |w| ctx.cached_version(w))
     {
         debug!(rollout = %rollout.name_any(), ?wait, "waiting for the caches to show our last writes");
+        metrics::metrics()
+            .cache_waits
+            .get_or_create(&metrics::ControllerLabels {
+                controller: "rollout",
+            })
+            .inc();
         return Ok(Requeue::requeue(wait));
     }
     debug!(rollout = %rollout.name_any(), "observing");
     let observed = observe(&ctx, rollout);
     debug!(rollout = %rollout.name_any(), ?observed, "planning");
     let plan = core::plan(rollout, &observed, Timestamp::now());
+    let strategy = if rollout.spec.strategy.blue_green.is_some() {
+        "blueGreen"
+    } else {
+        "canary"
+    };
+    metrics::metrics().rollout_phase(
+        key.to_string(),
+        plan.status.phase.map(|p| (format!("{p:?}"), strategy)),
+    );
     let router = rollout
         .spec
         .strategy

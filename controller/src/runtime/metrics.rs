@@ -1,0 +1,214 @@
+//! The controller's own metrics, in the Prometheus text format (`prometheus-client`),
+//! served on `/metrics`. One process-wide set ([`metrics`]), as a Prometheus default
+//! registry would be: the reconcilers record into it, the HTTP handler encodes it.
+//!
+//! Names and labels are a contract with users' dashboards and alerts (see
+//! docs/operations.md): change them deliberately.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// `rollout` or `analysisrun`.
+    pub controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub controller: &'static str,
+    /// `success`, or the error's stable category (`conflict`, `api`, `timeout`, ...).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub phase: String,
+    pub strategy: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MeasurementLabels {
+    /// `prometheus` or `judge`.
+    pub provider: &'static str,
+    /// Successful, Failed, Inconclusive or Error.
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the controller exports.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_duration: Histograms<ControllerLabels>,
+    /// Reconciles that waited for the caches to show the last reconcile's own writes.
+    pub cache_waits: Family<ControllerLabels, Counter>,
+    pub measurements: Family<MeasurementLabels, Counter>,
+    pub measurement_duration: Histograms<ProviderLabels>,
+    pub leader: Gauge,
+    rollouts: Family<RolloutLabels, Gauge>,
+    /// Each Rollout's (phase, strategy), as its last reconcile planned it.
+    rollout_phases: Mutex<HashMap<String, RolloutLabels>>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles, by controller and result (success or the error's category)",
+            reconciles.clone(),
+        );
+        let reconcile_duration: Histograms<ControllerLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long reconciles took",
+            reconcile_duration.clone(),
+        );
+        let cache_waits = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "cache_waits",
+            "Reconciles deferred until the caches showed the previous reconcile's own writes",
+            cache_waits.clone(),
+        );
+        let measurements = Family::<MeasurementLabels, Counter>::default();
+        registry.register(
+            "analysis_measurements",
+            "Analysis measurements taken, by provider and phase",
+            measurements.clone(),
+        );
+        let measurement_duration: Histograms<ProviderLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "analysis_measurement_duration_seconds",
+            "How long a measurement took (its Prometheus queries included)",
+            measurement_duration.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without election)",
+            leader.clone(),
+        );
+        let rollouts = Family::<RolloutLabels, Gauge>::default();
+        registry.register(
+            "rollouts",
+            "Rollouts served by this replica, by phase and strategy",
+            rollouts.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            cache_waits,
+            measurements,
+            measurement_duration,
+            leader,
+            rollouts,
+            rollout_phases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a reconcile's outcome and duration.
+    pub fn reconciled(&self, controller: &'static str, result: &'static str, took: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels { controller, result })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels { controller })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The phase the last plan gave Rollout `key` (None: it is gone).
+    pub fn rollout_phase(&self, key: String, phase: Option<(String, &'static str)>) {
+        let mut phases = self.rollout_phases.lock().expect("metrics lock poisoned");
+        match phase {
+            Some((phase, strategy)) => {
+                phases.insert(key, RolloutLabels { phase, strategy });
+            }
+            None => {
+                phases.remove(&key);
+            }
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        {
+            let phases = self.rollout_phases.lock().expect("metrics lock poisoned");
+            self.rollouts.clear();
+            for labels in phases.values() {
+                self.rollouts.get_or_create(labels).inc();
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_metric_with_its_labels() {
+        let m = Metrics::new();
+        m.reconciled("rollout", "success", Duration::from_millis(3));
+        m.reconciled("rollout", "conflict", Duration::from_millis(5));
+        m.measurements
+            .get_or_create(&MeasurementLabels {
+                provider: "prometheus",
+                phase: "Successful".into(),
+            })
+            .inc();
+        m.leader.set(1);
+        m.rollout_phase("shop/web".into(), Some(("Paused".into(), "canary")));
+        m.rollout_phase("shop/api".into(), Some(("Paused".into(), "canary")));
+        m.rollout_phase("shop/old".into(), Some(("Healthy".into(), "blueGreen")));
+        m.rollout_phase("shop/old".into(), None);
+        let text = m.encode();
+        for line in [
+            "sluice_reconciles_total{controller=\"rollout\",result=\"success\"} 1",
+            "sluice_reconciles_total{controller=\"rollout\",result=\"conflict\"} 1",
+            "sluice_reconcile_duration_seconds_count{controller=\"rollout\"} 2",
+            "sluice_analysis_measurements_total{provider=\"prometheus\",phase=\"Successful\"} 1",
+            "sluice_leader 1",
+            "sluice_rollouts{phase=\"Paused\",strategy=\"canary\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("Healthy"),
+            "a deleted Rollout is not counted:\n{text}"
+        );
+    }
+}
