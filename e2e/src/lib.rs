@@ -203,6 +203,12 @@ impl ControllerProcess {
 
     /// Starts the controller with extra arguments (e.g. `--dashboard-addr`).
     pub fn start_with(namespace: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_as(namespace, &kubeconfig_path(), extra)
+    }
+
+    /// As [`start_with`](Self::start_with), through another kubeconfig (another identity,
+    /// or a proxy in front of the apiserver).
+    pub fn start_as(namespace: &str, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
         let bin = std::env::var("SLUICE_CONTROLLER_BIN").context(
             "SLUICE_CONTROLLER_BIN is not set: run the e2e tests with `make e2e` (it builds the \
              controller and points this at it)",
@@ -214,7 +220,7 @@ impl ControllerProcess {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(&bin)
             .arg("--kubeconfig")
-            .arg(kubeconfig_path())
+            .arg(kubeconfig)
             .args(["--namespace", namespace])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
@@ -223,6 +229,20 @@ impl ControllerProcess {
             .spawn()
             .with_context(|| format!("starting {bin}"))?;
         Ok(ControllerProcess { child, log })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as the kubelet does to a pod being stopped; waits for the exit.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        Ok(self.child.wait()?)
     }
 
     /// Kills the process at once, as a node failure or OOM kill would.
