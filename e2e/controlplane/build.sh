@@ -17,7 +17,7 @@ have_all() {
     for f in "$K8S_BIN/kube-apiserver" "$K8S_BIN/kube-controller-manager" \
         "$K8S_BIN/kube-scheduler" "$K8S_BIN/kubectl" "$ETCD_BIN/etcd" \
         "$KWOK_BIN/kwok" "$KWOK_BIN/kwokctl" "$HELM_BIN/helm" \
-        "$GATEWAY_API_DIR/standard-install.yaml"; do
+        "$GATEWAY_API_DIR/standard-install.yaml" "$GITOPS_HEALTH_BIN/sluice-gitops-health"; do
         [ -x "$f" ] || [ -f "$f" ] || return 1
     done
 }
@@ -155,6 +155,25 @@ fetch_gateway_api() {
     rm -rf "$GATEWAY_API_DIR" && mv "$work" "$GATEWAY_API_DIR"
 }
 
+# The e2e's GitOps health tool (kstatus and Argo CD's gopher-lua), from its own module in
+# the repository with a committed go.sum.
+build_gitops_health() {
+    local dep v
+    for dep in "sigs.k8s.io/cli-utils $CLI_UTILS_VERSION" "github.com/yuin/gopher-lua $GOPHER_LUA_VERSION"; do
+        v=${dep#* }
+        grep -q "^[[:space:]]*${dep% *} $v\$" "$GITOPS_HEALTH_SRC/go.mod" ||
+            die "e2e/gitops-health/go.mod does not require ${dep% *} $v (e2e/versions.env)"
+    done
+    local work="$scratch_root/gitops-health"
+    rm -rf "$work" && mkdir -p "$work"
+    (
+        cd "$GITOPS_HEALTH_SRC"
+        timed "sluice-gitops-health" go build -mod=readonly -trimpath -ldflags "-s -w" \
+            -o "$work/sluice-gitops-health" .
+    )
+    rm -rf "$GITOPS_HEALTH_BIN" && mv "$work" "$GITOPS_HEALTH_BIN"
+}
+
 for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     [ -x "$K8S_BIN/$c" ] || { build_kubernetes; break; }
 done
@@ -164,5 +183,6 @@ if [ ! -x "$KWOK_BIN/kwok" ] || [ ! -x "$KWOK_BIN/kwokctl" ]; then
 fi
 [ -x "$HELM_BIN/helm" ] || build_go_install "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 [ -f "$GATEWAY_API_DIR/standard-install.yaml" ] || fetch_gateway_api
+[ -x "$GITOPS_HEALTH_BIN/sluice-gitops-health" ] || build_gitops_health
 have_all || die "some control-plane binaries are still missing under $BIN_CACHE"
 log "all control-plane binaries are cached under $BIN_CACHE"

@@ -14,6 +14,11 @@ ETCD_BIN="$BIN_CACHE/etcd-$ETCD_VERSION"
 KWOK_BIN="$BIN_CACHE/kwok-$KWOK_VERSION"
 HELM_BIN="$BIN_CACHE/helm-$HELM_VERSION"
 GATEWAY_API_DIR="$SLUICE_CACHE/gateway-api-$GATEWAY_API_VERSION"
+# Built from this repository's e2e/gitops-health, so keyed by its sources too: an edit of
+# the tool rebuilds it, an unchanged tool is reused by every checkout.
+GITOPS_HEALTH_SRC="$E2E_DIR/gitops-health"
+GITOPS_HEALTH_KEY=$(cat "$GITOPS_HEALTH_SRC/go.mod" "$GITOPS_HEALTH_SRC/go.sum" "$GITOPS_HEALTH_SRC"/*.go 2>/dev/null | sha256sum | cut -c1-12)
+GITOPS_HEALTH_BIN="$BIN_CACHE/gitops-health-$CLI_UTILS_VERSION-$GOPHER_LUA_VERSION-$GITOPS_HEALTH_KEY"
 
 # Runtime state of the running plane (PKI, logs, etcd data, kubeconfig). Outside the repo
 # so that `git clean` never races a running apiserver.
