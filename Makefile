@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 
 PLANE := e2e/controlplane/plane.sh
 HELM = $(shell . e2e/controlplane/lib.sh && echo "$$HELM_BIN/helm")
-CRD_DIRS := crds/yaml charts/sluice/crds
+CRD_DIRS := crds/yaml
 
 .PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e bench up down status
 
@@ -42,10 +42,10 @@ lint: crds-check binaries ## cargo fmt --check, clippy with warnings as errors, 
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(HELM) lint --strict charts/sluice
 
-crds: ## Regenerate the CRD YAML from the Rust types
+crds: ## Regenerate the CRD YAML (crds/yaml, the chart's templates/crds, docs/api.md) from the Rust types
 	cargo run -q -p sluice-api --bin crdgen -- $(CRD_DIRS)
 
-crds-check: ## Fail when the committed CRD YAML differs from the Rust types
+crds-check: ## Fail when the committed CRD YAML (or the chart's templates of it) differs from the Rust types
 	cargo run -q -p sluice-api --bin crdgen -- --check $(CRD_DIRS)
 
 unit: ## Unit and adapter tests (no cluster needed)
