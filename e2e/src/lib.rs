@@ -5,6 +5,7 @@
 //! whatever `KUBECONFIG` happens to point at, so they cannot touch a real cluster by
 //! accident. `make test` sets it from `plane.sh env`.
 
+pub mod chart;
 pub mod rollout_env;
 pub mod simulator;
 
@@ -193,6 +194,8 @@ impl TestNamespace {
 pub struct ControllerProcess {
     child: std::process::Child,
     pub log: PathBuf,
+    /// Runs under a kubeconfig other than the plane's admin one (the chart's identity).
+    pub restricted: bool,
 }
 
 impl ControllerProcess {
@@ -201,8 +204,22 @@ impl ControllerProcess {
         Self::start_with(namespace, &[])
     }
 
-    /// Starts the controller with extra arguments (e.g. `--dashboard-addr`).
+    /// Starts the controller with extra arguments (e.g. `--dashboard-addr`), as the
+    /// plane's admin or, with `SLUICE_E2E_CONTROLLER_AS=chart`, as the chart's
+    /// ServiceAccount ([`chart::controller_kubeconfig`]).
     pub fn start_with(namespace: &str, extra: &[&str]) -> Result<Self> {
+        let (kubeconfig, restricted) = chart::controller_kubeconfig()?;
+        Self::start_as(namespace, &kubeconfig, restricted, extra)
+    }
+
+    /// Starts the controller with this kubeconfig; `restricted` when it is not the
+    /// plane's admin (then [`ControllerProcess::assert_no_forbidden`] is meaningful).
+    pub fn start_as(
+        namespace: &str,
+        kubeconfig: &Path,
+        restricted: bool,
+        extra: &[&str],
+    ) -> Result<Self> {
         let bin = std::env::var("SLUICE_CONTROLLER_BIN").context(
             "SLUICE_CONTROLLER_BIN is not set: run the e2e tests with `make e2e` (it builds the \
              controller and points this at it)",
@@ -214,7 +231,7 @@ impl ControllerProcess {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(&bin)
             .arg("--kubeconfig")
-            .arg(kubeconfig_path())
+            .arg(kubeconfig)
             .args(["--namespace", namespace])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
@@ -222,7 +239,27 @@ impl ControllerProcess {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {bin}"))?;
-        Ok(ControllerProcess { child, log })
+        Ok(ControllerProcess {
+            child,
+            log,
+            restricted,
+        })
+    }
+
+    /// Fails, with the lines, when the apiserver refused the controller anything (a
+    /// permission missing from the identity it runs as).
+    pub fn assert_no_forbidden(&self) -> Result<()> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines = chart::forbidden_lines(&text);
+        if !lines.is_empty() {
+            bail!(
+                "the controller was refused (403) {} time(s); log {}:\n{}",
+                lines.len(),
+                self.log.display(),
+                lines.join("\n")
+            );
+        }
+        Ok(())
     }
 
     /// Kills the process at once, as a node failure or OOM kill would.
