@@ -14,7 +14,7 @@ PLANE := e2e/controlplane/plane.sh
 HELM = $(shell . e2e/controlplane/lib.sh && echo "$$HELM_BIN/helm")
 CRD_DIRS := crds/yaml
 
-.PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e e2e-rbac bench up down status
+.PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e e2e-rbac release bench up down status
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -56,6 +56,10 @@ e2e: ## End-to-end tests against the real local control plane (started and stopp
 
 e2e-rbac: ## The canary, analysis and blue-green e2e suites with the controller running as the chart's ServiceAccount
 	SLUICE_E2E_CONTROLLER_AS=chart SLUICE_E2E_TESTS="--test canary --test analysis --test bluegreen" e2e/run-e2e.sh
+
+release: ## Build the release sluice-controller (the Dockerfile's build step); check it takes every flag the chart passes
+	cargo build --release --locked -p sluice --bin sluice-controller
+	e2e/chart-flags.sh "$(CARGO_TARGET_DIR)/release/sluice-controller"
 
 bench: ## Decision-quality benchmark of the judge vs a static threshold (prints figures)
 	cargo bench -p sluice-controller --bench decision_quality
