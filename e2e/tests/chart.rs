@@ -770,7 +770,7 @@ async fn as_the_chart_identity_a_blue_green_rollout_switches_after_promotion() -
     env.set_version("v2").await?;
     let r = env
         .wait("paused in preview", |r| {
-            r.status.as_ref().and_then(|s| s.phase.clone()) == Some(RolloutPhase::Paused)
+            r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Paused)
         })
         .await?;
     let (v2, _) = hashes(&r);
