@@ -209,17 +209,23 @@ impl ControllerProcess {
     /// ServiceAccount ([`chart::controller_kubeconfig`]).
     pub fn start_with(namespace: &str, extra: &[&str]) -> Result<Self> {
         let (kubeconfig, restricted) = chart::controller_kubeconfig()?;
-        Self::start_as(namespace, &kubeconfig, restricted, extra)
+        Self::spawn(namespace, &kubeconfig, restricted, extra)
     }
 
-    /// Starts the controller with this kubeconfig; `restricted` when it is not the
-    /// plane's admin (then [`ControllerProcess::assert_no_forbidden`] is meaningful).
-    pub fn start_as(
-        namespace: &str,
-        kubeconfig: &Path,
-        restricted: bool,
-        extra: &[&str],
-    ) -> Result<Self> {
+    /// As [`start_with`](Self::start_with), through another kubeconfig (another identity,
+    /// or a proxy in front of the apiserver).
+    pub fn start_as(namespace: &str, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(namespace, kubeconfig, false, extra)
+    }
+
+    /// As [`start_as`](Self::start_as) with a kubeconfig of a restricted identity (the
+    /// chart's ServiceAccount): [`ControllerProcess::assert_no_forbidden`] then says
+    /// whether it lacked a permission, and [`crate::rollout_env::Env::finish`] checks it.
+    pub fn start_as_identity(namespace: &str, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(namespace, kubeconfig, true, extra)
+    }
+
+    fn spawn(namespace: &str, kubeconfig: &Path, restricted: bool, extra: &[&str]) -> Result<Self> {
         let bin = std::env::var("SLUICE_CONTROLLER_BIN").context(
             "SLUICE_CONTROLLER_BIN is not set: run the e2e tests with `make e2e` (it builds the \
              controller and points this at it)",
@@ -260,6 +266,20 @@ impl ControllerProcess {
             );
         }
         Ok(())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as the kubelet does to a pod being stopped; waits for the exit.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        Ok(self.child.wait()?)
     }
 
     /// Kills the process at once, as a node failure or OOM kill would.

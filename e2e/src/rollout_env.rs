@@ -35,7 +35,7 @@ impl Env {
     }
 
     /// As `new`, with the controller `start` starts in the test's namespace (e.g.
-    /// [`ControllerProcess::start_as`] another identity).
+    /// [`ControllerProcess::start_as_identity`] another identity).
     pub async fn with_controller(
         prefix: &str,
         start: impl FnOnce(&str) -> Result<ControllerProcess>,

@@ -315,7 +315,7 @@ async fn install_upgrade_uninstall_makes_every_object_and_keeps_the_crds() -> Re
     );
     let lease_role = get_json(&["-n", &name, "role", &format!("{release}-leader-election")])?;
     let mut lease_rows = rows(&[("coordination.k8s.io", "leases", "create")]);
-    for verb in ["get", "update", "patch"] {
+    for verb in ["get", "update"] {
         lease_rows.insert((
             "coordination.k8s.io".into(),
             "leases".into(),
@@ -532,6 +532,11 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
             "delete",
             &format!("leases.coordination.k8s.io/{IDENTITY_RELEASE}"),
         ),
+        (
+            lease_ns,
+            "patch",
+            &format!("leases.coordination.k8s.io/{IDENTITY_RELEASE}"),
+        ),
         (ns, "create", "serviceaccounts/token"),
         (None, "impersonate", "users"),
         (None, "escalate", "clusterroles.rbac.authorization.k8s.io"),
@@ -616,7 +621,7 @@ async fn namespaced_mode_grants_one_namespace_and_cluster_templates() -> Result<
     service_account_kubeconfig(home, release, &kubeconfig)?;
     let _crds = CRD_OWNER.lock().await;
     install_crds(&client).await?;
-    let mut controller = ControllerProcess::start_as(&watched.name, &kubeconfig, true, &[])?;
+    let mut controller = ControllerProcess::start_as_identity(&watched.name, &kubeconfig, &[])?;
     let env = Env {
         client: client.clone(),
         ns: watched,
@@ -647,7 +652,7 @@ async fn as_chart(prefix: &str) -> Result<Env> {
     let kubeconfig = chart_identity_kubeconfig()?;
     let _crds = CRD_OWNER.lock().await;
     Env::with_controller(prefix, |ns| {
-        ControllerProcess::start_as(ns, &kubeconfig, true, &[])
+        ControllerProcess::start_as_identity(ns, &kubeconfig, &[])
     })
     .await
 }
@@ -785,6 +790,45 @@ async fn as_the_chart_identity_a_blue_green_rollout_switches_after_promotion() -
 }
 
 #[tokio::test]
+async fn as_the_chart_identity_the_leader_takes_and_releases_its_lease() -> Result<()> {
+    let kubeconfig = chart_identity_kubeconfig()?;
+    let lease_ns = format!("--leader-election-namespace={IDENTITY_NAMESPACE}");
+    let lease_id = format!("--leader-election-id={IDENTITY_RELEASE}");
+    let args = ["--leader-elect", lease_ns.as_str(), lease_id.as_str()];
+    let mut env = {
+        let _crds = CRD_OWNER.lock().await;
+        Env::with_controller("chart-lease", |ns| {
+            ControllerProcess::start_as_identity(ns, &kubeconfig, &args)
+        })
+        .await?
+    };
+    // A Lease left by an earlier run's killed process expires within its 15 s.
+    env.controller
+        .as_ref()
+        .unwrap()
+        .wait_log("became the leader", Duration::from_secs(40))
+        .await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.rollout(
+        2,
+        json!({ "canaryService": "web-canary", "stableService": "web-stable",
+                "steps": [{ "setWeight": 50 }, { "pause": {} }] }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let holder = get_json(&["-n", IDENTITY_NAMESPACE, "lease", IDENTITY_RELEASE])?;
+    assert!(holder["spec"]["holderIdentity"].is_string(), "{holder:#}");
+    let controller = env.controller.take().unwrap();
+    controller.assert_no_forbidden()?;
+    let log = controller.log.clone();
+    controller.terminate()?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(text.contains("released the lease"), "{text}");
+    assert!(sluice_e2e::chart::forbidden_lines(&text).is_empty(), "{text}");
+    env.finish().await
+}
+
+#[tokio::test]
 async fn a_missing_permission_shows_as_403_and_fails_the_check() -> Result<()> {
     // The chart's ServiceAccount without its RBAC: every list is refused.
     let release = "sluice-norbac";
@@ -792,7 +836,7 @@ async fn a_missing_permission_shows_as_403_and_fails_the_check() -> Result<()> {
     install_identity_release(release, home, &["--set", "rbac.create=false"])?;
     let kubeconfig = repo_root().join(format!("e2e/artifacts/kubeconfig-{release}"));
     service_account_kubeconfig(home, release, &kubeconfig)?;
-    let controller = ControllerProcess::start_as("default", &kubeconfig, true, &[])?;
+    let controller = ControllerProcess::start_as_identity("default", &kubeconfig, &[])?;
     let line = controller
         .wait_log("orbidden", Duration::from_secs(30))
         .await?;

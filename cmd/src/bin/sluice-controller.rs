@@ -4,11 +4,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
+use sluice_controller::runtime::leader;
 use sluice_controller::runtime::{self, Settings};
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 /// How long after SIGTERM the controllers may take to stop.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(35);
@@ -67,6 +72,46 @@ struct Args {
     /// Dashboard: mark the session cookie Secure (when users reach it over HTTPS).
     #[arg(long, env = "SLUICE_DASHBOARD_SECURE_COOKIE")]
     dashboard_secure_cookie: bool,
+
+    /// Serve /healthz and /readyz on this address (e.g. 0.0.0.0:9090).
+    #[arg(long, env = "SLUICE_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+
+    /// Reconcile only while holding a Lease, so that several replicas can run and one
+    /// acts (the others take over when it goes).
+    #[arg(long, env = "SLUICE_LEADER_ELECT")]
+    leader_elect: bool,
+
+    /// Namespace of the Lease; default $POD_NAMESPACE, else --namespace.
+    #[arg(long, env = "SLUICE_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(
+        long,
+        default_value = "sluice-controller",
+        env = "SLUICE_LEADER_ELECTION_ID"
+    )]
+    leader_election_id: String,
+
+    /// How long a Lease not renewed means its holder is gone.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+
+    /// Longest the leader goes without renewing before it stops acting.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    renew_deadline: Duration,
+
+    /// Between two leader-election attempts.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    retry_period: Duration,
+}
+
+/// Who this process is in the election: the pod name (HOSTNAME in a pod) and the pid,
+/// so two processes on one machine never share an identity.
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sluice".into());
+    format!("{host}_{}", std::process::id())
 }
 
 #[tokio::main]
@@ -116,24 +161,92 @@ async fn main() -> anyhow::Result<()> {
     }
     .boxed()
     .shared();
+    // Without election this process leads at once; with it, only once it holds the Lease.
+    let (leading_tx, leading) = watch::channel(!args.leader_elect);
+    let election = if args.leader_elect {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| args.namespace.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--leader-elect needs the Lease's namespace: --leader-election-namespace, \
+                     $POD_NAMESPACE or --namespace"
+                )
+            })?;
+        let timing = leader::Timing {
+            lease_duration: args.lease_duration,
+            renew_deadline: args.renew_deadline,
+            retry_period: args.retry_period,
+        };
+        timing.check().map_err(anyhow::Error::msg)?;
+        Some(leader::Config {
+            namespace,
+            name: args.leader_election_id.clone(),
+            identity: identity(),
+            timing,
+        })
+    } else {
+        None
+    };
+    let synced = Arc::new(AtomicBool::new(false));
     let settings = Settings {
         namespace: args.namespace,
         instance_id: args.instance_id,
         concurrency: args.concurrency,
+        caches_synced: synced.clone(),
     };
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        info!(%addr, "serving /healthz and /readyz");
+        let probes = probes(leading.clone(), synced, args.leader_elect);
+        tokio::spawn(async move { axum::serve(listener, probes).await });
+    }
     let dashboard = async {
         match dashboard {
             Some(d) => d.serve(client.clone(), shutdown.clone()).await,
             None => Ok(()),
         }
     };
+    // The Lease is released only once the controllers have stopped (in-flight reconciles
+    // done), so the standby that takes it over never acts beside them.
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let election = election.map(|config| {
+        let client = client.clone();
+        info!(identity = %config.identity, lease = %format!("{}/{}", config.namespace, config.name), "waiting to lead");
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = released.await;
+            };
+            if let Err(lost) = leader::run(client, config, leading_tx, stop).await {
+                // Acting on without the Lease could make two leaders: stop at once. In a
+                // pod, the restart comes back as a standby.
+                error!(%lost, "stopping");
+                std::process::exit(1);
+            }
+        })
+    });
     let controllers = async {
-        let (.., dashboard) = tokio::join!(
-            runtime::run(client.clone(), settings.clone(), shutdown.clone()),
-            runtime::analysis::run(client.clone(), settings.clone(), shutdown.clone()),
-            runtime::templates::run(client.clone(), settings, shutdown.clone()),
-            dashboard,
-        );
+        // A standby serves the dashboard (and its probes) while it waits to lead.
+        let lead = async {
+            let mut leading = leading.clone();
+            tokio::select! {
+                led = leading.wait_for(|l| *l) => {
+                    if led.map(|_| ()).is_err() {
+                        return;
+                    }
+                }
+                // Stopped before ever leading.
+                _ = shutdown.clone() => return,
+            }
+            tokio::join!(
+                runtime::run(client.clone(), settings.clone(), shutdown.clone()),
+                runtime::analysis::run(client.clone(), settings.clone(), shutdown.clone()),
+                runtime::templates::run(client.clone(), settings.clone(), shutdown.clone()),
+            );
+        };
+        let (_, dashboard) = tokio::join!(lead, dashboard);
         dashboard
     };
     // In-flight reconciles are bounded (30 s), so this grace only matters when a
@@ -143,12 +256,45 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
-        result = controllers => {
-            result?;
-            info!("stopped");
+    let result = tokio::select! {
+        result = controllers => result,
+        _ = grace => {
+            warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time (is a CRD missing?); exiting");
+            Ok(())
         }
-        _ = grace => warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time (is a CRD missing?); exiting"),
+    };
+    if let Some(election) = election {
+        let _ = release.send(());
+        if tokio::time::timeout(Duration::from_secs(5), election)
+            .await
+            .is_err()
+        {
+            warn!("could not release the lease in time");
+        }
     }
+    result?;
+    info!("stopped");
     Ok(())
+}
+
+/// `/healthz`: the process serves. `/readyz`: its caches have synced, or it is a standby
+/// (which reconciles nothing, and must still count as ready for a rolling update).
+fn probes(leading: watch::Receiver<bool>, synced: Arc<AtomicBool>, elected: bool) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let (leading, synced) = (*leading.borrow(), synced.load(Ordering::Relaxed));
+                async move {
+                    if synced || (elected && !leading) {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+                    }
+                }
+            }),
+        )
 }

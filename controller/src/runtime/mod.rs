@@ -36,6 +36,7 @@ use references::Referenced;
 pub mod analysis;
 pub mod backoff;
 pub mod expectations;
+pub mod leader;
 pub mod malformed;
 pub mod rate_limit;
 pub mod references;
@@ -92,6 +93,8 @@ pub struct Settings {
     pub instance_id: Option<String>,
     /// Most reconciles of one kind running at once.
     pub concurrency: u16,
+    /// Set once the Rollout controller's caches have all listed (for `/readyz`).
+    pub caches_synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Reconciles of one kind at once, by default. Reconciles read only caches, so they are
@@ -105,6 +108,7 @@ impl Default for Settings {
             namespace: None,
             instance_id: None,
             concurrency: DEFAULT_CONCURRENCY,
+            caches_synced: Arc::default(),
         }
     }
 }
@@ -290,6 +294,14 @@ pub async fn run(
         .boxed()
         .shared()
     };
+    {
+        let (ready, synced) = (caches_ready.clone(), settings.caches_synced.clone());
+        tokio::spawn(async move {
+            if ready.await {
+                synced.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
     let ctx = Arc::new(Context {
         client: client.clone(),
         rollouts: rollouts.clone(),
