@@ -824,7 +824,10 @@ async fn as_the_chart_identity_the_leader_takes_and_releases_its_lease() -> Resu
     controller.terminate()?;
     let text = std::fs::read_to_string(&log)?;
     assert!(text.contains("released the lease"), "{text}");
-    assert!(sluice_e2e::chart::forbidden_lines(&text).is_empty(), "{text}");
+    assert!(
+        sluice_e2e::chart::forbidden_lines(&text).is_empty(),
+        "{text}"
+    );
     env.finish().await
 }
 
