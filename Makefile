@@ -12,9 +12,9 @@ export CARGO_TERM_COLOR ?= never
 
 PLANE := e2e/controlplane/plane.sh
 HELM = $(shell . e2e/controlplane/lib.sh && echo "$$HELM_BIN/helm")
-CRD_DIRS := crds/yaml charts/sluice/crds
+CRD_DIRS := crds/yaml
 
-.PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e bench up down status
+.PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e e2e-rbac release bench up down status
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,10 +42,10 @@ lint: crds-check binaries ## cargo fmt --check, clippy with warnings as errors, 
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(HELM) lint --strict charts/sluice
 
-crds: ## Regenerate the CRD YAML from the Rust types
+crds: ## Regenerate the CRD YAML (crds/yaml, the chart's templates/crds, docs/api.md) from the Rust types
 	cargo run -q -p sluice-api --bin crdgen -- $(CRD_DIRS)
 
-crds-check: ## Fail when the committed CRD YAML differs from the Rust types
+crds-check: ## Fail when the committed CRD YAML (or the chart's templates of it) differs from the Rust types
 	cargo run -q -p sluice-api --bin crdgen -- --check $(CRD_DIRS)
 
 unit: ## Unit and adapter tests (no cluster needed)
@@ -53,6 +53,13 @@ unit: ## Unit and adapter tests (no cluster needed)
 
 e2e: ## End-to-end tests against the real local control plane (started and stopped here)
 	e2e/run-e2e.sh
+
+e2e-rbac: ## The canary, analysis and blue-green e2e suites with the controller running as the chart's ServiceAccount
+	SLUICE_E2E_CONTROLLER_AS=chart SLUICE_E2E_TESTS="--test canary --test analysis --test bluegreen" e2e/run-e2e.sh
+
+release: ## Build the release sluice-controller (the Dockerfile's build step); check it takes every flag the chart passes
+	cargo build --release --locked -p sluice --bin sluice-controller
+	e2e/chart-flags.sh "$(CARGO_TARGET_DIR)/release/sluice-controller"
 
 bench: ## Decision-quality benchmark of the judge vs a static threshold (prints figures)
 	cargo bench -p sluice-controller --bench decision_quality

@@ -25,4 +25,7 @@ cargo build -p sluice --bins
 cp "${CARGO_TARGET_DIR:-target}/debug/sluice-controller" "${CARGO_TARGET_DIR:-target}/debug/kubectl-sluice" "$bin_dir/"
 SLUICE_CONTROLLER_BIN="$bin_dir/sluice-controller"
 export SLUICE_CONTROLLER_BIN
-cargo test -p sluice-e2e -- "$@"
+# SLUICE_E2E_TESTS picks test files (e.g. "--test canary --test bluegreen"); the
+# arguments are filters for the test binaries.
+# shellcheck disable=SC2086
+cargo test -p sluice-e2e ${SLUICE_E2E_TESTS:-} -- "$@"

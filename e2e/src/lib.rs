@@ -5,6 +5,7 @@
 //! whatever `KUBECONFIG` happens to point at, so they cannot touch a real cluster by
 //! accident. `make test` sets it from `plane.sh env`.
 
+pub mod chart;
 pub mod rollout_env;
 pub mod simulator;
 
@@ -193,6 +194,8 @@ impl TestNamespace {
 pub struct ControllerProcess {
     child: std::process::Child,
     pub log: PathBuf,
+    /// Runs under a kubeconfig other than the plane's admin one (the chart's identity).
+    pub restricted: bool,
 }
 
 impl ControllerProcess {
@@ -201,14 +204,28 @@ impl ControllerProcess {
         Self::start_with(namespace, &[])
     }
 
-    /// Starts the controller with extra arguments (e.g. `--dashboard-addr`).
+    /// Starts the controller with extra arguments (e.g. `--dashboard-addr`), as the
+    /// plane's admin or, with `SLUICE_E2E_CONTROLLER_AS=chart`, as the chart's
+    /// ServiceAccount ([`chart::controller_kubeconfig`]).
     pub fn start_with(namespace: &str, extra: &[&str]) -> Result<Self> {
-        Self::start_as(namespace, &kubeconfig_path(), extra)
+        let (kubeconfig, restricted) = chart::controller_kubeconfig()?;
+        Self::spawn(namespace, &kubeconfig, restricted, extra)
     }
 
     /// As [`start_with`](Self::start_with), through another kubeconfig (another identity,
     /// or a proxy in front of the apiserver).
     pub fn start_as(namespace: &str, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(namespace, kubeconfig, false, extra)
+    }
+
+    /// As [`start_as`](Self::start_as) with a kubeconfig of a restricted identity (the
+    /// chart's ServiceAccount): [`ControllerProcess::assert_no_forbidden`] then says
+    /// whether it lacked a permission, and [`crate::rollout_env::Env::finish`] checks it.
+    pub fn start_as_identity(namespace: &str, kubeconfig: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn(namespace, kubeconfig, true, extra)
+    }
+
+    fn spawn(namespace: &str, kubeconfig: &Path, restricted: bool, extra: &[&str]) -> Result<Self> {
         let bin = std::env::var("SLUICE_CONTROLLER_BIN").context(
             "SLUICE_CONTROLLER_BIN is not set: run the e2e tests with `make e2e` (it builds the \
              controller and points this at it)",
@@ -228,7 +245,27 @@ impl ControllerProcess {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {bin}"))?;
-        Ok(ControllerProcess { child, log })
+        Ok(ControllerProcess {
+            child,
+            log,
+            restricted,
+        })
+    }
+
+    /// Fails, with the lines, when the apiserver refused the controller anything (a
+    /// permission missing from the identity it runs as).
+    pub fn assert_no_forbidden(&self) -> Result<()> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines = chart::forbidden_lines(&text);
+        if !lines.is_empty() {
+            bail!(
+                "the controller was refused (403) {} time(s); log {}:\n{}",
+                lines.len(),
+                self.log.display(),
+                lines.join("\n")
+            );
+        }
+        Ok(())
     }
 
     /// The process id.

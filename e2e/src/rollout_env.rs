@@ -31,10 +31,19 @@ impl Env {
 
     /// As `new`, with extra controller arguments (e.g. `--dashboard-addr`).
     pub async fn with_controller_args(prefix: &str, extra: &[&str]) -> Result<Self> {
+        Self::with_controller(prefix, |ns| ControllerProcess::start_with(ns, extra)).await
+    }
+
+    /// As `new`, with the controller `start` starts in the test's namespace (e.g.
+    /// [`ControllerProcess::start_as_identity`] another identity).
+    pub async fn with_controller(
+        prefix: &str,
+        start: impl FnOnce(&str) -> Result<ControllerProcess>,
+    ) -> Result<Self> {
         let client = client().await?;
         install_crds(&client).await?;
         let ns = TestNamespace::create(&client, prefix).await?;
-        let controller = Some(ControllerProcess::start_with(&ns.name, extra)?);
+        let controller = Some(start(&ns.name)?);
         Ok(Env {
             client,
             ns,
@@ -225,11 +234,18 @@ impl Env {
             .collect())
     }
 
+    /// Stops the controller and deletes the namespace. Under a restricted identity
+    /// (`SLUICE_E2E_CONTROLLER_AS=chart`), fails when the apiserver refused it anything.
     pub async fn finish(mut self) -> Result<()> {
+        let refused = match &self.controller {
+            Some(c) if c.restricted => c.assert_no_forbidden(),
+            _ => Ok(()),
+        };
         if let Some(c) = self.controller.take() {
             c.kill();
         }
-        self.ns.delete().await
+        self.ns.delete().await?;
+        refused
     }
 }
 

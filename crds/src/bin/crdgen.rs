@@ -1,7 +1,8 @@
 //! Writes the sluice CRDs as YAML.
 //!
-//!   crdgen DIR...          write every CRD into each DIR (crds/yaml, charts/sluice/crds)
-//!                          and the API reference to docs/api.md
+//!   crdgen DIR...          write every CRD into each DIR (crds/yaml), the Helm chart's
+//!                          templates of them to charts/sluice/templates/crds and the API
+//!                          reference to docs/api.md
 //!   crdgen --check DIR...  exit 1 and name the files that differ from the Rust types
 //!
 //! Paths are relative to the working directory, which `make` sets to the repo root.
@@ -23,6 +24,12 @@ fn main() -> ExitCode {
         for (file, crd) in sluice_api::crdgen::all() {
             outputs.push((Path::new(dir).join(file), sluice_api::crdgen::render(&crd)));
         }
+    }
+    for (file, crd) in sluice_api::crdgen::all() {
+        outputs.push((
+            Path::new(sluice_api::crdgen::CHART_TEMPLATES).join(file),
+            sluice_api::crdgen::render_chart_template(&crd),
+        ));
     }
     outputs.push((
         sluice_api::crdgen::API_REFERENCE.into(),
