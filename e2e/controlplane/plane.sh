@@ -569,8 +569,12 @@ cmd_client_kubeconfig() {
         umask 077
         openssl req -new -newkey rsa:2048 -nodes -keyout "$base.key" -out "$base.csr" \
             -subj "/O=system:masters/O=$AUDIT_GROUP/CN=$name" 2>/dev/null
+        # X.509 v3 with client-auth usage: rustls (the Rust clients) refuses v1 certificates.
+        printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
+            "extendedKeyUsage=clientAuth" >"$base.ext"
         openssl x509 -req -in "$base.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
-            -CAcreateserial -CAserial "$dir/ca.srl" -days 2 -out "$base.crt" 2>/dev/null
+            -CAcreateserial -CAserial "$dir/ca.srl" -days 2 -extfile "$base.ext" \
+            -out "$base.crt" 2>/dev/null
     ) || die "could not sign a client certificate for $name"
     local k=("$KUBECTL" config --kubeconfig "$out.tmp")
     "${k[@]}" set-cluster plane --server "https://127.0.0.1:$api_port" \

@@ -5,6 +5,7 @@
 //! whatever `KUBECONFIG` happens to point at, so they cannot touch a real cluster by
 //! accident. `make test` sets it from `plane.sh env`.
 
+pub mod bench;
 pub mod rollout_env;
 pub mod simulator;
 
