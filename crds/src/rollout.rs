@@ -22,6 +22,10 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
 pub const ROLE_LABEL: &str = "sluice.dev/role";
 /// The value of [`ROLE_LABEL`] on baseline pods.
 pub const BASELINE_ROLE: &str = "baseline";
+/// Label of a Rollout that names the controller instance (shard) serving it; copied to
+/// the AnalysisRuns it creates. Rollouts without it are served by the controller started
+/// without `--instance-id`.
+pub const CONTROLLER_INSTANCE_LABEL: &str = "sluice.dev/controller-instance";
 
 fn default_replicas() -> i32 {
     1

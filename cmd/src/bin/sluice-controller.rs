@@ -31,6 +31,23 @@ struct Args {
     #[arg(long, short = 'n', env = "SLUICE_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Serve only Rollouts labelled `sluice.dev/controller-instance=<ID>` (a shard);
+    /// without it, only Rollouts without that label.
+    #[arg(long, env = "SLUICE_INSTANCE_ID")]
+    instance_id: Option<String>,
+
+    /// Most reconciles of each kind (Rollouts, AnalysisRuns) running at once.
+    #[arg(long, default_value_t = runtime::DEFAULT_CONCURRENCY, env = "SLUICE_CONCURRENCY")]
+    concurrency: u16,
+
+    /// Most API requests a second, on average (0: no limit).
+    #[arg(long, default_value_t = runtime::rate_limit::DEFAULT_QPS, env = "SLUICE_QPS")]
+    qps: u32,
+
+    /// Most API requests at once after a quiet spell.
+    #[arg(long, default_value_t = runtime::rate_limit::DEFAULT_BURST, env = "SLUICE_BURST")]
+    burst: u32,
+
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "SLUICE_LOG_FORMAT")]
     log_format: LogFormat,
@@ -64,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => subscriber.init(),
         LogFormat::Json => subscriber.json().init(),
     }
-    let client = runtime::client(args.kubeconfig.as_deref()).await?;
+    let client = runtime::limited_client(args.kubeconfig.as_deref(), args.qps, args.burst).await?;
     // Bound before anything starts, so a bad address or unsafe options fail at once.
     let dashboard = match args.dashboard_addr {
         Some(addr) => {
@@ -79,7 +96,14 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    info!(namespace = ?args.namespace, "sluice controller starting");
+    info!(
+        namespace = ?args.namespace,
+        instance_id = ?args.instance_id,
+        concurrency = args.concurrency,
+        qps = args.qps,
+        burst = args.burst,
+        "sluice controller starting"
+    );
     // One signal stops every controller; each finishes its in-flight reconciles.
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -94,6 +118,8 @@ async fn main() -> anyhow::Result<()> {
     .shared();
     let settings = Settings {
         namespace: args.namespace,
+        instance_id: args.instance_id,
+        concurrency: args.concurrency,
     };
     let dashboard = async {
         match dashboard {

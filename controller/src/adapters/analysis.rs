@@ -11,9 +11,11 @@ use sluice_api::analysis::{
     AnalysisRun, AnalysisRunArgument, AnalysisRunSpec, AnalysisSpec, AnalysisTemplate,
     ClusterAnalysisTemplate, PodTemplateHashValue,
 };
-use sluice_api::rollout::{Rollout, RolloutAnalysis};
+use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout, RolloutAnalysis};
 
-use super::workload::{ROLLOUT_LABEL, owner_reference};
+use super::cache::{CachedTemplate, Caches};
+use super::workload::{ROLLOUT_LABEL, owner_reference, written};
+use super::written::{Cache, Written};
 use super::{AdapterError, FIELD_MANAGER, update_params};
 
 /// Label saying which part of a rollout a run gates (`step-N`, `background`).
@@ -44,11 +46,11 @@ pub async fn fetch_template(
 /// that does not deserialize, an arg no one gives a value, a `fieldRef` the Rollout
 /// lacks, a metric in two templates. Otherwise the run's creation would fail on every
 /// reconcile, retried for ever and never reported.
-pub async fn check(
-    client: &Client,
+pub fn check(
+    caches: &Caches,
     rollout: &Rollout,
     analysis: &RolloutAnalysis,
-) -> Result<(Vec<String>, Vec<String>), AdapterError> {
+) -> (Vec<String>, Vec<String>) {
     let namespace = rollout.namespace().unwrap_or_default();
     let (mut missing, mut unusable, mut templates) = (Vec::new(), Vec::new(), Vec::new());
     for t in &analysis.templates {
@@ -57,13 +59,12 @@ pub async fn check(
         } else {
             "AnalysisTemplate"
         };
-        match fetch_template(client, &namespace, &t.template_name, t.cluster_scope).await {
-            Ok(Some(spec)) => templates.push(spec),
-            Ok(None) => missing.push(format!("{kind} {}", t.template_name)),
-            Err(AdapterError::Kube(kube::Error::SerdeError(e))) => {
+        match caches.template(&namespace, &t.template_name, t.cluster_scope) {
+            CachedTemplate::Found(spec) => templates.push(spec),
+            CachedTemplate::Missing => missing.push(format!("{kind} {}", t.template_name)),
+            CachedTemplate::Unreadable(e) => {
                 unusable.push(format!("{kind} {} cannot be read: {e}", t.template_name));
             }
-            Err(e) => return Err(e),
         }
     }
     if missing.is_empty() && unusable.is_empty() {
@@ -73,7 +74,7 @@ pub async fn check(
             unusable.push(e.to_string());
         }
     }
-    Ok((missing, unusable))
+    (missing, unusable)
 }
 
 /// Merges the templates of an analysis into one run spec, with the Rollout's args
@@ -189,33 +190,53 @@ fn field_value(object: &serde_json::Value, path: &str) -> Option<String> {
     }
 }
 
-/// Creates an AnalysisRun owned by the Rollout.
+/// A run to create for a Rollout.
+pub struct NewRun<'a> {
+    pub name: &'a str,
+    /// Which part of the rollout it gates (`step-N`, `background`, ...).
+    pub role: &'a str,
+    pub analysis: &'a RolloutAnalysis,
+    /// The pod-template hashes `{{args.*}}` may name.
+    pub stable_hash: &'a str,
+    pub latest_hash: &'a str,
+}
+
+/// Creates an AnalysisRun owned by the Rollout, from templates in the cache.
 pub async fn create_run(
     client: &Client,
+    caches: &Caches,
     rollout: &Rollout,
-    name: &str,
-    role: &str,
-    analysis: &RolloutAnalysis,
-    stable_hash: &str,
-    latest_hash: &str,
-) -> Result<(), AdapterError> {
+    run: NewRun<'_>,
+) -> Result<Option<Written>, AdapterError> {
+    let NewRun {
+        name,
+        role,
+        analysis,
+        stable_hash,
+        latest_hash,
+    } = run;
     let namespace = rollout.namespace().unwrap_or_default();
     let mut templates = Vec::new();
     for t in &analysis.templates {
-        let spec = fetch_template(client, &namespace, &t.template_name, t.cluster_scope)
-            .await?
-            .ok_or_else(|| AdapterError::NotFound {
-                what: format!(
-                    "{} {}",
-                    if t.cluster_scope {
-                        "ClusterAnalysisTemplate"
-                    } else {
-                        "AnalysisTemplate"
-                    },
+        let kind = if t.cluster_scope {
+            "ClusterAnalysisTemplate"
+        } else {
+            "AnalysisTemplate"
+        };
+        match caches.template(&namespace, &t.template_name, t.cluster_scope) {
+            CachedTemplate::Found(spec) => templates.push(spec),
+            CachedTemplate::Missing => {
+                return Err(AdapterError::NotFound {
+                    what: format!("{kind} {}", t.template_name),
+                });
+            }
+            CachedTemplate::Unreadable(e) => {
+                return Err(AdapterError::Invalid(format!(
+                    "{kind} {} cannot be read: {e}",
                     t.template_name
-                ),
-            })?;
-        templates.push(spec);
+                )));
+            }
+        }
     }
     let args = resolve_field_refs(rollout, &analysis.args)?;
     let spec = merge(&templates, &args, stable_hash, latest_hash)?;
@@ -223,10 +244,21 @@ pub async fn create_run(
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(namespace.clone()),
-            labels: Some(BTreeMap::from([
-                (ROLLOUT_LABEL.to_string(), rollout.name_any()),
-                (ROLE_LABEL.to_string(), role.to_string()),
-            ])),
+            labels: Some(
+                [
+                    (ROLLOUT_LABEL.to_string(), rollout.name_any()),
+                    (ROLE_LABEL.to_string(), role.to_string()),
+                ]
+                .into_iter()
+                // The run is measured by the controller shard that serves its Rollout.
+                .chain(
+                    rollout
+                        .labels()
+                        .get(CONTROLLER_INSTANCE_LABEL)
+                        .map(|id| (CONTROLLER_INSTANCE_LABEL.to_string(), id.clone())),
+                )
+                .collect(),
+            ),
             owner_references: Some(vec![owner_reference(rollout)]),
             ..ObjectMeta::default()
         },
@@ -236,14 +268,14 @@ pub async fn create_run(
         },
         status: None,
     };
-    Api::<AnalysisRun>::namespaced(client.clone(), &namespace)
+    let stored = Api::<AnalysisRun>::namespaced(client.clone(), &namespace)
         .patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&run),
         )
         .await?;
-    Ok(())
+    Ok(written(Cache::AnalysisRun, &namespace, &stored))
 }
 
 /// Asks a run to stop measuring; its verdict so far stands.
@@ -251,26 +283,34 @@ pub async fn terminate_run(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<(), AdapterError> {
+) -> Result<Option<Written>, AdapterError> {
     let patch = json!({ "spec": { "terminate": true } });
     match Api::<AnalysisRun>::namespaced(client.clone(), namespace)
         .patch(name, &update_params(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(stored) => Ok(written(Cache::AnalysisRun, namespace, &stored)),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Some(Written::gone(Cache::AnalysisRun, namespace, name)))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 /// Deletes a finished run past the history limit.
-pub async fn delete_run(client: &Client, namespace: &str, name: &str) -> Result<(), AdapterError> {
+pub async fn delete_run(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Written>, AdapterError> {
     match Api::<AnalysisRun>::namespaced(client.clone(), namespace)
         .delete(name, &kube::api::DeleteParams::default())
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(_) => Ok(Some(Written::gone(Cache::AnalysisRun, namespace, name))),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Some(Written::gone(Cache::AnalysisRun, namespace, name)))
+        }
         Err(e) => Err(e.into()),
     }
 }

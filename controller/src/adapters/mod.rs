@@ -3,12 +3,14 @@
 //! guarded by a test), so executing a plan twice is harmless.
 
 pub mod analysis;
+pub mod cache;
 #[cfg(test)]
 pub(crate) mod mock_api;
 pub mod prometheus;
 pub mod router;
 pub mod status;
 pub mod workload;
+pub mod written;
 
 use kube::api::PatchParams;
 

@@ -38,22 +38,25 @@ pub fn differs(old: Option<&RolloutStatus>, new: &RolloutStatus) -> bool {
 /// Replaces the status of the Rollout as it was read (its resourceVersion): when a user
 /// action (abort, promote, ...) patched the status in between, the write fails with a
 /// conflict and the next reconcile plans again from the new state, so no action is lost.
+/// Returns the Rollout as stored after the write; None when the status had not changed
+/// (and nothing was sent).
 pub async fn write(
     client: &Client,
     rollout: &Rollout,
     status: &RolloutStatus,
-) -> Result<bool, AdapterError> {
+) -> Result<Option<Rollout>, AdapterError> {
     if !differs(rollout.status.as_ref(), status) {
-        return Ok(false);
+        return Ok(None);
     }
     let mut updated = rollout.clone();
     updated.status = Some(status.clone());
     updated.metadata.managed_fields = None;
     let api: Api<Rollout> =
         Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
-    api.replace_status(&rollout.name_any(), &PostParams::default(), &updated)
+    let stored = api
+        .replace_status(&rollout.name_any(), &PostParams::default(), &updated)
         .await?;
-    Ok(true)
+    Ok(Some(stored))
 }
 
 #[cfg(test)]

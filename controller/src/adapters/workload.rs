@@ -12,6 +12,8 @@ use serde_json::json;
 use sluice_api::Rollout;
 use sluice_api::rollout::{BASELINE_ROLE, POD_TEMPLATE_HASH_LABEL, ROLE_LABEL};
 
+use super::cache::Caches;
+use super::written::{Cache, Written};
 use super::{AdapterError, FIELD_MANAGER, update_params};
 use crate::core::{BaselineState, ReplicaSetState, baseline};
 
@@ -196,15 +198,30 @@ pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ReplicaSetState> {
 }
 
 /// Creates a revision's ReplicaSet (server-side apply: sluice owns it).
-pub async fn create_replica_set(client: &Client, rs: &ReplicaSet) -> Result<(), AdapterError> {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &rs.namespace().unwrap_or_default());
-    api.patch(
-        &rs.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(rs),
+pub async fn create_replica_set(
+    client: &Client,
+    rs: &ReplicaSet,
+) -> Result<Option<Written>, AdapterError> {
+    let namespace = rs.namespace().unwrap_or_default();
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
+    let stored = api
+        .patch(
+            &rs.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(rs),
+        )
+        .await?;
+    Ok(written(Cache::ReplicaSet, &namespace, &stored))
+}
+
+/// What the caches must show of `stored`, the API's answer to a write.
+pub fn written<K: Resource>(cache: Cache, namespace: &str, stored: &K) -> Option<Written> {
+    Written::at(
+        cache,
+        namespace,
+        &stored.name_any(),
+        stored.meta().resource_version.as_deref(),
     )
-    .await?;
-    Ok(())
 }
 
 /// Sets a ReplicaSet's size and its scale-down deadline (removed when None).
@@ -214,7 +231,7 @@ pub async fn scale_replica_set(
     name: &str,
     replicas: i32,
     scale_down_at: Option<Timestamp>,
-) -> Result<(), AdapterError> {
+) -> Result<Option<Written>, AdapterError> {
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     // A merge patch touches only these two fields; `null` removes the annotation.
     let patch = json!({
@@ -223,9 +240,10 @@ pub async fn scale_replica_set(
         } },
         "spec": { "replicas": replicas },
     });
-    api.patch(name, &update_params(), &Patch::Merge(&patch))
+    let stored = api
+        .patch(name, &update_params(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(written(Cache::ReplicaSet, namespace, &stored))
 }
 
 /// Deletes an old ReplicaSet (its pods go with it).
@@ -233,11 +251,13 @@ pub async fn delete_replica_set(
     client: &Client,
     namespace: &str,
     name: &str,
-) -> Result<(), AdapterError> {
+) -> Result<Option<Written>, AdapterError> {
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(_) => Ok(Some(Written::gone(Cache::ReplicaSet, namespace, name))),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Some(Written::gone(Cache::ReplicaSet, namespace, name)))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -245,25 +265,20 @@ pub async fn delete_replica_set(
 /// What a Service is to the Rollout naming it: missing (a missing reference), unusable
 /// (an ExternalName Service selects no pods), or the revision hash its selector pins
 /// (`Pins(None)` when it pins none yet).
-pub async fn service_hash(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<ServiceRef, AdapterError> {
-    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let Some(svc) = api.get_opt(name).await? else {
-        return Ok(ServiceRef::Missing);
+pub fn service_hash(caches: &Caches, namespace: &str, name: &str) -> ServiceRef {
+    let Some(svc) = caches.service(namespace, name) else {
+        return ServiceRef::Missing;
     };
-    let spec = svc.spec.unwrap_or_default();
+    let spec = svc.spec.clone().unwrap_or_default();
     if spec.type_.as_deref() == Some("ExternalName") {
-        return Ok(ServiceRef::Unusable(format!(
+        return ServiceRef::Unusable(format!(
             "Service {name} is of type ExternalName: it has no selector to point at a revision"
-        )));
+        ));
     }
-    Ok(ServiceRef::Pins(
+    ServiceRef::Pins(
         spec.selector
             .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned()),
-    ))
+    )
 }
 
 /// What a Service a Rollout names is to it.
@@ -285,12 +300,13 @@ pub async fn set_service_selector(
     namespace: &str,
     name: &str,
     hash: &str,
-) -> Result<(), AdapterError> {
+) -> Result<Option<Written>, AdapterError> {
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
     let patch = json!({ "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: hash } } });
-    api.patch(name, &update_params(), &Patch::Merge(&patch))
+    let stored = api
+        .patch(name, &update_params(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(written(Cache::Service, namespace, &stored))
 }
 
 /// Kubernetes' kind for a Rollout reference in Events and owner references.

@@ -129,6 +129,9 @@ pub fn plan(
 
     // --- revision ------------------------------------------------------------------------
     let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
+    let completed = new_revision
+        .then(|| superseded_but_complete(&old, bg, observed, template_hash, replicas))
+        .flatten();
     if new_revision || old.current_step_hash.as_deref() != Some(stages_hash.as_str()) {
         status.current_step_index = Some(0);
         status.pause_conditions.clear();
@@ -158,8 +161,22 @@ pub fn plan(
     status.current_pod_hash = Some(template_hash.to_string());
     status.current_step_hash = Some(stages_hash);
 
+    // The revisions that stop being stable in this plan keep their pods for
+    // `scaleDownDelaySeconds`.
+    let mut demoted = Vec::new();
     // The first revision, or one whose stable ReplicaSet is gone, goes straight to active.
-    let stable_hash = stable_hash(&old, observed, template_hash);
+    let stable_hash = match &completed {
+        Some(previous) => {
+            events.push(completed_event(previous));
+            demoted.extend(
+                old.stable_rs
+                    .clone()
+                    .filter(|h| observed.replica_set(h).is_some()),
+            );
+            previous.clone()
+        }
+        None => stable_hash(&old, observed, template_hash),
+    };
     status.stable_rs = Some(stable_hash.clone());
     if status.abort && status.aborted_at.is_none() {
         status.aborted_at = Some(Time(now));
@@ -181,9 +198,14 @@ pub fn plan(
     let bg_status = status
         .blue_green
         .get_or_insert_with(BlueGreenStatus::default);
-    // Whether activeService was switched to the new revision (and not switched back).
+    // Whether activeService was switched to the new revision (and not switched back): as
+    // the status says, or as the Service shows while the new revision is fully available
+    // (a reconcile killed between the switch and its status write; planning from the
+    // stored "not switched" would switch production back).
+    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
+    let switch_seen = active_now.as_deref() == Some(template_hash) && at_size(current_rs, replicas);
     let mut switched = mode != Mode::Aborted
-        && bg_status.active_selector.as_deref() == Some(template_hash)
+        && (bg_status.active_selector.as_deref() == Some(template_hash) || switch_seen)
         && template_hash != stable_hash;
 
     // --- stages --------------------------------------------------------------------------
@@ -328,12 +350,7 @@ pub fn plan(
     if switched && index >= stages.len() {
         // Complete: the new revision is stable; the previous one drains behind its
         // scale-down deadline.
-        events.push(PlannedEvent {
-            warning: false,
-            reason: "RolloutCompleted".into(),
-            action: format!("Revision-{template_hash}"),
-            message: format!("revision {template_hash} is now active and stable"),
-        });
+        events.push(completed_event(template_hash));
         status.stable_rs = Some(template_hash.to_string());
         status.promote_full = false;
         status.pause_conditions.clear();
@@ -366,8 +383,9 @@ pub fn plan(
             }
         }
     }
-    let demoted =
-        (mode == Mode::Stable && stable_hash != template_hash).then(|| stable_hash.clone());
+    if mode == Mode::Stable && stable_hash != template_hash {
+        demoted.push(stable_hash.clone());
+    }
     let stable_hash = status.stable_rs.clone().unwrap_or_default();
     status.current_step_index = Some(if mode == Mode::Stable {
         stages.len()
@@ -383,16 +401,41 @@ pub fn plan(
     ));
 
     // --- Services ------------------------------------------------------------------------
-    let active_target = if switched || mode == Mode::Stable {
+    let wanted_active = if switched || mode == Mode::Stable {
         template_hash.to_string()
     } else {
         stable_hash.clone()
+    };
+    // activeService leaves the revision it selects only for one with as many available
+    // pods, up to full size: a switch back to the stable revision that nobody asked for
+    // (a new template during post-promotion analysis) waits for its pods, production
+    // staying where it is meanwhile. The switch to the new revision already waits for all
+    // of them. An abort does not wait: it is the order to take production off the new
+    // revision, and the stable one is kept at full size for it.
+    let available = |hash: &str| observed.replica_set(hash).map_or(0, |rs| rs.available);
+    let active_target = match &active_now {
+        Some(now)
+            if mode != Mode::Aborted
+                && *now != wanted_active
+                && observed.replica_set(now).is_some()
+                && available(&wanted_active) < replicas.min(available(now)) =>
+        {
+            if mode == Mode::Progressing && detail.is_none() {
+                detail = Some(format!(
+                    "{} stays on revision {now} until revision {wanted_active} is fully available",
+                    bg.active_service
+                ));
+            }
+            now.clone()
+        }
+        _ => wanted_active.clone(),
     };
     let preview_target = match mode {
         Mode::Progressing | Mode::Promoting if current_rs.is_some() => template_hash.to_string(),
         _ => active_target.clone(),
     };
     if switched
+        && active_target == template_hash
         && old
             .blue_green
             .as_ref()
@@ -421,10 +464,9 @@ pub fn plan(
     actions.sort_by_key(|a| matches!(a, Action::CreateAnalysisRun { .. }));
 
     // --- ReplicaSets ---------------------------------------------------------------------
-    // Pods that activeService still selects are not scaled down while it is to leave them,
-    // whatever the plan: a switch back (or away) is written first and the scale-down
-    // follows on a later pass.
-    let active_now = observed.services.get(&bg.active_service).cloned().flatten();
+    // Pods that activeService still selects are not scaled down while the plan wants it
+    // elsewhere, whatever the plan: a switch back (or away) is written first and the
+    // scale-down follows on a later pass.
     let abort_scale_down_at = status
         .aborted_at
         .as_ref()
@@ -464,10 +506,7 @@ pub fn plan(
             targets.push((rs, replicas, None));
             continue;
         }
-        let deadline = match (
-            demoted.as_deref() == Some(rs.hash.as_str()),
-            rs.scale_down_at,
-        ) {
+        let deadline = match (demoted.contains(&rs.hash), rs.scale_down_at) {
             (true, _) if bg.scale_down_delay_seconds > 0 && rs.replicas > 0 => {
                 Some(now + secs(bg.scale_down_delay_seconds))
             }
@@ -484,7 +523,7 @@ pub fn plan(
     }
     for (rs, target, deadline) in targets {
         // The revision that is and stays active is resized like any other (`kubectl scale`).
-        let target = if active_now.as_deref() == Some(rs.hash.as_str()) && active_target != rs.hash
+        let target = if active_now.as_deref() == Some(rs.hash.as_str()) && wanted_active != rs.hash
         {
             target.max(rs.replicas)
         } else {
@@ -518,7 +557,7 @@ pub fn plan(
             .map(|stage| format!("{} of revision {template_hash}", stage.label()));
     }
     let draining = |rs: &ReplicaSetState| {
-        demoted.as_deref() == Some(rs.hash.as_str()) || rs.scale_down_at.is_some_and(|at| now < at)
+        demoted.contains(&rs.hash) || rs.scale_down_at.is_some_and(|at| now < at)
     };
     let settled = mode == Mode::Stable
         && stable_rs_settled(observed, &stable_hash, replicas)
@@ -547,6 +586,50 @@ pub fn plan(
         old,
         now,
     })
+}
+
+fn completed_event(hash: &str) -> PlannedEvent {
+    PlannedEvent {
+        warning: false,
+        reason: "RolloutCompleted".into(),
+        action: format!("Revision-{hash}"),
+        message: format!("revision {hash} is now active and stable"),
+    }
+}
+
+/// The revision a new template supersedes when it has nothing left to do but become
+/// stable: activeService selects it, it is fully available, and its post-promotion
+/// analysis passed (or there is none, or promote-full skipped it). Its completion was
+/// due (and the reconcile that did it may have been killed before its status write,
+/// having already scaled the previous revision down), so it completes first and the
+/// new template supersedes it instead of sending production back a revision. A template
+/// back to the stable revision is a rollback, which goes straight back to it instead.
+fn superseded_but_complete(
+    old: &RolloutStatus,
+    bg: &BlueGreenStrategy,
+    observed: &Observed,
+    template_hash: &str,
+    replicas: i32,
+) -> Option<String> {
+    let previous = old.current_pod_hash.as_deref()?;
+    let rs = observed.replica_set(previous)?;
+    let active = observed.services.get(&bg.active_service)?.as_deref();
+    let stable = old.stable_rs.as_deref();
+    if old.abort
+        || active != Some(previous)
+        || stable == Some(previous)
+        || stable == Some(template_hash)
+    {
+        return None;
+    }
+    let post_passed = old
+        .blue_green
+        .as_ref()
+        .and_then(|b| b.post_promotion_analysis_run.as_deref())
+        .and_then(|n| observed.analysis_run(n))
+        .is_some_and(|r| r.phase == Some(AnalysisPhase::Successful));
+    let verified = bg.post_promotion_analysis.is_none() || old.promote_full || post_passed;
+    (at_size(Some(rs), replicas) && verified).then(|| previous.to_string())
 }
 
 /// A pre- or post-promotion analysis: one run per revision (a retry starts a new one);
@@ -583,6 +666,13 @@ fn analysis_stage(
             let base = format!("{rollout}-{template_hash}-{suffix}");
             let run = start_run(observed, &base, analysis, role.into(), actions);
             *slot = Some(run.clone());
+            // A fresh run (a retry) is not paused on the old one's inconclusive verdict:
+            // left set, its pause (or `controllerPause`, promoted) would carry over, and
+            // read as "promoted" at the next pause stage.
+            status
+                .pause_conditions
+                .retain(|c| c.reason != PauseReason::InconclusiveAnalysis);
+            status.controller_pause = false;
             run
         }
     };

@@ -744,3 +744,251 @@ fn a_retry_after_an_abort_in_an_inconclusive_pause_still_waits_at_the_pause() {
     assert_eq!(phase(&r), RolloutPhase::Paused, "waiting for a promote");
     assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
 }
+
+fn moves_active(p: &Plan) -> bool {
+    p.actions
+        .iter()
+        .any(|a| matches!(a, Action::SetServiceSelector { service, .. } if service == "web-active"))
+}
+
+/// Found by the property tests: a new template during post-promotion analysis sends
+/// activeService back to the stable revision (docs/bluegreen.md), but it did so at once,
+/// however few of that revision's pods were available. It now waits for them, keeping
+/// the revision that serves production (and its pods) meanwhile.
+#[test]
+fn a_new_template_in_post_promotion_analysis_returns_to_stable_once_it_is_available() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "postPromotionAnalysis": analysis(), "autoPromotionEnabled": false })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    // Two pods of the stable revision crash-loop.
+    w.rs.iter_mut().find(|rs| rs.hash == v1).unwrap().available = 1;
+
+    set_image(&mut r, "app:v3");
+    let p = plan(&r, &w.observed(), after(3));
+    assert!(!moves_active(&p), "{:?}", p.actions);
+    assert!(
+        !p.actions.iter().any(
+            |a| matches!(a, Action::ScaleReplicaSet { name, .. } if *name == format!("web-{v2}"))
+        ),
+        "the pods serving production stay: {:?}",
+        p.actions
+    );
+    assert_eq!(
+        p.status
+            .blue_green
+            .as_ref()
+            .unwrap()
+            .active_selector
+            .as_deref(),
+        Some(v2.as_str()),
+        "the status says where activeService is"
+    );
+    // The stable revision's pods come back: activeService returns to it, and the
+    // superseded revision goes.
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+    assert_eq!(size(&w, &v2), 0);
+    assert_eq!(phase(&r), RolloutPhase::Paused, "previewing v3");
+}
+
+/// Plans once and applies every action, as a reconcile killed before its status write
+/// does: the stored status stays as it was.
+fn killed_reconcile(r: &Rollout, w: &mut World, now: Timestamp) -> Plan {
+    let p = plan(r, &w.observed(), now);
+    w.apply(&p.actions);
+    w.tick();
+    p
+}
+
+/// Found by the property tests: the reconcile that completed a post-promotion analysis
+/// (and scaled the previous revision to 0, with no scale-down delay) was killed before
+/// its status write; a new template then sent activeService back to the stored stable
+/// revision, which had no pod left. The verdict was in: the switched revision completes
+/// and the new template supersedes it, as without the crash.
+#[test]
+fn a_completion_whose_status_write_was_lost_survives_a_new_template() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({
+            "autoPromotionEnabled": false,
+            "postPromotionAnalysis": analysis(),
+            "scaleDownDelaySeconds": 0,
+        })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    set_run(&mut w, &post_run(&r).unwrap(), AnalysisPhase::Successful);
+    killed_reconcile(&r, &mut w, after(3));
+    assert_eq!(
+        size(&w, &v1),
+        0,
+        "the completion scaled the previous revision down"
+    );
+
+    set_image(&mut r, "app:v3");
+    let v3 = hash_of(&r);
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v2.as_str())
+    );
+    assert_eq!(size(&w, &v1), 0, "not brought back");
+    assert_eq!(preview(&w).as_deref(), Some(v3.as_str()));
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+}
+
+/// A template put back to the stable revision during post-promotion analysis is a
+/// rollback: activeService goes straight back, even when the analysis has just passed
+/// (the superseded revision is not completed first, as it is for a new template).
+#[test]
+fn a_rollback_during_post_promotion_analysis_goes_straight_back() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "postPromotionAnalysis": analysis(), "autoPromotionEnabled": false })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    settle(&mut r, &mut w, after(2));
+    set_run(&mut w, &post_run(&r).unwrap(), AnalysisPhase::Successful);
+    set_image(&mut r, "app:v1");
+    let p = plan(&r, &w.observed(), after(3));
+    assert!(p.actions.contains(&Action::SetServiceSelector {
+        service: "web-active".into(),
+        hash: v1.clone()
+    }));
+    settle(&mut r, &mut w, after(3));
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v1.as_str())
+    );
+    assert_eq!(size(&w, &v2), 0);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
+
+/// A reconcile killed after it switched activeService and before its status write: the
+/// next plan adopts the switch it sees on the Service (the new revision is fully
+/// available) instead of planning from the stored "not switched" and, with the Rollout
+/// paused meanwhile, switching production back.
+#[test]
+fn a_switch_whose_status_write_was_lost_is_adopted() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "postPromotionAnalysis": analysis(), "autoPromotionEnabled": false })),
+        3,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    let v2 = hash_of(&r);
+    settle(&mut r, &mut w, after(1));
+    promote(&mut r);
+    // Plan by plan up to the one that switches; it is killed after its first action.
+    for round in 0.. {
+        assert!(round < 10, "never switched");
+        let p = plan(&r, &w.observed(), after(2));
+        if moves_active(&p) {
+            assert_eq!(
+                p.actions[0],
+                Action::SetServiceSelector {
+                    service: "web-active".into(),
+                    hash: v2.clone()
+                }
+            );
+            w.apply(&p.actions[..1]);
+            break;
+        }
+        w.apply(&p.actions);
+        w.tick();
+        r.status = Some(p.status);
+    }
+    assert_eq!(
+        bg_status(&r).active_selector.as_deref(),
+        Some(v1.as_str()),
+        "the stored status missed the switch"
+    );
+    r.spec.paused = true;
+    let p = plan(&r, &w.observed(), after(3));
+    assert!(!moves_active(&p), "{:?}", p.actions);
+    assert_eq!(
+        p.status
+            .blue_green
+            .as_ref()
+            .unwrap()
+            .active_selector
+            .as_deref(),
+        Some(v2.as_str())
+    );
+    r.spec.paused = false;
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(active(&w).as_deref(), Some(v2.as_str()));
+    let run = post_run(&r).expect("post-promotion analysis runs on the adopted switch");
+    assert_eq!(size(&w, &v1), 3, "the previous revision stays up meanwhile");
+    set_run(&mut w, &run, AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(5));
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+    assert_eq!(
+        r.status.as_ref().unwrap().stable_rs.as_deref(),
+        Some(v2.as_str())
+    );
+}
+
+/// Found by the property tests (an abort and a retry with no reconcile between them, so
+/// no plan saw the abort end the pause): a retry in an inconclusive pre-promotion pause
+/// started a fresh run but kept the pause of the old one; `controllerPause` then read as
+/// "promoted" at the promotion pause, and activeService switched with nobody promoting.
+#[test]
+fn a_retry_in_an_inconclusive_pause_measures_afresh_and_still_stops_at_the_pause() {
+    let mut w = services();
+    let (mut r, v1) = at_v1(
+        spec(json!({ "autoPromotionEnabled": false, "prePromotionAnalysis": analysis() })),
+        2,
+        &mut w,
+    );
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, after(1));
+    let first = pre_run(&r).unwrap();
+    set_run(&mut w, &first, AnalysisPhase::Inconclusive);
+    settle(&mut r, &mut w, after(2));
+    assert_eq!(phase(&r), RolloutPhase::Paused);
+    // Retry (the action's patch): a fresh run replaces the inconclusive one.
+    let s = r.status.as_mut().unwrap();
+    s.abort = false;
+    s.aborted_at = None;
+    s.blue_green.as_mut().unwrap().pre_promotion_analysis_run = None;
+    settle(&mut r, &mut w, after(3));
+    let fresh = pre_run(&r).unwrap();
+    assert_ne!(fresh, first);
+    assert_eq!(
+        phase(&r),
+        RolloutPhase::Progressing,
+        "measuring, not paused"
+    );
+    set_run(&mut w, &fresh, AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(4));
+    assert_eq!(phase(&r), RolloutPhase::Paused, "waiting for a promote");
+    assert_eq!(
+        r.status.as_ref().unwrap().pause_conditions[0].reason,
+        PauseReason::BlueGreenPause
+    );
+    assert_eq!(active(&w).as_deref(), Some(v1.as_str()));
+}

@@ -639,6 +639,13 @@ fn walk_steps(
                             actions,
                         );
                         canary_status.current_step_analysis_run = Some(run.clone());
+                        // A fresh run (a retry in an inconclusive pause) is not paused on
+                        // the old one's verdict: left set, `controllerPause` would read as
+                        // "promoted" at the next pause step and skip it.
+                        status
+                            .pause_conditions
+                            .retain(|c| c.reason != PauseReason::InconclusiveAnalysis);
+                        status.controller_pause = false;
                         run
                     }
                 }

@@ -1452,3 +1452,38 @@ fn a_raised_weight_is_written_after_the_canary_service_points_at_the_canary() {
     assert!(service.is_some() && weight.is_some(), "{:?}", p.actions);
     assert!(service < weight, "{:?}", p.actions);
 }
+
+#[test]
+fn a_retry_in_an_inconclusive_step_measures_afresh_and_still_stops_at_the_next_pause() {
+    let mut w = World::new().with_services(&["s", "c"]).with_router();
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "trafficRouting": { "nginx": { "stableIngress": "web" } },
+        "steps": [
+            { "setWeight": 20 }, { "analysis": { "templates": [{ "templateName": "t" }] } },
+            { "setWeight": 50 }, { "pause": {} }, { "setWeight": 80 },
+        ],
+    });
+    let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    w.runs[0].phase = Some(AnalysisPhase::Inconclusive);
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!((step_index(&r), phase(&r)), (1, RolloutPhase::Paused));
+    // The retry action: measure afresh.
+    let s = r.status.as_mut().unwrap();
+    s.abort = false;
+    s.aborted_at = None;
+    s.progressed_at = None;
+    s.canary.as_mut().unwrap().current_step_analysis_run = None;
+    settle(&mut r, &mut w, after(2), None);
+    assert_eq!(w.runs.len(), 2, "a fresh run");
+    w.runs[1].phase = Some(AnalysisPhase::Successful);
+    settle(&mut r, &mut w, after(3), None);
+    assert_eq!(
+        (step_index(&r), phase(&r)),
+        (3, RolloutPhase::Paused),
+        "the pause step waits for a human: {:?}",
+        r.status
+    );
+}

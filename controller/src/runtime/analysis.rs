@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
@@ -18,6 +18,7 @@ use kube::api::PostParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_api::analysis::{
@@ -26,10 +27,13 @@ use sluice_api::analysis::{
 };
 use tracing::{error, info, warn};
 
+use super::expectations::Expectations;
 use super::malformed::{self, Shape};
-use super::{ReconcileError, Settings, api};
+use super::{ReconcileError, Settings, api, backoff};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
+use crate::adapters::workload::written;
+use crate::adapters::written::{Cache, Written};
 use crate::core::analysis::{self as plan, MetricValue};
 use crate::core::judge::{self, SignalSamples, Verdict};
 
@@ -96,6 +100,13 @@ pub struct Measurer {
 struct Context {
     measurer: Measurer,
     recorder: Recorder,
+    /// The runs as the Controller's watch holds them.
+    runs: Store<DeserializeGuard<AnalysisRun>>,
+    /// Each run's last status write, until the cache shows it: measuring again from the
+    /// status before it would take a measurement twice, and its write would conflict.
+    expectations: Expectations<ObjectRef<DeserializeGuard<AnalysisRun>>>,
+    /// Consecutive failures per run, for exponential backoff.
+    failures: backoff::Failures<ObjectRef<DeserializeGuard<AnalysisRun>>>,
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
@@ -113,14 +124,7 @@ pub async fn run(
             return;
         }
     };
-    let ctx = Arc::new(Context {
-        measurer: Measurer {
-            client: client.clone(),
-            prometheus,
-        },
-        recorder: malformed::recorder(&client),
-    });
-    Controller::new(
+    let controller = Controller::new(
         api::<DeserializeGuard<AnalysisRun>>(&client, settings.namespace.as_deref()),
         // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
         // after an apiserver restart a cached list (resourceVersion=0) can be older than
@@ -128,14 +132,26 @@ pub async fn run(
         // re-lists into the same stale answer with a growing backoff (seen in e2e: no
         // event for minutes). client-go falls back to a consistent list; kube-runtime
         // does not, so always ask for one.
-        watcher::Config::default(),
-    )
-    // One watch, so the Controller's backoff is that watch's own (see `watches`).
-    .trigger_backoff(super::backoff::WatchBackoff::default())
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| async {})
-    .await;
+        settings.instance_selector(watcher::Config::default()),
+    );
+    let ctx = Arc::new(Context {
+        measurer: Measurer {
+            client: client.clone(),
+            prometheus,
+        },
+        recorder: malformed::recorder(&client),
+        runs: controller.store(),
+        expectations: Expectations::default(),
+        failures: backoff::Failures::default(),
+    });
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        // One watch, so the Controller's backoff is that watch's own (see `watches`).
+        .trigger_backoff(super::backoff::WatchBackoff::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
     info!("analysis controller stopped");
 }
 
@@ -159,15 +175,34 @@ async fn reconcile(
         Ok(run) => time_budget(&run.spec.analysis),
         Err(_) => RECONCILE_OVERHEAD,
     };
-    tokio::time::timeout(budget, reconcile_inner(guard, &ctx.measurer, &ctx.recorder))
-        .await
-        .unwrap_or(Err(ReconcileError::Timeout(budget)))
+    let key = ObjectRef::from_obj(&*guard);
+    if let Some(wait) = ctx.expectations.wait(&key, Instant::now(), |w| {
+        ctx.runs
+            .get(&ObjectRef::new(&w.name).within(&w.namespace))
+            .map(|r| r.resource_version())
+    }) {
+        return Ok(Requeue::requeue(wait));
+    }
+    let mut written = None;
+    let outcome = tokio::time::timeout(
+        budget,
+        reconcile_inner(guard, &ctx.measurer, &ctx.recorder, &mut written),
+    )
+    .await
+    .unwrap_or(Err(ReconcileError::Timeout(budget)));
+    ctx.expectations
+        .record(key.clone(), written.into_iter().collect(), Instant::now());
+    if outcome.is_ok() {
+        ctx.failures.forget(&key);
+    }
+    outcome
 }
 
 async fn reconcile_inner(
     guard: Arc<DeserializeGuard<AnalysisRun>>,
     ctx: &Measurer,
     recorder: &Recorder,
+    written: &mut Option<Written>,
 ) -> Result<Requeue, ReconcileError> {
     let Ok(run) = &guard.0 else {
         // It can never be measured: Error, InvalidSpec and one Event, once; the Rollout
@@ -192,7 +227,7 @@ async fn reconcile_inner(
         status.message = Some(format!("invalid analysis: {e}"));
         status.completed_at = Some(Time(now));
         status.observed_generation = run.metadata.generation;
-        write_status(&ctx.client, run, &status).await?;
+        *written = write_status(&ctx.client, run, &status).await?;
         warn!(run = %format!("{namespace}/{}", run.name_any()), error = %e, "invalid analysis");
         return Ok(Requeue::await_change());
     }
@@ -223,9 +258,9 @@ async fn reconcile_inner(
         status.completed_at = Some(Time(Timestamp::now()));
     }
     if status != old {
-        if !write_status(&ctx.client, run, &status).await? {
-            return Ok(Requeue::requeue(Duration::from_millis(200)));
-        }
+        // A conflict (a terminate, a deletion) is an error for the backoff; its watch
+        // event brings the run back at once, and the measurement taken here is dropped.
+        *written = write_status(&ctx.client, run, &status).await?;
         if terminal(Some(phase)) {
             info!(run = %format!("{namespace}/{}", run.name_any()), ?phase, "analysis finished");
         }
@@ -247,35 +282,46 @@ async fn reconcile_inner(
     })
 }
 
-/// Replaces the run's status as it was read; false on a conflict (someone, e.g. a
-/// terminate, changed the run meanwhile: measure again from it).
+/// Replaces the run's status as it was read (a conflict when someone, e.g. a terminate,
+/// changed the run meanwhile); returns what the cache must show before the next
+/// reconcile.
 async fn write_status(
     client: &Client,
     run: &AnalysisRun,
     status: &sluice_api::analysis::AnalysisRunStatus,
-) -> Result<bool, ReconcileError> {
+) -> Result<Option<Written>, ReconcileError> {
     let mut updated = run.clone();
     updated.status = Some(status.clone());
     updated.metadata.managed_fields = None;
     let runs: Api<AnalysisRun> =
         Api::namespaced(client.clone(), &run.namespace().unwrap_or_default());
-    match runs
+    let stored = runs
         .replace_status(&run.name_any(), &PostParams::default(), &updated)
         .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(AdapterError::from(e).into()),
-    }
+        .map_err(AdapterError::from)?;
+    Ok(written(
+        Cache::AnalysisRun,
+        &run.namespace().unwrap_or_default(),
+        &stored,
+    ))
 }
 
+/// Exponential backoff per run, as for Rollouts ([`backoff::delay`]).
 fn error_policy(
     guard: Arc<DeserializeGuard<AnalysisRun>>,
     error: &ReconcileError,
-    _: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Requeue {
-    warn!(run = %guard.name_any(), category = error.category(), %error, "analysis reconcile failed");
-    Requeue::requeue(Duration::from_secs(2))
+    let key = ObjectRef::from_obj(&*guard);
+    let jitter = backoff::jitter_for(&key, Timestamp::now().subsec_nanosecond().unsigned_abs());
+    let delay = backoff::delay(ctx.failures.record(key), jitter);
+    let category = error.category();
+    if category == "conflict" {
+        info!(run = %guard.name_any(), category, retry_in = ?delay, %error, "analysis reconcile conflicted");
+    } else {
+        warn!(run = %guard.name_any(), category, retry_in = ?delay, %error, "analysis reconcile failed");
+    }
+    Requeue::requeue(delay)
 }
 
 async fn secret_value(
@@ -564,6 +610,9 @@ mod tests {
                 prometheus: PrometheusClient::new().unwrap(),
             },
             recorder: malformed::recorder(&client),
+            runs: kube::runtime::reflector::store::Writer::default().as_reader(),
+            expectations: Expectations::default(),
+            failures: backoff::Failures::default(),
         })
     }
 

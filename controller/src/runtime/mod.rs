@@ -5,7 +5,7 @@
 //! changed → record the plan's Events → requeue at the plan's next deadline.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
@@ -19,20 +19,25 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use sluice_api::analysis::AnalysisRun;
-use sluice_api::rollout::Rollout;
+use sluice_api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
+use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout};
 use tracing::{debug, info, warn};
 
+use crate::adapters::cache::Caches;
 use crate::adapters::router::Router;
 use crate::adapters::router::gateway::http_route_resource;
 use crate::adapters::workload::{self, ROLLOUT_LABEL};
+use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, analysis as runs, status};
 use crate::core::{self, Action, AnalysisRunState, Observed};
+use expectations::Expectations;
 use references::Referenced;
 
 pub mod analysis;
 pub mod backoff;
+pub mod expectations;
 pub mod malformed;
+pub mod rate_limit;
 pub mod references;
 pub mod replay;
 pub mod templates;
@@ -45,9 +50,26 @@ mod reconcile_tests;
 /// back to `$KUBECONFIG` / `~/.kube/config`). Shared by `sluice-controller` and
 /// `kubectl-sluice`.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    Ok(Client::try_from(config(kubeconfig).await?)?)
+}
+
+/// As [`client`], with every request first waiting for the rate limit (`qps` 0: none).
+pub async fn limited_client(
+    kubeconfig: Option<&std::path::Path>,
+    qps: u32,
+    burst: u32,
+) -> anyhow::Result<Client> {
+    let builder = kube::client::ClientBuilder::try_from(config(kubeconfig).await?)?;
+    Ok(match rate_limit::layer(qps, burst) {
+        Some(limit) => builder.with_layer(&limit).build(),
+        None => builder.build(),
+    })
+}
+
+async fn config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
     use anyhow::Context as _;
     use kube::config::{KubeConfigOptions, Kubeconfig};
-    let config = match kubeconfig {
+    Ok(match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -56,24 +78,59 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Clie
         None => kube::Config::infer()
             .await
             .context("no in-cluster config and no usable kubeconfig")?,
-    };
-    Ok(Client::try_from(config)?)
+    })
 }
 
 /// How the controller runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Watch only this namespace; all namespaces when None.
     pub namespace: Option<String>,
+    /// Serve only Rollouts (and AnalysisRuns) labelled `sluice.dev/controller-instance`
+    /// with this value; without one, only those without the label. Several controllers
+    /// share a cluster this way, one shard each.
+    pub instance_id: Option<String>,
+    /// Most reconciles of one kind running at once.
+    pub concurrency: u16,
+}
+
+/// Reconciles of one kind at once, by default. Reconciles read only caches, so they are
+/// short; what bounds the work is the client's rate limit, and this only keeps a burst
+/// of events from queueing thousands of tasks on that limit.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespace: None,
+            instance_id: None,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+impl Settings {
+    /// `config` selecting the objects of this controller's shard.
+    pub fn instance_selector(&self, config: watcher::Config) -> watcher::Config {
+        match &self.instance_id {
+            Some(id) => config.labels(&format!("{CONTROLLER_INSTANCE_LABEL}={id}")),
+            None => config.labels(&format!("!{CONTROLLER_INSTANCE_LABEL}")),
+        }
+    }
 }
 
 /// Shared state of the reconcilers.
 struct Context {
     client: Client,
+    /// The Rollouts as the Controller's own watch holds them, to tell when it shows
+    /// sluice's own last status write.
+    rollouts: Store<DeserializeGuard<Rollout>>,
     replica_sets: Store<ReplicaSet>,
     /// Guarded like the Rollouts: one run that does not deserialize must not keep this
     /// cache from ever listing, which would stall every Rollout's reconcile.
     analysis_runs: Store<DeserializeGuard<AnalysisRun>>,
+    /// The objects Rollouts refer to (Services, Ingresses, HTTPRoutes, templates).
+    caches: Caches,
     /// Resolves (true) once every cache above has synced; false if one was dropped.
     /// Shared, because `Store::wait_until_ready` wakes only one of several concurrent
     /// waiters (kube-runtime 5.0's DelayedInit keeps a single oneshot waker), which left
@@ -82,6 +139,27 @@ struct Context {
     recorder: Recorder,
     /// Consecutive failures per Rollout, for exponential backoff.
     failures: backoff::Failures<ObjectRef<DeserializeGuard<Rollout>>>,
+    /// What each Rollout's last reconcile wrote that the caches have not shown yet.
+    expectations: Expectations<ObjectRef<DeserializeGuard<Rollout>>>,
+}
+
+impl Context {
+    /// The resourceVersion the cache behind `written` holds of its object; None when the
+    /// cache does not hold it.
+    fn cached_version(&self, written: &Written) -> Option<Option<String>> {
+        fn version<K: Resource>(object: Option<Arc<K>>) -> Option<Option<String>> {
+            object.map(|o| o.meta().resource_version.clone())
+        }
+        let (ns, name) = (written.namespace.as_str(), written.name.as_str());
+        match written.cache {
+            Cache::Rollout => version(self.rollouts.get(&ObjectRef::new(name).within(ns))),
+            Cache::ReplicaSet => version(self.replica_sets.get(&ObjectRef::new(name).within(ns))),
+            Cache::AnalysisRun => version(self.analysis_runs.get(&ObjectRef::new(name).within(ns))),
+            Cache::Service => version(self.caches.service(ns, name)),
+            Cache::Ingress => version(self.caches.ingress(ns, name)),
+            Cache::HttpRoute => version(self.caches.http_route(ns, name)),
+        }
+    }
 }
 
 /// Why a reconcile failed.
@@ -141,6 +219,47 @@ pub async fn run(
         watcher::Config::default().labels(ROLLOUT_LABEL),
         run_writer,
     );
+    // What Rollouts refer to, cached so that a reconcile reads nothing from the API. The
+    // Ingress cache also holds the canary Ingresses sluice owns.
+    let (services, service_writer) = reflector::store();
+    let service_stream = watches::cached_touched(
+        api::<Service>(&client, ns),
+        watcher::Config::default(),
+        service_writer,
+    );
+    let (ingresses, ingress_writer) = reflector::store();
+    let ingress_stream = watches::cached_touched(
+        api::<Ingress>(&client, ns),
+        watcher::Config::default(),
+        ingress_writer,
+    );
+    let route_writer = reflector::store::Writer::new(http_route_resource());
+    let http_routes = route_writer.as_reader();
+    let route_stream = watches::cached_touched(
+        http_routes_api(&client, ns),
+        watcher::Config::default(),
+        route_writer,
+    );
+    let (templates, template_writer) = reflector::store();
+    let template_stream = watches::cached_touched(
+        api::<DeserializeGuard<AnalysisTemplate>>(&client, ns),
+        watcher::Config::default(),
+        template_writer,
+    );
+    // Cluster-scoped, so watched cluster-wide even when the controller is namespaced.
+    let (cluster_templates, cluster_template_writer) = reflector::store();
+    let cluster_template_stream = watches::cached_touched(
+        Api::<DeserializeGuard<ClusterAnalysisTemplate>>::all(client.clone()),
+        watcher::Config::default(),
+        cluster_template_writer,
+    );
+    let caches = Caches {
+        services,
+        ingresses,
+        http_routes,
+        templates,
+        cluster_templates,
+    };
 
     // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
     // after an apiserver restart a cached list (resourceVersion=0) can be older than the
@@ -151,21 +270,32 @@ pub async fn run(
     let controller = Controller::for_stream(
         watches::cached_applied(
             api::<DeserializeGuard<Rollout>>(&client, ns),
-            watcher::Config::default(),
+            settings.instance_selector(watcher::Config::default()),
             rollout_writer,
         ),
         rollouts.clone(),
-    );
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency));
     let caches_ready = {
-        let (rs, runs) = (replica_sets.clone(), analysis_runs.clone());
-        async move { rs.wait_until_ready().await.is_ok() && runs.wait_until_ready().await.is_ok() }
-            .boxed()
-            .shared()
+        let (rs, runs, c) = (replica_sets.clone(), analysis_runs.clone(), caches.clone());
+        async move {
+            rs.wait_until_ready().await.is_ok()
+                && runs.wait_until_ready().await.is_ok()
+                && c.services.wait_until_ready().await.is_ok()
+                && c.ingresses.wait_until_ready().await.is_ok()
+                && c.http_routes.wait_until_ready().await.is_ok()
+                && c.templates.wait_until_ready().await.is_ok()
+                && c.cluster_templates.wait_until_ready().await.is_ok()
+        }
+        .boxed()
+        .shared()
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
+        rollouts: rollouts.clone(),
         replica_sets,
         analysis_runs,
+        caches,
         caches_ready,
         recorder: Recorder::new(
             client.clone(),
@@ -175,6 +305,7 @@ pub async fn run(
             },
         ),
         failures: backoff::Failures::default(),
+        expectations: Expectations::default(),
     });
 
     let referring = |kind: Referenced| {
@@ -183,33 +314,48 @@ pub async fn run(
             references::referring(&rollouts, kind, namespace, &name)
         }
     };
-    let (services, ingresses, routes) = (
+    let (service_refs, ingress_refs, route_refs, template_refs, cluster_template_refs) = (
         referring(Referenced::Service),
         referring(Referenced::Ingress),
         referring(Referenced::HttpRoute),
+        referring(Referenced::AnalysisTemplate),
+        referring(Referenced::ClusterAnalysisTemplate),
     );
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
-        .owns_stream(watches::touched(
-            api::<Ingress>(&client, ns),
-            watcher::Config::default().labels(ROLLOUT_LABEL),
-        ))
         // An object a Rollout refers to appearing, vanishing or being edited is a reason
         // to look again: a missing reference resolves, a hand-edited selector is restored,
-        // a weight another writer (a GitOps sync) put back is re-asserted.
-        .watches_stream(
-            watches::touched(api::<Service>(&client, ns), watcher::Config::default()),
-            move |svc: Service| services(svc.namespace(), svc.name_any()),
-        )
-        .watches_stream(
-            watches::touched(api::<Ingress>(&client, ns), watcher::Config::default()),
-            move |ing: Ingress| ingresses(ing.namespace(), ing.name_any()),
-        )
+        // a weight another writer (a GitOps sync) put back is re-asserted. A canary
+        // Ingress brings back the Rollout that owns it.
+        .watches_stream(service_stream, move |svc: Service| {
+            service_refs(svc.namespace(), svc.name_any())
+        })
+        .watches_stream(ingress_stream, move |ing: Ingress| {
+            let owner = ing
+                .owner_references()
+                .iter()
+                .filter(|o| o.kind == workload::rollout_kind())
+                .map(|o| ObjectRef::new(&o.name).within(&ing.namespace().unwrap_or_default()))
+                .collect::<Vec<_>>();
+            let mut refs = ingress_refs(ing.namespace(), ing.name_any());
+            refs.extend(owner);
+            refs
+        })
         .watches_stream_with(
-            watches::touched(http_routes(&client, ns), watcher::Config::default()),
-            move |route: kube::api::DynamicObject| routes(route.namespace(), route.name_any()),
+            route_stream,
+            move |route: kube::api::DynamicObject| route_refs(route.namespace(), route.name_any()),
             http_route_resource(),
+        )
+        .watches_stream(
+            template_stream,
+            move |t: DeserializeGuard<AnalysisTemplate>| template_refs(t.namespace(), t.name_any()),
+        )
+        .watches_stream(
+            cluster_template_stream,
+            move |t: DeserializeGuard<ClusterAnalysisTemplate>| {
+                cluster_template_refs(None, t.name_any())
+            },
         )
         // The streams above retry by themselves and pass no error on, so this backoff
         // of the Controller's (over all its streams at once) has nothing to wait for.
@@ -223,7 +369,7 @@ pub async fn run(
 }
 
 /// Every HTTPRoute the controller may route through (one namespace, or all).
-fn http_routes(client: &Client, namespace: Option<&str>) -> Api<kube::api::DynamicObject> {
+fn http_routes_api(client: &Client, namespace: Option<&str>) -> Api<kube::api::DynamicObject> {
     let resource = http_route_resource();
     match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -262,53 +408,42 @@ async fn reconcile_inner(
     if !ctx.caches_ready.clone().await {
         return Err(ReconcileError::CacheClosed);
     }
+    let key = ObjectRef::from_obj(&*guard);
     if rollout.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector take the children.
+        ctx.expectations.forget(&key);
         return Ok(Requeue::await_change());
     }
+    // Planning before the caches show this Rollout's own last writes would repeat what
+    // that reconcile decided, and its status write would conflict. The watch event that
+    // brings the last of them runs this again; the requeue only bounds the wait.
+    if let Some(wait) = ctx
+        .expectations
+        .wait(&key, Instant::now(), |w| ctx.cached_version(w))
+    {
+        debug!(rollout = %rollout.name_any(), ?wait, "waiting for the caches to show our last writes");
+        return Ok(Requeue::requeue(wait));
+    }
     debug!(rollout = %rollout.name_any(), "observing");
-    let observed = observe(&ctx, rollout).await?;
+    let observed = observe(&ctx, rollout);
     debug!(rollout = %rollout.name_any(), ?observed, "planning");
-    let now = Timestamp::now();
-    let mut plan = core::plan(rollout, &observed, now);
-    // The cache can still hold the Rollout as it was before our own last status write
-    // (the watch event is on its way). Acting on that old status would repeat decisions
-    // already taken, e.g. start a second AnalysisRun and stop the first as unreferenced.
-    // So before changing anything, plan again from the stored object when it is newer.
-    let fresh;
-    let rollout = if plan.actions.is_empty() {
-        rollout
-    } else {
-        let api: Api<Rollout> =
-            Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
-        fresh = api
-            .get(&rollout.name_any())
-            .await
-            .map_err(AdapterError::from)?;
-        if fresh.resource_version() == rollout.resource_version() {
-            rollout
-        } else {
-            plan = core::plan(&fresh, &observed, now);
-            &fresh
-        }
-    };
+    let plan = core::plan(rollout, &observed, Timestamp::now());
     let router = rollout
         .spec
         .strategy
         .canary
         .as_ref()
-        .and_then(|c| Router::for_rollout(&ctx.client, rollout, c));
-    for action in &plan.actions {
-        execute(&ctx, rollout, router.as_ref(), &plan.status, action).await?;
-    }
-    // A conflict (a user action patched the status since we read it) is an error like
-    // any other: the watch event of that patch brings the Rollout back at once, and the
-    // backoff only decides when to try again if none comes.
-    let written = status::write(&ctx.client, rollout, &plan.status).await?;
+        .and_then(|c| Router::for_rollout(&ctx.client, &ctx.caches, rollout, c));
+    // Whatever was written before a failure is waited for just the same.
+    let mut written = Vec::new();
+    let outcome = act(&ctx, rollout, router.as_ref(), &plan, &mut written).await;
+    ctx.expectations
+        .record(key.clone(), written, Instant::now());
+    let status_written = outcome?;
     for event in &plan.events {
         publish(&ctx, rollout, event).await;
     }
-    if !plan.actions.is_empty() || written {
+    if !plan.actions.is_empty() || status_written {
         info!(
             rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
             actions = plan.actions.len(),
@@ -317,16 +452,44 @@ async fn reconcile_inner(
             "reconciled"
         );
     }
-    ctx.failures.forget(&ObjectRef::from_obj(&*guard));
+    ctx.failures.forget(&key);
     Ok(match plan.requeue_after {
         Some(after) => Requeue::requeue(after.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
     })
 }
 
-/// Reads what the core needs: ReplicaSets and AnalysisRuns from the caches, the
-/// referenced Services and the router's state from the API.
-async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, ReconcileError> {
+/// Executes the plan's actions, then writes its status when it changed (true if so),
+/// adding to `written` what each write left for the caches to show.
+async fn act(
+    ctx: &Context,
+    rollout: &Rollout,
+    router: Option<&Router>,
+    plan: &core::Plan,
+    written: &mut Vec<Written>,
+) -> Result<bool, ReconcileError> {
+    for action in &plan.actions {
+        written.extend(execute(ctx, rollout, router, &plan.status, action).await?);
+    }
+    // The write carries the resourceVersion the plan was made from, so a user action
+    // (abort, promote, ...) patched in since makes it fail with a conflict instead of
+    // being overwritten. That conflict is an error like any other: the watch event of
+    // the user's patch brings the Rollout back at once, and the backoff only decides
+    // when to try again if none comes.
+    let Some(stored) = status::write(&ctx.client, rollout, &plan.status).await? else {
+        return Ok(false);
+    };
+    written.extend(workload::written(
+        Cache::Rollout,
+        &rollout.namespace().unwrap_or_default(),
+        &stored,
+    ));
+    Ok(true)
+}
+
+/// Reads what the core needs, all from the caches: ReplicaSets, AnalysisRuns, the
+/// referenced Services and templates, and the router's state.
+fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
     let namespace = rollout.namespace().unwrap_or_default();
     let uid = rollout.uid();
     let owned = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
@@ -390,7 +553,7 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
         (None, None) => Vec::new(),
     };
     for service in services {
-        match workload::service_hash(&ctx.client, &namespace, service).await? {
+        match workload::service_hash(&ctx.caches, &namespace, service) {
             workload::ServiceRef::Pins(hash) => {
                 observed.services.insert(service.clone(), hash);
             }
@@ -401,11 +564,20 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
         }
     }
     if let Some(canary) = &strategy.canary
-        && let Some(router) = Router::for_rollout(&ctx.client, rollout, canary)
+        && let Some(router) = Router::for_rollout(&ctx.client, &ctx.caches, rollout, canary)
     {
-        observed.missing.extend(router.missing_references().await?);
-        if observed.missing.is_empty() {
-            observed.router_weight = router.current_weight().await?;
+        // A reference of the wrong shape (a spec.rules that is no list, an Ingress name
+        // taken by a foreign object) is reported as unusable, like a Service that selects
+        // nothing, rather than failing every reconcile.
+        match router.missing_references() {
+            Ok(missing) => observed.missing.extend(missing),
+            Err(e) => observed.unusable.push(e.to_string()),
+        }
+        if observed.missing.is_empty() && observed.unusable.is_empty() {
+            match router.current_weight() {
+                Ok(weight) => observed.router_weight = weight,
+                Err(e) => observed.unusable.push(e.to_string()),
+            }
         }
     }
     // Each analysis with the field it is written in, for the messages.
@@ -439,13 +611,13 @@ async fn observe(ctx: &Context, rollout: &Rollout) -> Result<Observed, Reconcile
             (None, None) => Vec::new(),
         };
     for (field, analysis) in analyses {
-        let (missing, unusable) = runs::check(&ctx.client, rollout, analysis).await?;
+        let (missing, unusable) = runs::check(&ctx.caches, rollout, analysis);
         observed.missing.extend(missing);
         observed
             .unusable
             .extend(unusable.into_iter().map(|why| format!("{field}: {why}")));
     }
-    Ok(observed)
+    observed
 }
 
 /// What the planner sees of a run. A run that does not deserialize has no verdict that
@@ -478,25 +650,24 @@ async fn execute(
     router: Option<&Router>,
     planned: &sluice_api::rollout::RolloutStatus,
     action: &Action,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<Written>, ReconcileError> {
     let client = &ctx.client;
     let namespace = rollout.namespace().unwrap_or_default();
-    match action {
+    Ok(match action {
         Action::CreateReplicaSet {
             hash,
             revision,
             replicas,
         } => {
             let rs = workload::build_replica_set(rollout, hash, *revision, *replicas);
-            workload::create_replica_set(client, &rs).await?;
+            workload::create_replica_set(client, &rs).await?
         }
         Action::ScaleReplicaSet {
             name,
             replicas,
             scale_down_at,
         } => {
-            workload::scale_replica_set(client, &namespace, name, *replicas, *scale_down_at)
-                .await?;
+            workload::scale_replica_set(client, &namespace, name, *replicas, *scale_down_at).await?
         }
         Action::CreateBaselineReplicaSet {
             stable_hash,
@@ -511,36 +682,37 @@ async fn execute(
                 *replicas,
                 template,
             );
-            workload::create_replica_set(client, &rs).await?;
+            workload::create_replica_set(client, &rs).await?
         }
         Action::DeleteReplicaSet { name } => {
-            workload::delete_replica_set(client, &namespace, name).await?;
+            workload::delete_replica_set(client, &namespace, name).await?
         }
         Action::SetServiceSelector { service, hash } => {
-            workload::set_service_selector(client, &namespace, service, hash).await?;
+            workload::set_service_selector(client, &namespace, service, hash).await?
         }
-        Action::SetCanaryWeight { weight } => {
-            if let Some(router) = router {
-                router.set_weight(*weight).await?;
-            }
-        }
+        Action::SetCanaryWeight { weight } => match router {
+            Some(router) => router.set_weight(*weight).await?,
+            None => None,
+        },
         Action::CreateAnalysisRun {
             name,
             analysis: spec,
             role,
         } => {
-            let stable = planned.stable_rs.clone().unwrap_or_default();
-            let latest = planned.current_pod_hash.clone().unwrap_or_default();
-            runs::create_run(client, rollout, name, role, spec, &stable, &latest).await?;
+            let run = runs::NewRun {
+                name,
+                role,
+                analysis: spec,
+                stable_hash: planned.stable_rs.as_deref().unwrap_or_default(),
+                latest_hash: planned.current_pod_hash.as_deref().unwrap_or_default(),
+            };
+            runs::create_run(client, &ctx.caches, rollout, run).await?
         }
         Action::TerminateAnalysisRun { name } => {
-            runs::terminate_run(client, &namespace, name).await?;
+            runs::terminate_run(client, &namespace, name).await?
         }
-        Action::DeleteAnalysisRun { name } => {
-            runs::delete_run(client, &namespace, name).await?;
-        }
-    }
-    Ok(())
+        Action::DeleteAnalysisRun { name } => runs::delete_run(client, &namespace, name).await?,
+    })
 }
 
 async fn publish(ctx: &Context, rollout: &Rollout, planned: &core::PlannedEvent) {

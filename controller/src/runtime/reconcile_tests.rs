@@ -8,12 +8,13 @@ use futures::FutureExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use sluice_api::rollout::Rollout;
 
-use super::{Context, ReconcileError, backoff, reconcile_inner};
+use super::{Context, ReconcileError, Requeue, backoff, reconcile_inner};
+use crate::adapters::cache::testing::caches;
 use crate::adapters::mock_api::{self, Seen};
 use crate::adapters::workload::build_replica_set;
 use crate::core::hash::pod_template_hash;
@@ -83,6 +84,17 @@ fn scene() -> Scene {
 }
 
 fn context(client: kube::Client, replica_sets: Vec<ReplicaSet>) -> Arc<Context> {
+    context_with_rollouts(client, replica_sets).0
+}
+
+/// A context, and the writer of its Rollout cache, for tests that move that cache on.
+fn context_with_rollouts(
+    client: kube::Client,
+    replica_sets: Vec<ReplicaSet>,
+) -> (Arc<Context>, Writer<DeserializeGuard<Rollout>>) {
+    let mut rollout_writer = Writer::default();
+    rollout_writer.apply_watcher_event(&watcher::Event::Init);
+    rollout_writer.apply_watcher_event(&watcher::Event::InitDone);
     let (rs_store, mut rs_writer) = reflector::store();
     rs_writer.apply_watcher_event(&watcher::Event::Init);
     for rs in replica_sets {
@@ -92,10 +104,12 @@ fn context(client: kube::Client, replica_sets: Vec<ReplicaSet>) -> Arc<Context> 
     let (run_store, mut run_writer) = reflector::store();
     run_writer.apply_watcher_event(&watcher::Event::Init);
     run_writer.apply_watcher_event(&watcher::Event::InitDone);
-    Arc::new(Context {
+    let ctx = Arc::new(Context {
         client: client.clone(),
+        rollouts: rollout_writer.as_reader(),
         replica_sets: rs_store,
         analysis_runs: run_store,
+        caches: caches(Vec::new()),
         caches_ready: async { true }.boxed().shared(),
         recorder: Recorder::new(
             client,
@@ -105,7 +119,9 @@ fn context(client: kube::Client, replica_sets: Vec<ReplicaSet>) -> Arc<Context> 
             },
         ),
         failures: backoff::Failures::default(),
-    })
+        expectations: Default::default(),
+    });
+    (ctx, rollout_writer)
 }
 
 fn rollout_path() -> String {
@@ -113,7 +129,9 @@ fn rollout_path() -> String {
 }
 
 /// The answers of a small cluster: `fresh` is the Rollout as stored, `status_write` the
-/// answer to a status replace.
+/// answer to a status replace, which also conflicts (as the API does) when the write is
+/// conditioned on another resourceVersion than the stored one. An accepted status write
+/// answers with the next resourceVersion.
 fn cluster(
     fresh: Rollout,
     replica_sets: Vec<ReplicaSet>,
@@ -132,14 +150,24 @@ fn cluster(
                 (200, serde_json::to_value(replica_set.unwrap()).unwrap())
             }
             "GET" if path == rollout_path() => (200, serde_json::to_value(&fresh).unwrap()),
-            "PUT" if path == format!("{}/status", rollout_path()) && status_write == 409 => (
-                409,
-                json!({
-                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": "Conflict", "code": 409,
-                    "message": "the object has been modified; please apply your changes to the latest version and try again",
-                }),
-            ),
+            "PUT" if path == format!("{}/status", rollout_path()) => {
+                let sent = seen.body.clone().unwrap_or(json!({}));
+                let stored = fresh.metadata.resource_version.clone().unwrap_or_default();
+                if status_write == 409 || sent["metadata"]["resourceVersion"] != stored.as_str() {
+                    return (
+                        409,
+                        json!({
+                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "Conflict", "code": 409,
+                            "message": "the object has been modified; please apply your changes to the latest version and try again",
+                        }),
+                    );
+                }
+                let mut answer = sent;
+                let next = stored.parse::<u64>().unwrap_or(0) + 1;
+                answer["metadata"]["resourceVersion"] = json!(next.to_string());
+                (200, answer)
+            }
             // Writes answer with what they were sent (enough for the clients' decoding).
             "PUT" | "PATCH" | "POST" => (200, seen.body.clone().unwrap_or(json!({}))),
             _ => mock_api::not_found("unknown", path),
@@ -154,37 +182,113 @@ fn scaled_to(log: &[Seen], rs_name: &str) -> Vec<i64> {
         .collect()
 }
 
+fn status_writes(log: &[Seen]) -> Vec<&Seen> {
+    log.iter()
+        .filter(|s| s.method == "PUT" && s.path.ends_with("/status"))
+        .collect()
+}
+
 #[tokio::test]
-async fn a_stale_cache_is_replanned_from_the_stored_rollout_and_keeps_the_users_abort() {
+async fn a_status_planned_from_a_stale_cache_cannot_overwrite_the_users_abort() {
     let scene = scene();
     // The user aborted after the cache's copy: the stored Rollout is newer.
     let mut fresh = scene.cached.clone();
     fresh.metadata.resource_version = Some("2".into());
     fresh.status.as_mut().unwrap().abort = true;
-    let (client, log) = mock_api::serve(cluster(fresh, scene.replica_sets.clone(), 200));
+    let (client, log) = mock_api::serve(cluster(fresh.clone(), scene.replica_sets.clone(), 200));
     let ctx = context(client, scene.replica_sets.clone());
 
-    let result = reconcile_inner(Arc::new(DeserializeGuard(Ok(scene.cached.clone()))), ctx).await;
+    // Planned from the stale copy, the status write is conditioned on its version and
+    // refused: the abort stays as the user wrote it.
+    let stale = reconcile_inner(
+        Arc::new(DeserializeGuard(Ok(scene.cached.clone()))),
+        ctx.clone(),
+    )
+    .await;
+    assert_eq!(stale.expect_err("refused").category(), "conflict");
+    {
+        let log = log.lock().unwrap();
+        let writes = status_writes(&log);
+        assert_eq!(writes.len(), 1, "{log:#?}");
+        assert_eq!(
+            writes[0].body.as_ref().unwrap()["metadata"]["resourceVersion"],
+            "1"
+        );
+    }
+    log.lock().unwrap().clear();
+
+    // The watch event of the abort brings the stored copy: the canary goes, the stable
+    // stays at 2, and the status says aborted.
+    let result = reconcile_inner(Arc::new(DeserializeGuard(Ok(fresh))), ctx).await;
     assert!(result.is_ok(), "{result:?}");
     let log = log.lock().unwrap();
     let v1_rs = format!("web-{}", scene.v1);
     let v2_rs = format!("web-{}", scene.v2);
-    // From the stale copy the plan would have shrunk the stable side to 1 for the 50%
-    // step; from the stored one it aborts: the canary goes, the stable stays at 2.
     assert_eq!(scaled_to(&log, &v1_rs), Vec::<i64>::new(), "{log:#?}");
     assert_eq!(scaled_to(&log, &v2_rs), vec![0], "{log:#?}");
-    let status_writes: Vec<&Seen> = log
-        .iter()
-        .filter(|s| s.method == "PUT" && s.path.ends_with("/status"))
-        .collect();
-    assert_eq!(status_writes.len(), 1, "{log:#?}");
-    let body = status_writes[0].body.as_ref().unwrap();
+    let writes = status_writes(&log);
+    assert_eq!(writes.len(), 1, "{log:#?}");
+    let body = writes[0].body.as_ref().unwrap();
     assert_eq!(
         body["metadata"]["resourceVersion"], "2",
         "written over the stored copy"
     );
     assert_eq!(body["status"]["abort"], true, "the user's abort is kept");
     assert_eq!(body["status"]["phase"], "Degraded");
+}
+
+#[tokio::test]
+async fn a_rollout_is_not_planned_again_until_its_cache_shows_our_own_last_write() {
+    let scene = scene();
+    let (client, log) = mock_api::serve(cluster(
+        scene.cached.clone(),
+        scene.replica_sets.clone(),
+        200,
+    ));
+    let (ctx, mut rollouts) = context_with_rollouts(client, scene.replica_sets.clone());
+    rollouts.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(scene
+        .cached
+        .clone()))));
+
+    let first = reconcile_inner(
+        Arc::new(DeserializeGuard(Ok(scene.cached.clone()))),
+        ctx.clone(),
+    )
+    .await;
+    assert!(first.is_ok(), "{first:?}");
+    let requests = log.lock().unwrap().len();
+    let written = {
+        let log = log.lock().unwrap();
+        let writes = status_writes(&log);
+        assert_eq!(writes.len(), 1, "the step's status is written: {log:#?}");
+        writes[0].body.clone().unwrap()
+    };
+
+    // Another trigger (a ReplicaSet event) comes while the Rollout's cache still holds
+    // version 1: nothing is planned, read or written, and no conflict is provoked.
+    let early = reconcile_inner(
+        Arc::new(DeserializeGuard(Ok(scene.cached.clone()))),
+        ctx.clone(),
+    )
+    .await;
+    let wait = match early {
+        Ok(action) => action,
+        other => panic!("a wait, not an error: {other:?}"),
+    };
+    assert_ne!(wait, Requeue::await_change(), "the wait is bounded");
+    assert_eq!(
+        log.lock().unwrap().len(),
+        requests,
+        "no request while the cache is behind"
+    );
+
+    // The watch event of our write arrives: the Rollout is planned again, from it.
+    let mut shown: Rollout = serde_json::from_value(written).unwrap();
+    shown.metadata.resource_version = Some("2".into());
+    rollouts.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(shown.clone()))));
+    let again = reconcile_inner(Arc::new(DeserializeGuard(Ok(shown))), ctx.clone()).await;
+    assert!(again.is_ok(), "{again:?}");
+    assert_eq!(ctx.expectations.len(), 0, "nothing left to wait for");
 }
 
 #[tokio::test]
@@ -225,7 +329,7 @@ async fn nothing_changed_means_no_write_and_no_fresh_read() {
     let (client, _) = mock_api::serve(|_| (500, json!({})));
     let ctx = context(client, scene.replica_sets[..1].to_vec());
     let settled = {
-        let observed = super::observe(&ctx, &old).await.unwrap();
+        let observed = super::observe(&ctx, &old);
         let plan = crate::core::plan(&old, &observed, k8s_openapi::jiff::Timestamp::now());
         let mut r = old.clone();
         r.status = Some(plan.status);
@@ -272,4 +376,24 @@ fn error_categories_are_stable_labels() {
     for (error, category) in cases {
         assert_eq!(error.category(), category, "{error}");
     }
+}
+
+#[test]
+fn a_shard_selects_its_own_label_and_the_default_controller_the_unlabelled() {
+    let selector = |instance_id: Option<&str>| {
+        super::Settings {
+            instance_id: instance_id.map(str::to_string),
+            ..super::Settings::default()
+        }
+        .instance_selector(watcher::Config::default())
+        .label_selector
+    };
+    assert_eq!(
+        selector(Some("blue")).as_deref(),
+        Some("sluice.dev/controller-instance=blue")
+    );
+    assert_eq!(
+        selector(None).as_deref(),
+        Some("!sluice.dev/controller-instance")
+    );
 }

@@ -1,11 +1,11 @@
 //! Which Rollouts refer to an object sluice does not own (a Service, the stable Ingress,
-//! an HTTPRoute), so that a change to that object (a GitOps sync putting weights back,
+//! an HTTPRoute, an analysis template), so that a change to that object (a GitOps sync putting weights back,
 //! someone editing a selector) brings those Rollouts back to reconcile at once.
 
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
-use sluice_api::rollout::Rollout;
+use sluice_api::rollout::{Rollout, RolloutAnalysis};
 
 /// A kind of object a Rollout can refer to by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,24 @@ pub enum Referenced {
     Service,
     Ingress,
     HttpRoute,
+    AnalysisTemplate,
+    ClusterAnalysisTemplate,
+}
+
+/// Every analysis a Rollout names (steps, background, blue-green's pre and post).
+fn analyses(rollout: &Rollout) -> impl Iterator<Item = &RolloutAnalysis> {
+    let canary = rollout.spec.strategy.canary.as_ref();
+    let blue_green = rollout.spec.strategy.blue_green.as_ref();
+    canary
+        .into_iter()
+        .flat_map(|c| c.steps.iter().filter_map(|s| s.analysis.as_ref()))
+        .chain(
+            canary
+                .and_then(|c| c.analysis.as_ref())
+                .map(|b| &b.analysis),
+        )
+        .chain(blue_green.and_then(|b| b.pre_promotion_analysis.as_ref()))
+        .chain(blue_green.and_then(|b| b.post_promotion_analysis.as_ref()))
 }
 
 /// True when `rollout` refers to the `kind` object `namespace/name`.
@@ -50,6 +68,15 @@ pub fn refers_to(rollout: &Rollout, kind: Referenced, namespace: &str, name: &st
                     .unwrap_or(&own_namespace);
                 g.http_route == name && route_namespace == namespace
             }),
+        Referenced::AnalysisTemplate | Referenced::ClusterAnalysisTemplate => {
+            let cluster = kind == Referenced::ClusterAnalysisTemplate;
+            (cluster || own_namespace == namespace)
+                && analyses(rollout).any(|a| {
+                    a.templates
+                        .iter()
+                        .any(|t| t.cluster_scope == cluster && t.template_name == name)
+                })
+        }
     }
 }
 
@@ -132,5 +159,60 @@ mod tests {
         assert!(refers_to(&there, Referenced::HttpRoute, "infra", "web"));
         assert!(!refers_to(&there, Referenced::HttpRoute, "shop", "web"));
         assert!(!refers_to(&there, Referenced::HttpRoute, "infra", "api"));
+    }
+
+    #[test]
+    fn templates_are_matched_by_scope_in_every_analysis() {
+        let named = |scope: &str| json!({ "templates": [{ "templateName": "errors", "clusterScope": scope == "cluster" }] });
+        let step = rollout(
+            json!({ "canary": { "steps": [{ "setWeight": 10 }, { "analysis": named("ns") }] } }),
+        );
+        assert!(refers_to(
+            &step,
+            Referenced::AnalysisTemplate,
+            "shop",
+            "errors"
+        ));
+        assert!(!refers_to(
+            &step,
+            Referenced::AnalysisTemplate,
+            "other",
+            "errors"
+        ));
+        assert!(!refers_to(
+            &step,
+            Referenced::ClusterAnalysisTemplate,
+            "",
+            "errors"
+        ));
+        let background =
+            rollout(json!({ "canary": { "steps": [], "analysis": named("cluster") } }));
+        assert!(refers_to(
+            &background,
+            Referenced::ClusterAnalysisTemplate,
+            "",
+            "errors"
+        ));
+        assert!(!refers_to(
+            &background,
+            Referenced::AnalysisTemplate,
+            "shop",
+            "errors"
+        ));
+        let post = rollout(
+            json!({ "blueGreen": { "activeService": "a", "postPromotionAnalysis": named("ns") } }),
+        );
+        assert!(refers_to(
+            &post,
+            Referenced::AnalysisTemplate,
+            "shop",
+            "errors"
+        ));
+        assert!(!refers_to(
+            &post,
+            Referenced::AnalysisTemplate,
+            "shop",
+            "latency"
+        ));
     }
 }

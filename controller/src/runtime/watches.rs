@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use super::backoff::WatchBackoff;
+use crate::adapters::cache::slim;
 
 /// Objects that change (applied or deleted), for `owns_stream` / `watches_stream`.
 pub fn touched<K>(
@@ -35,7 +36,7 @@ where
     )
 }
 
-/// As [`touched`], keeping `writer`'s cache up to date on the way.
+/// As [`touched`], keeping `writer`'s cache up to date on the way (objects [`slim`]med).
 pub fn cached_touched<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -43,17 +44,19 @@ pub fn cached_touched<K>(
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Default,
+    K::DynamicType: Eq + Hash + Clone,
 {
     errors_dropped(
         watcher(api, config)
             .backoff(WatchBackoff::default())
+            .modify(slim)
             .reflect(writer)
             .touched_objects(),
     )
 }
 
-/// Objects created or updated (not deleted), cached in `writer`: a Controller's own kind,
+/// Objects created or updated (not deleted), cached in `writer` ([`slim`]med): a
+/// Controller's own kind,
 /// for `Controller::for_stream` (what `Controller::new` builds, with this module's retries).
 pub fn cached_applied<K>(
     api: Api<K>,
@@ -67,6 +70,7 @@ where
     errors_dropped(
         watcher(api, config)
             .backoff(WatchBackoff::default())
+            .modify(slim)
             .reflect(writer)
             .applied_objects(),
     )

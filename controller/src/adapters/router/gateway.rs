@@ -6,12 +6,16 @@
 //! has installed: it only needs `spec.rules[*].backendRefs[*].{name,weight}`, which every
 //! `v1` release has.
 
+use std::sync::Arc;
+
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 use sluice_api::rollout::GatewayApiTrafficRouting;
 
 use super::{RouterContext, TrafficRouter};
+use crate::adapters::workload::written;
+use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, FIELD_MANAGER};
 
 /// The weight of a backendRef that does not set one, per the Gateway API spec.
@@ -111,13 +115,16 @@ impl GatewayApiRouter {
         AdapterError::Invalid(format!("{}: {what}", self.route_reference()))
     }
 
-    async fn get_route(&self) -> Result<DynamicObject, AdapterError> {
-        self.routes()
-            .get_opt(&self.config.http_route)
-            .await?
-            .ok_or_else(|| AdapterError::NotFound {
-                what: self.route_reference(),
-            })
+    fn cached_route(&self) -> Option<Arc<DynamicObject>> {
+        self.ctx
+            .caches
+            .http_route(self.route_namespace(), &self.config.http_route)
+    }
+
+    fn get_route(&self) -> Result<Arc<DynamicObject>, AdapterError> {
+        self.cached_route().ok_or_else(|| AdapterError::NotFound {
+            what: self.route_reference(),
+        })
     }
 
     /// Which Service, if any, a backendRef object points at.
@@ -220,8 +227,8 @@ impl TrafficRouter for GatewayApiRouter {
     /// `round(100 * canary / (canary + stable))` over the first rule that references both
     /// Services (an unset weight counts as 1); 0 when both weights are 0, since then no
     /// request reaches the canary.
-    async fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
-        let route = self.get_route().await?;
+    fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
+        let route = self.get_route()?;
         let rules = self.rules_with_both(&route)?;
         let first = rules
             .first()
@@ -244,14 +251,14 @@ impl TrafficRouter for GatewayApiRouter {
         Ok(Some(i32::try_from(percent).unwrap_or(100)))
     }
 
-    async fn set_weight(&self, weight: i32) -> Result<(), AdapterError> {
+    async fn set_weight(&self, weight: i32) -> Result<Option<Written>, AdapterError> {
         let weight = u64::try_from(weight)
             .ok()
             .filter(|w| *w <= 100)
             .ok_or_else(|| {
                 AdapterError::Invalid(format!("canary weight {weight} is not between 0 and 100"))
             })?;
-        let route = self.get_route().await?;
+        let route = self.get_route()?;
         let rules = self.rules_with_both(&route)?;
         if rules.is_empty() {
             return Err(AdapterError::Invalid(self.no_rule_message()));
@@ -260,7 +267,7 @@ impl TrafficRouter for GatewayApiRouter {
         if ops.is_empty() {
             // Already in place: no write, so a steady state causes no API traffic and no
             // new resourceVersion for the user's tooling to notice.
-            return Ok(());
+            return Ok(None);
         }
         // Deserializing into the `Patch::Json` payload type (json_patch's `Patch`) avoids a
         // direct dependency on the json-patch crate just to name it.
@@ -272,14 +279,15 @@ impl TrafficRouter for GatewayApiRouter {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
         };
-        self.routes()
+        let stored = self
+            .routes()
             .patch(&self.config.http_route, &pp, &patch)
             .await?;
-        Ok(())
+        Ok(written(Cache::HttpRoute, self.route_namespace(), &stored))
     }
 
-    async fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
-        let Some(route) = self.routes().get_opt(&self.config.http_route).await? else {
+    fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+        let Some(route) = self.cached_route() else {
             return Ok(vec![self.route_reference()]);
         };
         if self.rules_with_both(&route)?.is_empty() {
@@ -297,14 +305,17 @@ mod tests {
     use kube::Client;
 
     use super::*;
-    use crate::adapters::mock_api::{self, exchange, not_found};
+    use crate::adapters::cache::testing::caches;
+    use crate::adapters::mock_api::{self, exchange};
 
     const ROUTE_PATH: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/web";
 
-    fn router(client: Client) -> GatewayApiRouter {
+    /// A router whose cache holds `cached` (HTTPRoute manifests).
+    fn router(client: Client, cached: Vec<Value>) -> GatewayApiRouter {
         GatewayApiRouter::new(
             RouterContext {
                 client,
+                caches: caches(cached),
                 namespace: "shop".into(),
                 rollout: "web".into(),
                 rollout_uid: "uid-1".into(),
@@ -316,6 +327,11 @@ mod tests {
                 namespace: None,
             },
         )
+    }
+
+    /// A router over a cache of `cached`, for reads (which send no request).
+    fn reading(cached: Vec<Value>) -> GatewayApiRouter {
+        router(mock_api::client().0, cached)
     }
 
     fn route(rules: Value) -> Value {
@@ -351,17 +367,20 @@ mod tests {
     #[tokio::test]
     async fn set_weight_patches_both_weights_behind_name_tests() {
         let current = split_route(json!(100), Value::Null);
-        let (result, seen) = exchange(
-            vec![(200, current.clone()), (200, current)],
-            |c| async move { router(c).set_weight(30).await },
-        )
+        let mut answer = current.clone();
+        answer["metadata"]["resourceVersion"] = json!("8");
+        let (result, seen) = exchange(vec![(200, answer)], |c| async move {
+            router(c, vec![current]).set_weight(30).await
+        })
         .await;
-        result.expect("set_weight");
+        assert_eq!(
+            result.expect("set_weight"),
+            Written::at(Cache::HttpRoute, "shop", "web", Some("8")),
+            "the caches must show the patched version before the next plan"
+        );
 
-        assert_eq!(seen[0].method, Method::GET);
-        assert_eq!(seen[0].path, ROUTE_PATH);
-
-        let patch = &seen[1];
+        // The route was read from the cache: the patch is the only request.
+        let patch = &seen[0];
         assert_eq!(patch.method, Method::PATCH);
         assert_eq!(patch.path, ROUTE_PATH);
         assert_eq!(
@@ -388,14 +407,13 @@ mod tests {
     #[tokio::test]
     async fn set_weight_changes_only_the_weights_that_differ() {
         let current = split_route(json!(10), json!(70));
-        let (result, seen) = exchange(
-            vec![(200, current.clone()), (200, current)],
-            |c| async move { router(c).set_weight(30).await },
-        )
+        let (result, seen) = exchange(vec![(200, current.clone())], |c| async move {
+            router(c, vec![current]).set_weight(30).await
+        })
         .await;
         result.expect("set_weight");
         assert_eq!(
-            seen[1].body,
+            seen[0].body,
             Some(json!([
                 {"op": "test", "path": "/spec/rules/1/backendRefs/2/name", "value": "web-canary"},
                 {"op": "replace", "path": "/spec/rules/1/backendRefs/2/weight", "value": 30}
@@ -405,25 +423,24 @@ mod tests {
 
     #[tokio::test]
     async fn set_weight_sends_no_patch_when_the_weights_match() {
-        let (result, seen) = exchange(
-            vec![(200, split_route(json!(30), json!(70)))],
-            |c| async move { router(c).set_weight(30).await },
-        )
+        let (result, _) = exchange(vec![], |c| async move {
+            router(c, vec![split_route(json!(30), json!(70))])
+                .set_weight(30)
+                .await
+        })
         .await;
-        result.expect("set_weight");
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].method, Method::GET);
+        assert_eq!(result.expect("set_weight"), None, "nothing written");
     }
 
     #[tokio::test]
     async fn an_unset_weight_already_counts_as_one() {
-        let (result, seen) = exchange(
-            vec![(200, split_route(Value::Null, json!(99)))],
-            |c| async move { router(c).set_weight(1).await },
-        )
+        let (result, _) = exchange(vec![], |c| async move {
+            router(c, vec![split_route(Value::Null, json!(99))])
+                .set_weight(1)
+                .await
+        })
         .await;
-        result.expect("set_weight");
-        assert_eq!(seen.len(), 1, "no PATCH expected: {seen:#?}");
+        assert_eq!(result.expect("set_weight"), None, "no PATCH expected");
     }
 
     #[tokio::test]
@@ -434,8 +451,8 @@ mod tests {
             "message": "the server rejected our request due to an error in our request",
             "reason": "Invalid", "code": 422
         });
-        let (result, _) = exchange(vec![(200, current), (422, conflict)], |c| async move {
-            router(c).set_weight(30).await
+        let (result, _) = exchange(vec![(422, conflict)], |c| async move {
+            router(c, vec![current]).set_weight(30).await
         })
         .await;
         match result {
@@ -458,34 +475,28 @@ mod tests {
         ];
         for (canary, stable, expected) in cases {
             let body = split_route(canary.clone(), stable.clone());
-            let (result, seen) = exchange(vec![(200, body)], |c| async move {
-                router(c).current_weight().await
-            })
-            .await;
             assert_eq!(
-                result.expect("current_weight"),
+                reading(vec![body])
+                    .current_weight()
+                    .expect("current_weight"),
                 Some(expected),
                 "canary {canary}, stable {stable}"
             );
-            assert_eq!(seen[0].path, ROUTE_PATH);
         }
     }
 
     #[tokio::test]
     async fn odd_routes_are_invalid_not_panics() {
         let non_numeric = split_route(json!("thirty"), json!(70));
-        let (result, _) = exchange(vec![(200, non_numeric)], |c| async move {
-            router(c).current_weight().await
-        })
-        .await;
+        let result = reading(vec![non_numeric]).current_weight();
         assert!(
             matches!(result, Err(AdapterError::Invalid(_))),
             "{result:?}"
         );
 
         let rules_not_a_list = route(json!({"backendRefs": []}));
-        let (result, _) = exchange(vec![(200, rules_not_a_list)], |c| async move {
-            router(c).set_weight(30).await
+        let (result, _) = exchange(vec![], |c| async move {
+            router(c, vec![rules_not_a_list]).set_weight(30).await
         })
         .await;
         assert!(
@@ -495,8 +506,8 @@ mod tests {
 
         let mut no_spec = route(json!([]));
         no_spec.as_object_mut().expect("object").remove("spec");
-        let (result, _) = exchange(vec![(200, no_spec)], |c| async move {
-            router(c).set_weight(30).await
+        let (result, _) = exchange(vec![], |c| async move {
+            router(c, vec![no_spec]).set_weight(30).await
         })
         .await;
         match result {
@@ -510,21 +521,19 @@ mod tests {
 
     #[tokio::test]
     async fn missing_route_is_reported() {
-        let (result, seen) = exchange(
-            vec![not_found("httproutes.gateway.networking.k8s.io", "web")],
-            |c| async move { router(c).missing_references().await },
-        )
-        .await;
+        // A route of that name in another namespace is not the one.
+        let mut elsewhere = split_route(Value::Null, Value::Null);
+        elsewhere["metadata"]["namespace"] = json!("edge");
         assert_eq!(
-            result.expect("missing_references"),
+            reading(vec![elsewhere.clone()])
+                .missing_references()
+                .expect("missing_references"),
             vec!["HTTPRoute shop/web"]
         );
-        assert_eq!(seen[0].path, ROUTE_PATH);
 
-        let (result, _) = exchange(
-            vec![not_found("httproutes.gateway.networking.k8s.io", "web")],
-            |c| async move { router(c).set_weight(30).await },
-        )
+        let (result, _) = exchange(vec![], |c| async move {
+            router(c, vec![elsewhere]).set_weight(30).await
+        })
         .await;
         assert!(
             matches!(&result, Err(AdapterError::NotFound { what }) if what == "HTTPRoute shop/web"),
@@ -535,7 +544,7 @@ mod tests {
     #[tokio::test]
     async fn route_namespace_comes_from_the_config_when_set() {
         let (client, _handle) = mock_api::client();
-        let mut r = router(client);
+        let mut r = router(client, vec![]);
         r.config.namespace = Some("edge".into());
         // The Services live in the Rollout's namespace, so refs from another namespace's
         // route must name it; a ref without a namespace means the route's own.
@@ -559,20 +568,17 @@ mod tests {
                 {"name": "web-stable", "kind": "ServiceImport", "group": "multicluster.x-k8s.io"}
             ]}
         ]));
-        let (result, _) = exchange(vec![(200, body)], |c| async move {
-            router(c).missing_references().await
-        })
-        .await;
         assert_eq!(
-            result.expect("missing_references"),
+            reading(vec![body])
+                .missing_references()
+                .expect("missing_references"),
             vec!["HTTPRoute web has no rule with backendRefs to both web-canary and web-stable"]
         );
-
-        let (result, _) = exchange(
-            vec![(200, split_route(Value::Null, Value::Null))],
-            |c| async move { router(c).missing_references().await },
-        )
-        .await;
-        assert_eq!(result.expect("missing_references"), Vec::<String>::new());
+        assert_eq!(
+            reading(vec![split_route(Value::Null, Value::Null)])
+                .missing_references()
+                .expect("missing_references"),
+            Vec::<String>::new()
+        );
     }
 }

@@ -8,27 +8,35 @@ use kube::Client;
 use sluice_api::rollout::{CanaryStrategy, Rollout, TrafficRouting};
 
 use super::AdapterError;
+use super::cache::Caches;
+use super::written::Written;
 
 /// A way of sending `weight`% of the traffic to the canary Service and the rest to the
-/// stable Service.
+/// stable Service. Reads come from the caches, writes go to the API.
 pub trait TrafficRouter {
-    /// The canary weight the router applies now, read back from the cluster. `Ok(None)`
-    /// when the router has never been set up for this rollout.
-    fn current_weight(&self) -> impl Future<Output = Result<Option<i32>, AdapterError>> + Send;
+    /// The canary weight the router applies now, as the cache holds it. `Ok(None)` when
+    /// the router has never been set up for this rollout.
+    fn current_weight(&self) -> Result<Option<i32>, AdapterError>;
 
     /// Sets the canary weight (0 to 100); idempotent. With weight 0 the router may remove
     /// what it created (e.g. the canary Ingress): no canary route means no canary traffic.
-    fn set_weight(&self, weight: i32) -> impl Future<Output = Result<(), AdapterError>> + Send;
+    /// Returns what the caches must show before the Rollout is planned again (None when
+    /// nothing was written).
+    fn set_weight(
+        &self,
+        weight: i32,
+    ) -> impl Future<Output = Result<Option<Written>, AdapterError>> + Send;
 
     /// Objects the router needs that do not exist (e.g. `Ingress web`), for the
     /// `InvalidSpec` condition; empty when all are there.
-    fn missing_references(&self) -> impl Future<Output = Result<Vec<String>, AdapterError>> + Send;
+    fn missing_references(&self) -> Result<Vec<String>, AdapterError>;
 }
 
 /// What every router needs to know about the Rollout it serves.
 #[derive(Clone)]
 pub struct RouterContext {
     pub client: Client,
+    pub caches: Caches,
     /// The Rollout's namespace and name, and its uid for owner references.
     pub namespace: String,
     pub rollout: String,
@@ -49,12 +57,14 @@ impl Router {
     /// The router of a canary Rollout; None for replica-ratio routing.
     pub fn for_rollout(
         client: &Client,
+        caches: &Caches,
         rollout: &Rollout,
         canary: &CanaryStrategy,
     ) -> Option<Self> {
         let routing: &TrafficRouting = canary.traffic_routing.as_ref()?;
         let ctx = RouterContext {
             client: client.clone(),
+            caches: caches.clone(),
             namespace: rollout.metadata.namespace.clone().unwrap_or_default(),
             rollout: rollout.metadata.name.clone().unwrap_or_default(),
             rollout_uid: rollout.metadata.uid.clone().unwrap_or_default(),
@@ -71,24 +81,24 @@ impl Router {
         }
     }
 
-    pub async fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
+    pub fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
         match self {
-            Router::Nginx(r) => r.current_weight().await,
-            Router::GatewayApi(r) => r.current_weight().await,
+            Router::Nginx(r) => r.current_weight(),
+            Router::GatewayApi(r) => r.current_weight(),
         }
     }
 
-    pub async fn set_weight(&self, weight: i32) -> Result<(), AdapterError> {
+    pub async fn set_weight(&self, weight: i32) -> Result<Option<Written>, AdapterError> {
         match self {
             Router::Nginx(r) => r.set_weight(weight).await,
             Router::GatewayApi(r) => r.set_weight(weight).await,
         }
     }
 
-    pub async fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+    pub fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
         match self {
-            Router::Nginx(r) => r.missing_references().await,
-            Router::GatewayApi(r) => r.missing_references().await,
+            Router::Nginx(r) => r.missing_references(),
+            Router::GatewayApi(r) => r.missing_references(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! tool) stays its only writer, so nothing sluice does can fight with them over it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{
     HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
@@ -17,6 +18,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use sluice_api::rollout::{NginxTrafficRouting, Rollout};
 
 use super::{RouterContext, TrafficRouter};
+use crate::adapters::workload::written;
+use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, FIELD_MANAGER};
 use crate::core::hash::value_hash;
 
@@ -90,6 +93,12 @@ impl NginxRouter {
         Api::namespaced(self.ctx.client.clone(), &self.ctx.namespace)
     }
 
+    fn stable_ingress(&self) -> Option<Arc<Ingress>> {
+        self.ctx
+            .caches
+            .ingress(&self.ctx.namespace, &self.config.stable_ingress)
+    }
+
     fn stable_reference(&self) -> String {
         format!(
             "Ingress {}/{}",
@@ -109,9 +118,9 @@ impl NginxRouter {
     /// The canary Ingress is written with a forced apply and deleted at weight 0, both of
     /// which would destroy an Ingress the user happened to give the same name; an object
     /// without this Rollout's owner reference is therefore reported instead of touched.
-    async fn owned_canary(&self) -> Result<Option<Ingress>, AdapterError> {
+    fn owned_canary(&self) -> Result<Option<Arc<Ingress>>, AdapterError> {
         let name = self.canary_ingress_name();
-        let Some(ingress) = self.ingresses().get_opt(&name).await? else {
+        let Some(ingress) = self.ctx.caches.ingress(&self.ctx.namespace, &name) else {
             return Ok(None);
         };
         let owned = ingress
@@ -237,8 +246,8 @@ impl NginxRouter {
 impl TrafficRouter for NginxRouter {
     /// The weight annotation of the canary Ingress; `Some(0)` when it does not exist,
     /// because then ingress-nginx routes nothing to the canary.
-    async fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
-        let Some(canary) = self.owned_canary().await? else {
+    fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
+        let Some(canary) = self.owned_canary()? else {
             return Ok(Some(0));
         };
         let key = self.weight_annotation();
@@ -261,15 +270,16 @@ impl TrafficRouter for NginxRouter {
         }
     }
 
-    async fn set_weight(&self, weight: i32) -> Result<(), AdapterError> {
+    async fn set_weight(&self, weight: i32) -> Result<Option<Written>, AdapterError> {
         if !(0..=100).contains(&weight) {
             return Err(AdapterError::Invalid(format!(
                 "canary weight {weight} is not between 0 and 100"
             )));
         }
+        let name = self.canary_ingress_name();
         if weight == 0 {
-            let Some(canary) = self.owned_canary().await? else {
-                return Ok(());
+            let Some(canary) = self.owned_canary()? else {
+                return Ok(None);
             };
             // The uid precondition makes sure the object deleted is the one just checked,
             // not one recreated under the same name in between.
@@ -280,41 +290,33 @@ impl TrafficRouter for NginxRouter {
                 }),
                 ..DeleteParams::default()
             };
-            return match self
-                .ingresses()
-                .delete(&self.canary_ingress_name(), &dp)
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            let gone = Written::gone(Cache::Ingress, &self.ctx.namespace, &name);
+            return match self.ingresses().delete(&name, &dp).await {
+                Ok(_) => Ok(Some(gone)),
+                Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Some(gone)),
                 Err(e) => Err(e.into()),
             };
         }
 
         let stable = self
-            .ingresses()
-            .get_opt(&self.config.stable_ingress)
-            .await?
+            .stable_ingress()
             .ok_or_else(|| AdapterError::NotFound {
                 what: self.stable_reference(),
             })?;
         let desired = self.canary_ingress(&stable, weight)?;
-        self.owned_canary().await?;
+        self.owned_canary()?;
         // Forcing is safe: sluice owns this object (checked just above), and forcing wins
         // over a stray `kubectl edit` that would otherwise make every apply conflict.
         let pp = PatchParams::apply(FIELD_MANAGER).force();
-        self.ingresses()
-            .patch(&self.canary_ingress_name(), &pp, &Patch::Apply(&desired))
+        let stored = self
+            .ingresses()
+            .patch(&name, &pp, &Patch::Apply(&desired))
             .await?;
-        Ok(())
+        Ok(written(Cache::Ingress, &self.ctx.namespace, &stored))
     }
 
-    async fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
-        let Some(stable) = self
-            .ingresses()
-            .get_opt(&self.config.stable_ingress)
-            .await?
-        else {
+    fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+        let Some(stable) = self.stable_ingress() else {
             return Ok(vec![self.stable_reference()]);
         };
         if self.canary_rules(&stable).is_empty() {
@@ -332,12 +334,15 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::adapters::cache::testing::caches;
     use crate::adapters::mock_api::{self, exchange, not_found};
 
-    fn router(client: Client, config: NginxTrafficRouting) -> NginxRouter {
+    /// A router whose cache holds `cached` (Ingress manifests).
+    fn router(client: Client, cached: Vec<Value>, config: NginxTrafficRouting) -> NginxRouter {
         NginxRouter::new(
             RouterContext {
                 client,
+                caches: caches(cached),
                 namespace: "shop".into(),
                 rollout: "web".into(),
                 rollout_uid: "uid-1".into(),
@@ -396,6 +401,7 @@ mod tests {
             "kind": "Ingress",
             "metadata": {
                 "name": "web-web-canary", "namespace": "shop", "uid": "canary-uid",
+                "resourceVersion": "7",
                 "annotations": {
                     "nginx.ingress.kubernetes.io/canary": "true",
                     "nginx.ingress.kubernetes.io/canary-weight": weight
@@ -426,22 +432,22 @@ mod tests {
             ),
         ]);
         let (result, seen) = exchange(
-            vec![
-                (200, stable_ingress()),
-                not_found("ingresses.networking.k8s.io", "web-web-canary"),
-                (200, canary_ingress("30", "uid-1")),
-            ],
-            |client| async move { router(client, cfg).set_weight(30).await },
+            vec![(200, canary_ingress("30", "uid-1"))],
+            |client| async move {
+                router(client, vec![stable_ingress()], cfg)
+                    .set_weight(30)
+                    .await
+            },
         )
         .await;
-        result.expect("set_weight");
+        assert_eq!(
+            result.expect("set_weight"),
+            Written::at(Cache::Ingress, "shop", "web-web-canary", Some("7")),
+            "the caches must show the applied version before the next plan"
+        );
 
-        assert_eq!(seen[0].method, Method::GET);
-        assert_eq!(seen[0].path, format!("{INGRESSES}/web"));
-        assert_eq!(seen[1].method, Method::GET);
-        assert_eq!(seen[1].path, format!("{INGRESSES}/web-web-canary"));
-
-        let apply = &seen[2];
+        // Both Ingresses were read from the cache: the apply is the only request.
+        let apply = &seen[0];
         assert_eq!(apply.method, Method::PATCH);
         assert_eq!(apply.path, format!("{INGRESSES}/web-web-canary"));
         assert_eq!(
@@ -498,16 +504,16 @@ mod tests {
         let mut cfg = config();
         cfg.annotation_prefix = "custom.example.com".into();
         let (result, seen) = exchange(
-            vec![
-                (200, stable_ingress()),
-                not_found("ingresses.networking.k8s.io", "web-web-canary"),
-                (200, canary_ingress("5", "uid-1")),
-            ],
-            |client| async move { router(client, cfg).set_weight(5).await },
+            vec![(200, canary_ingress("5", "uid-1"))],
+            |client| async move {
+                router(client, vec![stable_ingress()], cfg)
+                    .set_weight(5)
+                    .await
+            },
         )
         .await;
         result.expect("set_weight");
-        let annotations = &seen[2].body.as_ref().expect("apply body")["metadata"]["annotations"];
+        let annotations = &seen[0].body.as_ref().expect("apply body")["metadata"]["annotations"];
         assert_eq!(annotations["custom.example.com/canary"], "true");
         assert_eq!(annotations["custom.example.com/canary-weight"], "5");
         assert!(
@@ -519,19 +525,15 @@ mod tests {
 
     #[tokio::test]
     async fn set_weight_refuses_an_ingress_it_does_not_own() {
-        let (result, seen) = exchange(
-            vec![
-                (200, stable_ingress()),
-                (200, canary_ingress("10", "someone-else")),
-            ],
-            |client| async move { router(client, config()).set_weight(30).await },
-        )
+        let cached = vec![stable_ingress(), canary_ingress("10", "someone-else")];
+        let (result, _) = exchange(vec![], |client| async move {
+            router(client, cached, config()).set_weight(30).await
+        })
         .await;
         assert!(
             matches!(result, Err(AdapterError::Invalid(_))),
-            "{result:?}"
+            "nothing is written over it: {result:?}"
         );
-        assert!(seen.iter().all(|s| s.method == Method::GET));
     }
 
     #[tokio::test]
@@ -541,8 +543,8 @@ mod tests {
             {"path": "/", "pathType": "Prefix",
              "backend": {"service": {"name": "other", "port": {"number": 80}}}}
         ]}}]);
-        let (result, seen) = exchange(vec![(200, stable)], |client| async move {
-            router(client, config()).set_weight(30).await
+        let (result, _) = exchange(vec![], |client| async move {
+            router(client, vec![stable], config()).set_weight(30).await
         })
         .await;
         match result {
@@ -551,25 +553,27 @@ mod tests {
             }
             other => panic!("expected Invalid, got {other:?}"),
         }
-        assert_eq!(seen.len(), 1);
     }
 
     #[tokio::test]
     async fn set_weight_zero_deletes_the_canary_ingress() {
         let (result, seen) = exchange(
-            vec![
-                (200, canary_ingress("30", "uid-1")),
-                (200, canary_ingress("30", "uid-1")),
-            ],
-            |client| async move { router(client, config()).set_weight(0).await },
+            vec![(200, canary_ingress("30", "uid-1"))],
+            |client| async move {
+                router(client, vec![canary_ingress("30", "uid-1")], config())
+                    .set_weight(0)
+                    .await
+            },
         )
         .await;
-        result.expect("set_weight(0)");
-        assert_eq!(seen[0].method, Method::GET);
-        assert_eq!(seen[1].method, Method::DELETE);
-        assert_eq!(seen[1].path, format!("{INGRESSES}/web-web-canary"));
         assert_eq!(
-            seen[1].body,
+            result.expect("set_weight(0)"),
+            Some(Written::gone(Cache::Ingress, "shop", "web-web-canary"))
+        );
+        assert_eq!(seen[0].method, Method::DELETE);
+        assert_eq!(seen[0].path, format!("{INGRESSES}/web-web-canary"));
+        assert_eq!(
+            seen[0].body,
             Some(json!({"preconditions": {"uid": "canary-uid"}}))
         );
     }
@@ -577,58 +581,48 @@ mod tests {
     #[tokio::test]
     async fn set_weight_zero_ignores_an_ingress_deleted_meanwhile() {
         let (result, seen) = exchange(
-            vec![
-                (200, canary_ingress("30", "uid-1")),
-                not_found("ingresses.networking.k8s.io", "web-web-canary"),
-            ],
-            |client| async move { router(client, config()).set_weight(0).await },
+            vec![not_found("ingresses.networking.k8s.io", "web-web-canary")],
+            |client| async move {
+                router(client, vec![canary_ingress("30", "uid-1")], config())
+                    .set_weight(0)
+                    .await
+            },
         )
         .await;
         result.expect("a 404 on delete is success");
-        assert_eq!(seen[1].method, Method::DELETE);
+        assert_eq!(seen[0].method, Method::DELETE);
     }
 
     #[tokio::test]
     async fn set_weight_zero_without_a_canary_ingress_writes_nothing() {
-        let (result, seen) = exchange(
-            vec![not_found("ingresses.networking.k8s.io", "web-web-canary")],
-            |client| async move { router(client, config()).set_weight(0).await },
-        )
+        let (result, _) = exchange(vec![], |client| async move {
+            router(client, vec![], config()).set_weight(0).await
+        })
         .await;
-        result.expect("set_weight(0)");
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].method, Method::GET);
+        assert_eq!(result.expect("set_weight(0)"), None, "nothing written");
+    }
+
+    /// A router over a cache of `cached`, for reads (which send no request).
+    fn reading(cached: Vec<Value>) -> NginxRouter {
+        router(mock_api::client().0, cached, config())
     }
 
     #[tokio::test]
     async fn current_weight_reads_the_annotation() {
-        let (result, seen) = exchange(
-            vec![(200, canary_ingress("42", "uid-1"))],
-            |client| async move { router(client, config()).current_weight().await },
-        )
-        .await;
-        assert_eq!(result.expect("current_weight"), Some(42));
-        assert_eq!(seen[0].path, format!("{INGRESSES}/web-web-canary"));
+        let r = reading(vec![canary_ingress("42", "uid-1")]);
+        assert_eq!(r.current_weight().expect("current_weight"), Some(42));
     }
 
     #[tokio::test]
     async fn current_weight_is_zero_without_a_canary_ingress() {
-        let (result, _) = exchange(
-            vec![not_found("ingresses.networking.k8s.io", "web-web-canary")],
-            |client| async move { router(client, config()).current_weight().await },
-        )
-        .await;
-        assert_eq!(result.expect("current_weight"), Some(0));
+        let r = reading(vec![stable_ingress()]);
+        assert_eq!(r.current_weight().expect("current_weight"), Some(0));
     }
 
     #[tokio::test]
     async fn current_weight_rejects_an_unparsable_annotation() {
         for bad in ["thirty", "150", "-1"] {
-            let (result, _) = exchange(
-                vec![(200, canary_ingress(bad, "uid-1"))],
-                |client| async move { router(client, config()).current_weight().await },
-            )
-            .await;
+            let result = reading(vec![canary_ingress(bad, "uid-1")]).current_weight();
             assert!(
                 matches!(result, Err(AdapterError::Invalid(_))),
                 "{bad}: {result:?}"
@@ -638,21 +632,15 @@ mod tests {
 
     #[tokio::test]
     async fn missing_stable_ingress_is_reported() {
-        let (result, seen) = exchange(
-            vec![not_found("ingresses.networking.k8s.io", "web")],
-            |client| async move { router(client, config()).missing_references().await },
-        )
-        .await;
+        let result = reading(vec![]).missing_references();
         assert_eq!(
             result.expect("missing_references"),
             vec!["Ingress shop/web"]
         );
-        assert_eq!(seen[0].path, format!("{INGRESSES}/web"));
 
-        let (result, _) = exchange(
-            vec![not_found("ingresses.networking.k8s.io", "web")],
-            |client| async move { router(client, config()).set_weight(30).await },
-        )
+        let (result, _) = exchange(vec![], |client| async move {
+            router(client, vec![], config()).set_weight(30).await
+        })
         .await;
         assert!(
             matches!(&result, Err(AdapterError::NotFound { what }) if what == "Ingress shop/web"),
@@ -664,30 +652,28 @@ mod tests {
     async fn stable_ingress_without_stable_backend_is_reported() {
         let mut stable = stable_ingress();
         stable["spec"] = json!({"rules": [{"host": "x"}]});
-        let (result, _) = exchange(vec![(200, stable)], |client| async move {
-            router(client, config()).missing_references().await
-        })
-        .await;
         assert_eq!(
-            result.expect("missing_references"),
+            reading(vec![stable])
+                .missing_references()
+                .expect("missing_references"),
             vec!["Ingress web has no path to Service web-stable"]
         );
-
-        let (result, _) = exchange(vec![(200, stable_ingress())], |client| async move {
-            router(client, config()).missing_references().await
-        })
-        .await;
-        assert_eq!(result.expect("missing_references"), Vec::<String>::new());
+        assert_eq!(
+            reading(vec![stable_ingress()])
+                .missing_references()
+                .expect("missing_references"),
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]
     async fn long_names_are_truncated_with_a_distinguishing_hash() {
         let (client, _handle) = mock_api::client();
-        let short = router(client.clone(), config());
+        let short = router(client.clone(), vec![], config());
         assert_eq!(short.canary_ingress_name(), "web-web-canary");
 
         let long = |rollout: &str| {
-            let mut r = router(client.clone(), config());
+            let mut r = router(client.clone(), vec![], config());
             r.ctx.rollout = rollout.to_string();
             r.config.stable_ingress = "i".repeat(200);
             r.canary_ingress_name()
