@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Measure one controller (the admin kubeconfig is SLUICE_E2E_KUBECONFIG).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the figures of a run.
     Show { file: PathBuf },
     /// Print two runs side by side, with first/second ratios.
@@ -91,6 +91,7 @@ async fn main() -> Result<()> {
             report::print_compare(&read_row(&first)?, &read_row(&second)?)
         }
         Command::Run(a) => {
+            let a = *a;
             let opts = Options {
                 controller: a.controller,
                 bin: a.bin,
