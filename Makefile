@@ -14,7 +14,7 @@ PLANE := e2e/controlplane/plane.sh
 HELM = $(shell . e2e/controlplane/lib.sh && echo "$$HELM_BIN/helm")
 CRD_DIRS := crds/yaml
 
-.PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e e2e-rbac release bench up down status
+.PHONY: help test demo deps binaries build lint fmt crds crds-check unit e2e e2e-rbac release bench bench-scale bench-compare bench-argo up down status
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -63,6 +63,17 @@ release: ## Build the release sluice-controller (the Dockerfile's build step); c
 
 bench: ## Decision-quality benchmark of the judge vs a static threshold (prints figures)
 	cargo bench -p sluice-controller --bench decision_quality
+
+# Scale benchmark (issue 11): figures, not tests, and never part of `make test`.
+# N, REPLICAS, STEPS, IDLE, SETTLE pass through to e2e/bench/bench.sh.
+bench-scale: deps binaries ## Scale benchmark of sluice alone on the audited plane: N=200 REPLICAS=1 STEPS=... IDLE=0
+	e2e/bench/bench.sh scale
+
+bench-compare: deps binaries bench-argo ## The same workload for sluice, then Argo Rollouts, one plane; both rows and the ratios
+	e2e/bench/bench.sh compare
+
+bench-argo: ## Build (or reuse from the cache) Argo Rollouts' controller for bench-compare
+	e2e/bench/build-argo.sh >/dev/null
 
 up: deps binaries ## Start the local control plane and Prometheus
 	$(PLANE) up

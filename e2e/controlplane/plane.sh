@@ -10,6 +10,9 @@
 #   plane.sh status   one line per component; exit 1 unless all are running
 #   plane.sh env      eval "$(plane.sh env)" -> KUBECONFIG, SLUICE_PROMETHEUS_URL, PATH
 #   plane.sh restart-apiserver   stop kube-apiserver and start it again (a fault for tests)
+#   plane.sh client-kubeconfig NAME FILE   write a kubeconfig with a client certificate of its
+#                     own (CN=NAME, groups system:masters and sluice:bench) signed by the
+#                     plane's CA, so the audit log tells that client's requests apart
 #
 # Settings (environment):
 #   SLUICE_APISERVER_PORT   kube-apiserver port (default 32766)
@@ -17,6 +20,10 @@
 #   SLUICE_NODES            number of fake nodes (default 3)
 #   SLUICE_UP_TIMEOUT       seconds to wait for each readiness step (default 120)
 #   SLUICE_PROMETHEUS_BIN   Prometheus binary (default: Debian's /usr/bin/prometheus)
+#   SLUICE_AUDIT            1: kube-apiserver writes an audit log (Metadata level) of the
+#                           requests of clients in group sluice:bench (client-kubeconfig)
+#                           to $SLUICE_STATE/audit/audit.log; off by default (the
+#                           benchmark needs it, the e2e suite does not)
 #
 # Scrape targets: drop Prometheus file_sd JSON files into $SLUICE_STATE/prometheus/targets/
 # (e.g. [{"targets":["127.0.0.1:8080"],"labels":{"job":"sluice"}}]); they are picked up
@@ -37,6 +44,11 @@ PROMETHEUS_PORT="${SLUICE_PROMETHEUS_PORT:-9090}"
 NODES="${SLUICE_NODES:-3}"
 UP_TIMEOUT="${SLUICE_UP_TIMEOUT:-120}"
 PROMETHEUS_BIN="${SLUICE_PROMETHEUS_BIN:-/usr/bin/prometheus}"
+AUDIT="${SLUICE_AUDIT:-0}"
+AUDIT_DIR="$SLUICE_STATE/audit"
+# Only clients in this group are audited: the benchmark's controllers get it, the
+# harness (admin) and the plane's own components do not, so they are never counted.
+AUDIT_GROUP="sluice:bench"
 
 KUBECTL="$K8S_BIN/kubectl"
 KWOKCTL="$KWOK_BIN/kwokctl"
@@ -180,9 +192,14 @@ healthy() {
     local c
     [ -f "$PLANE_ENV" ] || return 1
     for c in $COMPONENTS; do component_pid "$c" >/dev/null || return 1; done
-    local running_api running_prom
+    local running_api running_prom running_audit
     running_api=$(running APISERVER_PORT)
     running_prom=$(running PROMETHEUS_PORT)
+    running_audit=$(running AUDIT)
+    if [ "${running_audit:-0}" != "$AUDIT" ]; then
+        die "the plane is up with SLUICE_AUDIT=${running_audit:-0};" \
+            "run 'plane.sh down' before starting it with SLUICE_AUDIT=$AUDIT"
+    fi
     if [ "$running_api" != "$APISERVER_PORT" ] || [ "$running_prom" != "$PROMETHEUS_PORT" ]; then
         die "the plane is up with apiserver port $running_api / prometheus port $running_prom;" \
             "run 'plane.sh down' before starting it on $APISERVER_PORT / $PROMETHEUS_PORT"
@@ -229,6 +246,37 @@ componentsPatches:
     extraArgs:
       - key: leader-elect
         value: "false"
+EOF
+    [ "$AUDIT" = 1 ] || return 0
+    mkdir -p "$AUDIT_DIR"
+    # Metadata is the lowest level that records verb, resource, subresource, user, response
+    # code and timestamps. RequestReceived is dropped: a request logs ResponseComplete, and
+    # a watch also ResponseStarted when it opens.
+    cat >"$AUDIT_DIR/policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+omitManagedFields: true
+rules:
+  - level: Metadata
+    userGroups: ["$AUDIT_GROUP"]
+  - level: None
+EOF
+    # Blocking mode (the default) never drops an event, which a count depends on; no
+    # rotation, so one file holds the whole run.
+    cat >>"$SLUICE_STATE/kwokctl.yaml" <<EOF
+  - name: kube-apiserver
+    extraArgs:
+      - key: audit-policy-file
+        value: $AUDIT_DIR/policy.yaml
+      - key: audit-log-path
+        value: $AUDIT_DIR/audit.log
+      - key: audit-log-format
+        value: json
+      - key: audit-log-maxsize
+        value: "0"
+      - key: audit-log-mode
+        value: blocking
 EOF
 }
 
@@ -375,8 +423,9 @@ cmd_up() {
         fail_component kube-scheduler "/healthz not ok within ${UP_TIMEOUT}s"
     start_nodes
     start_gateway_api
-    printf 'APISERVER_PORT=%s\nPROMETHEUS_PORT=%s\nNODES=%s\n' \
-        "$APISERVER_PORT" "$PROMETHEUS_PORT" "$NODES" >"$PLANE_ENV"
+    printf 'APISERVER_PORT=%s\nPROMETHEUS_PORT=%s\nNODES=%s\nAUDIT=%s\n' \
+        "$APISERVER_PORT" "$PROMETHEUS_PORT" "$NODES" "$AUDIT" >"$PLANE_ENV"
+    if [ "$AUDIT" = 1 ]; then log "audit log of group $AUDIT_GROUP: $AUDIT_DIR/audit.log"; fi
     log "plane up in $((SECONDS - T0))s; use: eval \"\$($0 env)\""
 }
 
@@ -448,6 +497,7 @@ teardown() {
         rm -rf "$WORKDIR"
     fi
     rm -f "$KUBECONFIG_PATH"
+    rm -rf "$AUDIT_DIR" "$SLUICE_STATE/clients"
 }
 
 cmd_down() {
@@ -498,6 +548,46 @@ cmd_restart_apiserver() {
 }
 
 # ---------------------------------------------------------------------------------------
+# clients
+
+# Writes a kubeconfig for the running plane whose client certificate (CN=NAME, O=
+# system:masters so it may do anything, O=sluice:bench so it is audited) is signed by the
+# CA kwokctl generated. The key stays under $SLUICE_STATE/clients; `down` removes it.
+cmd_client_kubeconfig() {
+    local name=${1:-} out=${2:-}
+    if [ -z "$name" ] || [ -z "$out" ]; then die "usage: plane.sh client-kubeconfig NAME FILE"; fi
+    local pki="$WORKDIR/pki" api_port
+    if [ ! -f "$pki/ca.crt" ] || [ ! -f "$pki/ca.key" ]; then
+        die "no plane CA under $pki; is the plane up?"
+    fi
+    api_port=$(running APISERVER_PORT)
+    [ -n "$api_port" ] || die "the plane is not up"
+    local dir="$SLUICE_STATE/clients" base
+    base="$dir/$(printf '%s' "$name" | tr -c 'A-Za-z0-9._-' '_')"
+    mkdir -p "$dir"
+    (
+        umask 077
+        openssl req -new -newkey rsa:2048 -nodes -keyout "$base.key" -out "$base.csr" \
+            -subj "/O=system:masters/O=$AUDIT_GROUP/CN=$name" 2>/dev/null
+        # X.509 v3 with client-auth usage: rustls (the Rust clients) refuses v1 certificates.
+        printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
+            "extendedKeyUsage=clientAuth" >"$base.ext"
+        openssl x509 -req -in "$base.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+            -CAcreateserial -CAserial "$dir/ca.srl" -days 2 -extfile "$base.ext" \
+            -out "$base.crt" 2>/dev/null
+    ) || die "could not sign a client certificate for $name"
+    local k=("$KUBECTL" config --kubeconfig "$out.tmp")
+    "${k[@]}" set-cluster plane --server "https://127.0.0.1:$api_port" \
+        --certificate-authority "$pki/ca.crt" --embed-certs >/dev/null
+    "${k[@]}" set-credentials "$name" --client-certificate "$base.crt" \
+        --client-key "$base.key" --embed-certs >/dev/null
+    "${k[@]}" set-context plane --cluster plane --user "$name" >/dev/null
+    "${k[@]}" use-context plane >/dev/null
+    chmod 600 "$out.tmp" && mv "$out.tmp" "$out"
+    log "kubeconfig for $name (groups system:masters, $AUDIT_GROUP): $out"
+}
+
+# ---------------------------------------------------------------------------------------
 # status / env
 
 cmd_status() {
@@ -544,6 +634,8 @@ cmd_env() {
     printf 'export SLUICE_PROMETHEUS_TARGETS=%q\n' "$PROM_DIR/targets"
     # kubectl's discovery cache, kept under our state rather than in ~/.kube.
     printf 'export KUBECACHEDIR=%q\n' "$KUBECACHE"
+    # The audit log, when the plane was started with SLUICE_AUDIT=1.
+    if [ "$(running AUDIT)" = 1 ]; then printf 'export SLUICE_AUDIT_LOG=%q\n' "$AUDIT_DIR/audit.log"; fi
     # The matching kubectl first on PATH.
     # shellcheck disable=SC2016 # $PATH is for the caller's shell to expand
     printf 'export PATH=%q:"$PATH"\n' "$K8S_BIN"
@@ -555,8 +647,9 @@ case "${1:-}" in
     status) cmd_status ;;
     env) cmd_env ;;
     restart-apiserver) cmd_restart_apiserver ;;
+    client-kubeconfig) shift; cmd_client_kubeconfig "$@" ;;
     *)
-        echo "usage: $0 up|down|status|env|restart-apiserver" >&2
+        echo "usage: $0 up|down|status|env|restart-apiserver|client-kubeconfig NAME FILE" >&2
         exit 2
         ;;
 esac

@@ -6,6 +6,7 @@
 //! accident. `make test` sets it from `plane.sh env`.
 
 pub mod chart;
+pub mod bench;
 pub mod rollout_env;
 pub mod simulator;
 
