@@ -5,8 +5,8 @@
 //! whatever `KUBECONFIG` happens to point at, so they cannot touch a real cluster by
 //! accident. `make test` sets it from `plane.sh env`.
 
-pub mod chart;
 pub mod bench;
+pub mod chart;
 pub mod rollout_env;
 pub mod simulator;
 
