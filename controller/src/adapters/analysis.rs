@@ -9,7 +9,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use sluice_api::analysis::{
     AnalysisRun, AnalysisRunArgument, AnalysisRunSpec, AnalysisSpec, AnalysisTemplate,
-    ClusterAnalysisTemplate, PodTemplateHashValue,
+    AnalysisTemplateRef, ClusterAnalysisTemplate, PodTemplateHashValue,
 };
 use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout, RolloutAnalysis};
 
@@ -41,6 +41,30 @@ pub async fn fetch_template(
     })
 }
 
+/// The template `t` names, from the cache: `NotFound` when it does not exist, `Invalid`
+/// when it does not deserialize. One lookup for checking an analysis and making its run.
+fn cached_template(
+    caches: &Caches,
+    namespace: &str,
+    t: &AnalysisTemplateRef,
+) -> Result<AnalysisSpec, AdapterError> {
+    let kind = if t.cluster_scope {
+        "ClusterAnalysisTemplate"
+    } else {
+        "AnalysisTemplate"
+    };
+    match caches.template(namespace, &t.template_name, t.cluster_scope) {
+        CachedTemplate::Found(spec) => Ok(spec),
+        CachedTemplate::Missing => Err(AdapterError::NotFound {
+            what: format!("{kind} {}", t.template_name),
+        }),
+        CachedTemplate::Unreadable(e) => Err(AdapterError::Invalid(format!(
+            "{kind} {} cannot be read: {e}",
+            t.template_name
+        ))),
+    }
+}
+
 /// What is wrong with an analysis of a Rollout that only shows once its templates are
 /// read, without creating anything: (missing templates, unusable parts) — a template
 /// that does not deserialize, an arg no one gives a value, a `fieldRef` the Rollout
@@ -54,17 +78,10 @@ pub fn check(
     let namespace = rollout.namespace().unwrap_or_default();
     let (mut missing, mut unusable, mut templates) = (Vec::new(), Vec::new(), Vec::new());
     for t in &analysis.templates {
-        let kind = if t.cluster_scope {
-            "ClusterAnalysisTemplate"
-        } else {
-            "AnalysisTemplate"
-        };
-        match caches.template(&namespace, &t.template_name, t.cluster_scope) {
-            CachedTemplate::Found(spec) => templates.push(spec),
-            CachedTemplate::Missing => missing.push(format!("{kind} {}", t.template_name)),
-            CachedTemplate::Unreadable(e) => {
-                unusable.push(format!("{kind} {} cannot be read: {e}", t.template_name));
-            }
+        match cached_template(caches, &namespace, t) {
+            Ok(spec) => templates.push(spec),
+            Err(AdapterError::NotFound { what }) => missing.push(what),
+            Err(e) => unusable.push(e.to_string()),
         }
     }
     if missing.is_empty() && unusable.is_empty() {
@@ -216,28 +233,11 @@ pub async fn create_run(
         latest_hash,
     } = run;
     let namespace = rollout.namespace().unwrap_or_default();
-    let mut templates = Vec::new();
-    for t in &analysis.templates {
-        let kind = if t.cluster_scope {
-            "ClusterAnalysisTemplate"
-        } else {
-            "AnalysisTemplate"
-        };
-        match caches.template(&namespace, &t.template_name, t.cluster_scope) {
-            CachedTemplate::Found(spec) => templates.push(spec),
-            CachedTemplate::Missing => {
-                return Err(AdapterError::NotFound {
-                    what: format!("{kind} {}", t.template_name),
-                });
-            }
-            CachedTemplate::Unreadable(e) => {
-                return Err(AdapterError::Invalid(format!(
-                    "{kind} {} cannot be read: {e}",
-                    t.template_name
-                )));
-            }
-        }
-    }
+    let templates = analysis
+        .templates
+        .iter()
+        .map(|t| cached_template(caches, &namespace, t))
+        .collect::<Result<Vec<_>, _>>()?;
     let args = resolve_field_refs(rollout, &analysis.args)?;
     let spec = merge(&templates, &args, stable_hash, latest_hash)?;
     let run = AnalysisRun {
