@@ -119,6 +119,8 @@ async fn prometheus_scrapes_the_controller_and_its_series_follow_a_rollout() -> 
     for name in [
         "sluice_reconcile_duration_seconds_bucket",
         "# HELP sluice_cache_waits",
+        // Exported from the start, whether or not a reconcile has waited yet.
+        "sluice_cache_waits_total{controller=\"rollout\"}",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }

@@ -117,6 +117,19 @@ impl Metrics {
             "Rollouts served by this replica, by phase and strategy",
             rollouts.clone(),
         );
+        // Series that exist from the start, at zero, so that `rate()` and `increase()` see
+        // their first increment and alerts can tell "none yet" from "not exported".
+        for controller in ["rollout", "analysisrun"] {
+            cache_waits
+                .get_or_create(&ControllerLabels { controller })
+                .inc_by(0);
+            reconciles
+                .get_or_create(&ReconcileLabels {
+                    controller,
+                    result: "success",
+                })
+                .inc_by(0);
+        }
         Metrics {
             registry,
             reconciles,
@@ -178,6 +191,19 @@ pub fn metrics() -> &'static Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_exported_at_zero_before_their_first_increment() {
+        let text = Metrics::new().encode();
+        for line in [
+            "sluice_cache_waits_total{controller=\"rollout\"} 0",
+            "sluice_cache_waits_total{controller=\"analysisrun\"} 0",
+            "sluice_reconciles_total{controller=\"rollout\",result=\"success\"} 0",
+            "sluice_reconciles_total{controller=\"analysisrun\",result=\"success\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
 
     #[test]
     fn the_exposition_names_every_metric_with_its_labels() {
