@@ -190,3 +190,12 @@ fn type_name(schema: &serde_json::Value) -> String {
         None => "object".into(),
     }
 }
+
+/// A package's directory as cargo gives it to the running test or binary, falling back
+/// to `compiled_in` (pass `env!("CARGO_MANIFEST_DIR")`). The cargo target directory is
+/// shared between checkouts (CI's and a developer's): a test binary built in one is
+/// reused by another whose sources are not newer, and its compiled-in path then points
+/// at the other checkout's files.
+pub fn manifest_dir(compiled_in: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| compiled_in.into(), Into::into)
+}

@@ -5,7 +5,7 @@
 use std::{fs, path::PathBuf};
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    sluice_api::crdgen::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 #[test]

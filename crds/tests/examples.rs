@@ -1,13 +1,11 @@
 //! The sample manifests in `examples/` must deserialize into the Rust types, so that what
 //! the README shows is what the controller reads.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 use sluice_api::{HumanDuration, Rollout};
 
 fn example_rollouts(file: &str) -> Vec<Rollout> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = sluice_api::crdgen::manifest_dir(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(file);
     let text = std::fs::read_to_string(&path).expect("example exists");

@@ -55,7 +55,7 @@ pub async fn client() -> Result<Client> {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    sluice_api::crdgen::manifest_dir(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Output of a finished command.
