@@ -64,115 +64,160 @@ async fn at_v1(env: &Env, replicas: i32, extra: Value) -> Result<String> {
     Ok(v1)
 }
 
-/// What the watcher saw: each distinct (active hash, its RS replicas, its RS available),
-/// with when it was first seen.
+/// What the watcher saw, in the apiserver's order: every version of activeService (its
+/// resourceVersion, the hash it selects, when the watch delivered it) and every version
+/// of each ReplicaSet (resourceVersion, hash, replicas, available pods).
 #[derive(Debug, Default)]
 struct Timeline {
-    samples: Vec<(Option<String>, i32, i32)>,
-    seen_at: Vec<Timestamp>,
+    active: Vec<(u64, Option<String>, Timestamp)>,
+    replica_sets: Vec<(u64, String, i32, i32)>,
 }
 
-/// Samples activeService and the ReplicaSet it selects every 50 ms until dropped.
+impl Timeline {
+    /// The ReplicaSet of `hash` as it was just before the write with resourceVersion
+    /// `rv`: resourceVersions are etcd revisions, one total order over all objects, so
+    /// this is what the controller could at best have seen when it made that write.
+    fn replica_set_before(&self, hash: &str, rv: u64) -> Option<(i32, i32)> {
+        self.replica_sets
+            .iter()
+            .filter(|(at, h, _, _)| h == hash && *at < rv)
+            .max_by_key(|(at, ..)| *at)
+            .map(|(_, _, replicas, available)| (*replicas, *available))
+    }
+}
+
+/// Watches activeService and the ReplicaSets until dropped. Watches, not polls: every
+/// version is seen however slow the apiserver is, and ordered by resourceVersion.
 struct Watcher {
     timeline: Arc<Mutex<Timeline>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn resource_version(meta: &kube::api::ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("an integer resourceVersion")
+}
+
+/// Spawns a watch of `api` that records each version with `record`, and returns once
+/// the initial list is in, so no later version is missed.
+async fn watch<K, F>(api: Api<K>, record: F) -> Result<tokio::task::JoinHandle<()>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    F: Fn(&K) + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::watcher::{self, Event};
+    let (ready, listed) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready);
+        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Apply(obj) | Event::InitApply(obj)) => record(&obj),
+                Ok(Event::InitDone) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    listed.await?;
+    Ok(task)
 }
 
 impl Watcher {
-    fn start(env: &Env) -> Self {
+    async fn start(env: &Env) -> Result<Self> {
         let timeline = Arc::new(Mutex::new(Timeline::default()));
-        let (client, ns, t) = (env.client.clone(), env.ns().to_string(), timeline.clone());
-        let task = tokio::spawn(async move {
-            let services: Api<k8s_openapi::api::core::v1::Service> =
-                Api::namespaced(client.clone(), &ns);
-            let replica_sets: Api<ReplicaSet> = Api::namespaced(client, &ns);
-            loop {
-                // The ReplicaSets are read first: availability only grows while a revision
-                // waits to be switched to, so a switch seen afterwards was made on at most
-                // what was read here.
-                let (Ok(rs), Ok(svc)) = (
-                    replica_sets.list(&ListParams::default()).await,
-                    services.get(ACTIVE).await,
-                ) else {
-                    continue;
-                };
-                let active = svc
-                    .spec
-                    .and_then(|s| s.selector)
-                    .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned());
-                let (replicas, available) = rs
-                    .items
-                    .iter()
-                    .find(|rs| {
-                        rs.metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
-                            == active.as_ref()
-                    })
-                    .map_or((0, 0), |rs| {
-                        (
-                            rs.spec.replicas.unwrap_or(0),
-                            rs.status
-                                .as_ref()
-                                .and_then(|s| s.available_replicas)
-                                .unwrap_or(0),
-                        )
-                    });
-                let sample = (active, replicas, available);
-                {
-                    let mut t = t.lock().expect("not poisoned");
-                    if t.samples.last() != Some(&sample) {
-                        t.samples.push(sample);
-                        t.seen_at.push(Timestamp::now());
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(env.client.clone(), env.ns());
+        let t = timeline.clone();
+        let active = watch(services, move |svc| {
+            if svc.metadata.name.as_deref() != Some(ACTIVE) {
+                return;
             }
-        });
-        Watcher { timeline, task }
+            let hash = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL).cloned());
+            t.lock().expect("not poisoned").active.push((
+                resource_version(&svc.metadata),
+                hash,
+                Timestamp::now(),
+            ));
+        })
+        .await?;
+        let replica_sets: Api<ReplicaSet> = Api::namespaced(env.client.clone(), env.ns());
+        let t = timeline.clone();
+        let sets = watch(replica_sets, move |rs| {
+            let Some(hash) = rs
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL))
+            else {
+                return;
+            };
+            t.lock().expect("not poisoned").replica_sets.push((
+                resource_version(&rs.metadata),
+                hash.clone(),
+                rs.spec.replicas.unwrap_or(0),
+                rs.status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0),
+            ));
+        })
+        .await?;
+        Ok(Watcher {
+            timeline,
+            tasks: vec![active, sets],
+        })
     }
 
     /// The hashes activeService selected, in order, and a check that each revision it
-    /// was switched to was then at `replicas` pods, all available.
+    /// was switched to (other than `v1`, where it starts) was then at `replicas` pods, all
+    /// available.
     fn active_history(&self, v1: &str, replicas: i32) -> Vec<String> {
         let t = self.timeline.lock().expect("not poisoned");
-        for (active, size, available) in &t.samples {
-            if let Some(h) = active
-                && h != v1
-            {
-                assert!(
-                    *size >= replicas && *available >= replicas,
-                    "activeService selected {h} with {available}/{size} pods available: {:?}",
-                    t.samples
-                );
-            }
-        }
         let mut history: Vec<String> = Vec::new();
-        for h in t.samples.iter().filter_map(|s| s.0.clone()) {
-            if history.last() != Some(&h) {
-                history.push(h);
+        for (rv, hash, _) in &t.active {
+            let Some(h) = hash else { continue };
+            if history.last() == Some(h) {
+                continue;
+            }
+            history.push(h.clone());
+            if h != v1 {
+                let (size, available) = t.replica_set_before(h, *rv).unwrap_or((0, 0));
+                assert!(
+                    size >= replicas && available >= replicas,
+                    "activeService selected {h} (resourceVersion {rv}) with {available}/{size} \
+                     pods available: {t:?}"
+                );
             }
         }
         history
     }
-}
 
-impl Watcher {
     /// When activeService was first seen selecting `hash` after `after`.
     fn switched_to_at(&self, hash: &str, after: Timestamp) -> Option<Timestamp> {
         let t = self.timeline.lock().expect("not poisoned");
-        t.samples
+        t.active
             .iter()
-            .zip(&t.seen_at)
-            .find(|(s, at)| s.0.as_deref() == Some(hash) && **at >= after)
-            .map(|(_, at)| *at)
+            .find(|(_, h, at)| h.as_deref() == Some(hash) && *at >= after)
+            .map(|(.., at)| *at)
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -220,7 +265,7 @@ async fn wait_degraded(env: &Env) -> Result<sluice_api::Rollout> {
 async fn auto_promotion_switches_once_the_new_revision_is_fully_available() -> Result<()> {
     let env = Env::new("bg-auto").await?;
     let v1 = at_v1(&env, 3, json!({ "scaleDownDelaySeconds": 6 })).await?;
-    let watcher = Watcher::start(&env);
+    let watcher = Watcher::start(&env).await?;
     env.set_version("v2").await?;
     let r = env.wait_healthy_on_new_revision().await?;
     let (v2, _) = hashes(&r);
@@ -273,7 +318,7 @@ async fn auto_promotion_switches_once_the_new_revision_is_fully_available() -> R
 async fn manual_promotion_pauses_in_preview_until_promoted() -> Result<()> {
     let env = Env::new("bg-manual").await?;
     let v1 = at_v1(&env, 2, json!({ "autoPromotionEnabled": false })).await?;
-    let watcher = Watcher::start(&env);
+    let watcher = Watcher::start(&env).await?;
     env.set_version("v2").await?;
     kubectl_wait(&env, "Paused")?;
     let r = wait_paused(&env).await?;
@@ -324,7 +369,7 @@ async fn preview_replica_count_then_full_size_before_the_switch() -> Result<()> 
         json!({ "autoPromotionEnabled": false, "previewReplicaCount": 1 }),
     )
     .await?;
-    let watcher = Watcher::start(&env);
+    let watcher = Watcher::start(&env).await?;
     env.set_version("v2").await?;
     let r = wait_paused(&env).await?;
     let (v2, _) = hashes(&r);
@@ -407,7 +452,7 @@ async fn roll_out_failing_v2(env: &Env) -> Result<(Simulator, Watcher)> {
             latency: 0.02,
         },
     );
-    let watcher = Watcher::start(env);
+    let watcher = Watcher::start(env).await?;
     env.set_version("v2").await?;
     Ok((sim, watcher))
 }
@@ -515,8 +560,8 @@ async fn failed_post_promotion_analysis_switches_back() -> Result<()> {
     let back_at = watcher.switched_to_at(&v1, failed_at).unwrap_or_else(|| {
         let t = watcher.timeline.lock().expect("not poisoned");
         panic!(
-            "the watcher saw no switch back after {failed_at}: {:?} at {:?}; run {run:#?}",
-            t.samples, t.seen_at
+            "the watcher saw no switch back after {failed_at}: {:?}; run {run:#?}",
+            t.active
         )
     });
     println!(
@@ -551,7 +596,7 @@ async fn abort_in_preview_then_retry() -> Result<()> {
         json!({ "autoPromotionEnabled": false, "abortScaleDownDelaySeconds": 3 }),
     )
     .await?;
-    let watcher = Watcher::start(&env);
+    let watcher = Watcher::start(&env).await?;
     env.set_version("v2").await?;
     let r = wait_paused(&env).await?;
     let (v2, _) = hashes(&r);
