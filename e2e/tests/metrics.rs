@@ -108,6 +108,20 @@ async fn prometheus_scrapes_the_controller_and_its_series_follow_a_rollout() -> 
         after > before,
         "more reconciles after the rollout: {before} -> {after}"
     );
+    // Every reconcile's wait in the queue is observed; nothing waits once it is Healthy.
+    let waits =
+        format!("sum(sluice_queue_wait_seconds_count{{job=\"{job}\",controller=\"rollout\"}})");
+    wait_for(
+        "queue waits observed for the reconciles",
+        Duration::from_secs(30),
+        || async { Ok(query(&prometheus, &waits).await? >= after) },
+    )
+    .await?;
+    scraped(
+        format!("sluice_queue_depth{{job=\"{job}\",controller=\"rollout\"}}"),
+        0.0,
+    )
+    .await?;
 
     // The exposition itself, with the histogram and the help texts.
     let text = http
@@ -121,6 +135,7 @@ async fn prometheus_scrapes_the_controller_and_its_series_follow_a_rollout() -> 
         "# HELP sluice_cache_waits",
         // Exported from the start, whether or not a reconcile has waited yet.
         "sluice_cache_waits_total{controller=\"rollout\"}",
+        "sluice_queue_depth{controller=\"analysisrun\"} 0",
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }

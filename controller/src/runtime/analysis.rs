@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -18,7 +18,7 @@ use kube::api::PostParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_api::analysis::{
@@ -30,7 +30,8 @@ use tracing::{error, info, warn};
 use super::expectations::Expectations;
 use super::malformed::{self, Shape};
 use super::metrics;
-use super::{ReconcileError, Settings, api, backoff};
+use super::queue::Queue;
+use super::{ReconcileError, Settings, api, backoff, watches};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
 use crate::adapters::workload::written;
@@ -108,6 +109,8 @@ struct Context {
     expectations: Expectations<ObjectRef<DeserializeGuard<AnalysisRun>>>,
     /// Consecutive failures per run, for exponential backoff.
     failures: backoff::Failures<ObjectRef<DeserializeGuard<AnalysisRun>>>,
+    /// When each run became due, for the queue metrics.
+    queue: Arc<Queue<ObjectRef<DeserializeGuard<AnalysisRun>>>>,
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
@@ -125,29 +128,47 @@ pub async fn run(
             return;
         }
     };
-    let controller = Controller::new(
-        api::<DeserializeGuard<AnalysisRun>>(&client, settings.namespace.as_deref()),
-        // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
-        // after an apiserver restart a cached list (resourceVersion=0) can be older than
-        // the new watch cache, every watch from it fails with 410 Gone, and the watcher
-        // re-lists into the same stale answer with a growing backoff (seen in e2e: no
-        // event for minutes). client-go falls back to a consistent list; kube-runtime
-        // does not, so always ask for one.
-        settings.instance_selector(watcher::Config::default()),
-    );
+    // Lists are consistent reads (`MostRecent`, kube's default), not `any_semantic`:
+    // after an apiserver restart a cached list (resourceVersion=0) can be older than the
+    // new watch cache, every watch from it fails with 410 Gone, and the watcher re-lists
+    // into the same stale answer with a growing backoff (seen in e2e: no event for
+    // minutes). client-go falls back to a consistent list; kube-runtime does not, so
+    // always ask for one.
+    let (runs, writer) = reflector::store();
+    let queue: Arc<Queue<ObjectRef<DeserializeGuard<AnalysisRun>>>> = Arc::default();
+    {
+        let (queue, runs) = (queue.clone(), runs.clone());
+        metrics::metrics().queue_depth_source(
+            "analysisrun",
+            Box::new(move || queue.depth(Instant::now(), |key| runs.get(key).is_some())),
+        );
+    }
+    let trigger = {
+        let queue = queue.clone();
+        watches::cached_applied(
+            api::<DeserializeGuard<AnalysisRun>>(&client, settings.namespace.as_deref()),
+            settings.instance_selector(watcher::Config::default()),
+            writer,
+        )
+        .inspect_ok(move |run| {
+            queue.triggered(vec![ObjectRef::from_obj(run)]);
+        })
+    };
+    let controller = Controller::for_stream(trigger, runs.clone());
     let ctx = Arc::new(Context {
         measurer: Measurer {
             client: client.clone(),
             prometheus,
         },
         recorder: malformed::recorder(&client),
-        runs: controller.store(),
+        runs,
         expectations: Expectations::default(),
         failures: backoff::Failures::default(),
+        queue,
     });
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
-        // One watch, so the Controller's backoff is that watch's own (see `watches`).
+        // The watch retries by itself and passes no error on (see `watches`).
         .trigger_backoff(super::backoff::WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -177,6 +198,13 @@ async fn reconcile(
         Err(_) => RECONCILE_OVERHEAD,
     };
     let key = ObjectRef::from_obj(&*guard);
+    let waited = ctx.queue.started(&key, Instant::now());
+    metrics::metrics()
+        .queue_wait
+        .get_or_create(&metrics::ControllerLabels {
+            controller: "analysisrun",
+        })
+        .observe(waited.as_secs_f64());
     if let Some(wait) = ctx.expectations.wait(&key, Instant::now(), |w| {
         ctx.runs
             .get(&ObjectRef::new(&w.name).within(&w.namespace))
@@ -188,7 +216,7 @@ async fn reconcile(
                 controller: "analysisrun",
             })
             .inc();
-        return Ok(Requeue::requeue(wait));
+        return Ok(ctx.queue.requeue(&key, wait));
     }
     let started = Instant::now();
     let mut written = None;
@@ -207,24 +235,29 @@ async fn reconcile(
     if outcome.is_ok() {
         ctx.failures.forget(&key);
     }
-    outcome
+    Ok(match outcome? {
+        Some(after) => ctx.queue.requeue(&key, after),
+        None => Requeue::await_change(),
+    })
 }
 
+/// Measures what is due and writes the run's status; returns when it is next due (None:
+/// only on a change).
 async fn reconcile_inner(
     guard: Arc<DeserializeGuard<AnalysisRun>>,
     ctx: &Measurer,
     recorder: &Recorder,
     written: &mut Option<Written>,
-) -> Result<Requeue, ReconcileError> {
+) -> Result<Option<Duration>, ReconcileError> {
     let Ok(run) = &guard.0 else {
         // It can never be measured: Error, InvalidSpec and one Event, once; the Rollout
         // that owns it sees an Error too and aborts.
         malformed::report(&ctx.client, recorder, &guard, Shape::AnalysisRun).await?;
-        return Ok(Requeue::await_change());
+        return Ok(None);
     };
     let old = run.status.clone().unwrap_or_default();
     if terminal(old.phase) {
-        return Ok(Requeue::await_change());
+        return Ok(None);
     }
     let namespace = run.namespace().unwrap_or_default();
     let spec = &run.spec.analysis;
@@ -241,7 +274,7 @@ async fn reconcile_inner(
         status.observed_generation = run.metadata.generation;
         *written = write_status(&ctx.client, run, &status).await?;
         warn!(run = %format!("{namespace}/{}", run.name_any()), error = %e, "invalid analysis");
-        return Ok(Requeue::await_change());
+        return Ok(None);
     }
     if !run.spec.terminate {
         let schedule = plan::due(spec, &status, started_at, now);
@@ -294,19 +327,19 @@ async fn reconcile_inner(
         }
     }
     if terminal(Some(phase)) {
-        return Ok(Requeue::await_change());
+        return Ok(None);
     }
     let after = Timestamp::now();
     Ok(match plan::due(spec, &status, started_at, after).next {
         Some(next) => {
             let wait = next.duration_since(after);
-            Requeue::requeue(if wait.is_negative() {
+            Some(if wait.is_negative() {
                 Duration::from_millis(100)
             } else {
                 wait.unsigned_abs().max(Duration::from_millis(100))
             })
         }
-        None => Requeue::await_change(),
+        None => None,
     })
 }
 
@@ -342,14 +375,14 @@ fn error_policy(
 ) -> Requeue {
     let key = ObjectRef::from_obj(&*guard);
     let jitter = backoff::jitter_for(&key, Timestamp::now().subsec_nanosecond().unsigned_abs());
-    let delay = backoff::delay(ctx.failures.record(key), jitter);
+    let delay = backoff::delay(ctx.failures.record(key.clone()), jitter);
     let category = error.category();
     if category == "conflict" {
         info!(run = %guard.name_any(), category, retry_in = ?delay, %error, "analysis reconcile conflicted");
     } else {
         warn!(run = %guard.name_any(), category, retry_in = ?delay, %error, "analysis reconcile failed");
     }
-    Requeue::requeue(delay)
+    ctx.queue.requeue(&key, delay)
 }
 
 async fn secret_value(
@@ -641,6 +674,7 @@ mod tests {
             runs: kube::runtime::reflector::store::Writer::default().as_reader(),
             expectations: Expectations::default(),
             failures: backoff::Failures::default(),
+            queue: Arc::default(),
         })
     }
 

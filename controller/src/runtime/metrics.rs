@@ -49,6 +49,7 @@ pub struct ProviderLabels {
 }
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+type DepthSource = Box<dyn Fn() -> usize + Send + Sync>;
 
 /// Every metric the controller exports.
 pub struct Metrics {
@@ -60,6 +61,11 @@ pub struct Metrics {
     pub measurements: Family<MeasurementLabels, Counter>,
     pub measurement_duration: Histograms<ProviderLabels>,
     pub leader: Gauge,
+    /// How long reconciles waited between becoming due and starting ([`super::queue`]).
+    pub queue_wait: Histograms<ControllerLabels>,
+    queue_depth: Family<ControllerLabels, Gauge>,
+    /// Per controller, what counts its due objects at scrape time.
+    queue_depth_sources: Mutex<HashMap<&'static str, DepthSource>>,
     rollouts: Family<RolloutLabels, Gauge>,
     /// Each Rollout's (phase, strategy), as its last reconcile planned it.
     rollout_phases: Mutex<HashMap<String, RolloutLabels>>,
@@ -111,6 +117,19 @@ impl Metrics {
             "1 while this replica holds the leader Lease (or runs without election)",
             leader.clone(),
         );
+        let queue_depth = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Objects due for a reconcile that has not started (waiting for a worker or the rate limit)",
+            queue_depth.clone(),
+        );
+        let queue_wait: Histograms<ControllerLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "queue_wait_seconds",
+            "How long a reconcile waited between becoming due and starting",
+            queue_wait.clone(),
+        );
         let rollouts = Family::<RolloutLabels, Gauge>::default();
         registry.register(
             "rollouts",
@@ -138,6 +157,9 @@ impl Metrics {
             measurements,
             measurement_duration,
             leader,
+            queue_wait,
+            queue_depth,
+            queue_depth_sources: Mutex::new(HashMap::new()),
             rollouts,
             rollout_phases: Mutex::new(HashMap::new()),
         }
@@ -166,8 +188,27 @@ impl Metrics {
         }
     }
 
+    /// `count` gives `controller`'s queue depth when scraped (replacing an earlier one).
+    pub fn queue_depth_source(&self, controller: &'static str, count: DepthSource) {
+        self.queue_depth_sources
+            .lock()
+            .expect("metrics lock poisoned")
+            .insert(controller, count);
+    }
+
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
+        for (controller, count) in self
+            .queue_depth_sources
+            .lock()
+            .expect("metrics lock poisoned")
+            .iter()
+        {
+            let depth = i64::try_from(count()).unwrap_or(i64::MAX);
+            self.queue_depth
+                .get_or_create(&ControllerLabels { controller })
+                .set(depth);
+        }
         {
             let phases = self.rollout_phases.lock().expect("metrics lock poisoned");
             self.rollouts.clear();
@@ -217,6 +258,12 @@ mod tests {
             })
             .inc();
         m.leader.set(1);
+        m.queue_depth_source("rollout", Box::new(|| 7));
+        m.queue_wait
+            .get_or_create(&ControllerLabels {
+                controller: "rollout",
+            })
+            .observe(0.5);
         m.rollout_phase("shop/web".into(), Some(("Paused".into(), "canary")));
         m.rollout_phase("shop/api".into(), Some(("Paused".into(), "canary")));
         m.rollout_phase("shop/old".into(), Some(("Healthy".into(), "blueGreen")));
@@ -228,6 +275,8 @@ mod tests {
             "sluice_reconcile_duration_seconds_count{controller=\"rollout\"} 2",
             "sluice_analysis_measurements_total{provider=\"prometheus\",phase=\"Successful\"} 1",
             "sluice_leader 1",
+            "sluice_queue_depth{controller=\"rollout\"} 7",
+            "sluice_queue_wait_seconds_count{controller=\"rollout\"} 1",
             "sluice_rollouts{phase=\"Paused\",strategy=\"canary\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

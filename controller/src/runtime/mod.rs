@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -39,6 +39,7 @@ pub mod expectations;
 pub mod leader;
 pub mod malformed;
 pub mod metrics;
+pub mod queue;
 pub mod rate_limit;
 pub mod references;
 pub mod replay;
@@ -146,6 +147,23 @@ struct Context {
     failures: backoff::Failures<ObjectRef<DeserializeGuard<Rollout>>>,
     /// What each Rollout's last reconcile wrote that the caches have not shown yet.
     expectations: Expectations<ObjectRef<DeserializeGuard<Rollout>>>,
+    /// When each Rollout became due, for the queue metrics.
+    queue: Arc<RolloutQueue>,
+}
+
+type RolloutKey = ObjectRef<DeserializeGuard<Rollout>>;
+type RolloutQueue = queue::Queue<RolloutKey>;
+
+/// The Rollouts that own `owner_references` (a ReplicaSet's, an AnalysisRun's), keyed as
+/// the Controller keys them.
+fn owning_rollouts(meta: &kube::api::ObjectMeta) -> Vec<RolloutKey> {
+    let ns = meta.namespace.clone().unwrap_or_default();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == workload::rollout_kind())
+        .map(|o| ObjectRef::new(&o.name).within(&ns))
+        .collect()
 }
 
 impl Context {
@@ -272,15 +290,39 @@ pub async fn run(
     // into the same stale answer (seen in e2e: no event for minutes). client-go falls
     // back to a consistent list; kube-runtime does not, so always ask for one.
     let (rollouts, rollout_writer) = reflector::store();
-    let controller = Controller::for_stream(
+    let queue = Arc::new(RolloutQueue::default());
+    {
+        let (queue, rollouts) = (queue.clone(), rollouts.clone());
+        metrics::metrics().queue_depth_source(
+            "rollout",
+            Box::new(move || queue.depth(Instant::now(), |key| rollouts.get(key).is_some())),
+        );
+    }
+    let rollout_stream = {
+        let queue = queue.clone();
         watches::cached_applied(
             api::<DeserializeGuard<Rollout>>(&client, ns),
             settings.instance_selector(watcher::Config::default()),
             rollout_writer,
-        ),
-        rollouts.clone(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency));
+        )
+        .inspect_ok(move |r| {
+            queue.triggered(vec![ObjectRef::from_obj(r)]);
+        })
+    };
+    let (rs_stream, run_stream) = {
+        let (q1, q2) = (queue.clone(), queue.clone());
+        (
+            rs_stream.inspect_ok(move |rs: &ReplicaSet| {
+                q1.triggered(owning_rollouts(&rs.metadata));
+            }),
+            run_stream.inspect_ok(move |run: &DeserializeGuard<AnalysisRun>| {
+                q2.triggered(owning_rollouts(run.meta()));
+            }),
+        )
+    };
+    let controller = Controller::for_stream(rollout_stream, rollouts.clone()).with_config(
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+    );
     let caches_ready = {
         let (rs, runs, c) = (replica_sets.clone(), analysis_runs.clone(), caches.clone());
         async move {
@@ -319,12 +361,13 @@ pub async fn run(
         ),
         failures: backoff::Failures::default(),
         expectations: Expectations::default(),
+        queue: queue.clone(),
     });
 
     let referring = |kind: Referenced| {
-        let rollouts = rollouts.clone();
+        let (rollouts, queue) = (rollouts.clone(), queue.clone());
         move |namespace: Option<String>, name: String| {
-            references::referring(&rollouts, kind, namespace, &name)
+            queue.triggered(references::referring(&rollouts, kind, namespace, &name))
         }
     };
     let (service_refs, ingress_refs, route_refs, template_refs, cluster_template_refs) = (
@@ -334,6 +377,7 @@ pub async fn run(
         referring(Referenced::AnalysisTemplate),
         referring(Referenced::ClusterAnalysisTemplate),
     );
+    let owner_queue = queue.clone();
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
@@ -345,14 +389,9 @@ pub async fn run(
             service_refs(svc.namespace(), svc.name_any())
         })
         .watches_stream(ingress_stream, move |ing: Ingress| {
-            let owner = ing
-                .owner_references()
-                .iter()
-                .filter(|o| o.kind == workload::rollout_kind())
-                .map(|o| ObjectRef::new(&o.name).within(&ing.namespace().unwrap_or_default()))
-                .collect::<Vec<_>>();
+            let owner = owning_rollouts(&ing.metadata);
             let mut refs = ingress_refs(ing.namespace(), ing.name_any());
-            refs.extend(owner);
+            refs.extend(owner_queue.triggered(owner));
             refs
         })
         .watches_stream_with(
@@ -400,6 +439,13 @@ async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
+    let waited = ctx.queue.started(&ObjectRef::from_obj(&*guard), started);
+    metrics::metrics()
+        .queue_wait
+        .get_or_create(&metrics::ControllerLabels {
+            controller: "rollout",
+        })
+        .observe(waited.as_secs_f64());
     let result = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
         .await
         .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)));
@@ -446,7 +492,7 @@ async fn reconcile_inner(
                 controller: "rollout",
             })
             .inc();
-        return Ok(Requeue::requeue(wait));
+        return Ok(ctx.queue.requeue(&key, wait));
     }
     debug!(rollout = %rollout.name_any(), "observing");
     let observed = observe(&ctx, rollout);
@@ -487,7 +533,9 @@ async fn reconcile_inner(
     }
     ctx.failures.forget(&key);
     Ok(match plan.requeue_after {
-        Some(after) => Requeue::requeue(after.max(Duration::from_millis(50))),
+        Some(after) => ctx
+            .queue
+            .requeue(&key, after.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
     })
 }
@@ -787,7 +835,7 @@ fn error_policy(
 ) -> Requeue {
     let key = ObjectRef::from_obj(&*guard);
     let jitter = backoff::jitter_for(&key, Timestamp::now().subsec_nanosecond().unsigned_abs());
-    let attempt = ctx.failures.record(key);
+    let attempt = ctx.failures.record(key.clone());
     let delay = backoff::delay(attempt, jitter);
     let rollout = format!(
         "{}/{}",
@@ -801,5 +849,5 @@ fn error_policy(
     } else {
         warn!(%rollout, category, attempt, retry_in = ?delay, error = %error, "reconcile failed");
     }
-    Requeue::requeue(delay)
+    ctx.queue.requeue(&key, delay)
 }

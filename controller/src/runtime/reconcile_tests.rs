@@ -120,6 +120,7 @@ fn context_with_rollouts(
         ),
         failures: backoff::Failures::default(),
         expectations: Default::default(),
+        queue: Arc::default(),
     });
     (ctx, rollout_writer)
 }
@@ -276,6 +277,14 @@ async fn a_rollout_is_not_planned_again_until_its_cache_shows_our_own_last_write
         other => panic!("a wait, not an error: {other:?}"),
     };
     assert_ne!(wait, Requeue::await_change(), "the wait is bounded");
+    // The queue metrics know of that requeue: due within the bound, not yet.
+    let now = std::time::Instant::now();
+    assert_eq!(ctx.queue.depth(now, |_| true), 0);
+    assert_eq!(
+        ctx.queue
+            .depth(now + std::time::Duration::from_secs(11), |_| true),
+        1
+    );
     assert_eq!(
         log.lock().unwrap().len(),
         requests,
