@@ -1114,14 +1114,26 @@ impl CanaryPlan {
         }
         c::set(cs, types::INVALID_SPEC, false, "Valid", "", g, now);
 
-        if input.old.phase != Some(phase) {
-            let (warning, reason) = match phase {
-                RolloutPhase::Degraded if input.mode_aborted => (true, "RolloutAborted"),
-                RolloutPhase::Degraded => (true, "ProgressDeadlineExceeded"),
-                RolloutPhase::Paused => (false, "RolloutPaused"),
-                RolloutPhase::Healthy => (false, "RolloutHealthy"),
-                RolloutPhase::Progressing => (false, "RolloutProgressing"),
-            };
+        // An Event is a write the apiserver shares with every tenant (they were half of
+        // sluice's writes at scale), so a phase change gets one only when no other Event
+        // of the same plan says it already: entering Progressing is told by NewRevision or
+        // StepCompleted (except when coming back from Degraded: a retry, a deadline
+        // recovered), becoming Healthy by RolloutCompleted (except a first revision).
+        let told = |reason: &str| self.events.iter().any(|e| e.reason == reason);
+        let reason = match phase {
+            RolloutPhase::Degraded if input.mode_aborted => Some((true, "RolloutAborted")),
+            RolloutPhase::Degraded => Some((true, "ProgressDeadlineExceeded")),
+            RolloutPhase::Paused => Some((false, "RolloutPaused")),
+            RolloutPhase::Healthy if told("RolloutCompleted") => None,
+            RolloutPhase::Healthy => Some((false, "RolloutHealthy")),
+            RolloutPhase::Progressing if input.old.phase == Some(RolloutPhase::Degraded) => {
+                Some((false, "RolloutProgressing"))
+            }
+            RolloutPhase::Progressing => None,
+        };
+        if input.old.phase != Some(phase)
+            && let Some((warning, reason)) = reason
+        {
             // A phase is entered once per step and revision; entering it again at
             // another step is a new event, not a repeat.
             let action = format!(

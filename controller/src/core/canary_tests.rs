@@ -141,6 +141,62 @@ fn replica_ratio_canary_walks_the_steps() {
 }
 
 #[test]
+fn a_walk_records_each_transition_once_and_no_phase_event_another_already_tells() {
+    let mut w = World::new().with_services(&["web-stable", "web-canary"]);
+    let canary = json!({
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "steps": standard_steps(),
+    });
+    let (mut r, _) = stable_at_v1(canary, 5, &mut w);
+    assert_eq!(
+        w.events,
+        ["RolloutHealthy"],
+        "a first revision has no completion"
+    );
+    w.events.clear();
+
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    settle(&mut r, &mut w, after(5), None);
+    promote(&mut r);
+    settle(&mut r, &mut w, after(10), None);
+    settle(&mut r, &mut w, after(60), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+    assert_eq!(
+        w.events,
+        [
+            "NewRevision",
+            "StepCompleted",
+            "RolloutPaused",
+            "StepCompleted",
+            "StepCompleted",
+            "RolloutPaused",
+            "StepCompleted",
+            "StepCompleted",
+            "RolloutCompleted",
+        ],
+        "entering Progressing is told by NewRevision and StepCompleted, Healthy by \
+         RolloutCompleted"
+    );
+
+    // An abort is told, and so is the retry that leaves Degraded.
+    set_image(&mut r, "app:v3");
+    settle(&mut r, &mut w, after(70), None);
+    w.events.clear();
+    r.status.as_mut().unwrap().abort = true;
+    settle(&mut r, &mut w, after(71), None);
+    assert_eq!(phase(&r), RolloutPhase::Degraded);
+    r.status.as_mut().unwrap().abort = false;
+    settle(&mut r, &mut w, after(72), None);
+    assert_eq!(
+        &w.events[..2],
+        ["RolloutAborted", "RolloutProgressing"],
+        "{:?}",
+        w.events
+    );
+}
+
+#[test]
 fn surge_and_unavailability_bound_every_transition() {
     for (surge, unavailable, max_total, min_available) in [
         (json!(1), json!(0), 11, 10),

@@ -42,6 +42,8 @@ pub(super) struct World {
     pub(super) templates: BTreeMap<String, PodTemplateSpec>,
     /// `status.stableRS` as last planned: whose template the runtime passes on.
     pub(super) stable: Option<String>,
+    /// The reasons of every Event planned by [`settle`], in order.
+    pub(super) events: Vec<String>,
 }
 
 impl World {
@@ -238,6 +240,7 @@ pub(super) fn settle_checking(
         w.stable = r.status.as_ref().and_then(|s| s.stable_rs.clone());
         let p = plan(r, &w.observed(), now);
         w.apply(&p.actions);
+        w.events.extend(p.events.iter().map(|e| e.reason.clone()));
         // The ReplicaSet of the current template holds that template.
         let h = hash_of(r);
         if w.rs.iter().any(|rs| rs.hash == h) {
