@@ -142,7 +142,10 @@ struct Context {
     /// waiters (kube-runtime 5.0's DelayedInit keeps a single oneshot waker), which left
     /// all but one reconcile hanging at start-up.
     caches_ready: Shared<BoxFuture<'static, bool>>,
+    /// For the malformed-object reports, which repeat (and then count as a series).
     recorder: Recorder,
+    /// Who records the plans' Events.
+    reporter: Reporter,
     /// Consecutive failures per Rollout, for exponential backoff.
     failures: backoff::Failures<ObjectRef<DeserializeGuard<Rollout>>>,
     /// What each Rollout's last reconcile wrote that the caches have not shown yet.
@@ -345,6 +348,10 @@ pub async fn run(
             }
         });
     }
+    let reporter = Reporter {
+        controller: "sluice".into(),
+        instance: std::env::var("HOSTNAME").ok(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         rollouts: rollouts.clone(),
@@ -352,13 +359,8 @@ pub async fn run(
         analysis_runs,
         caches,
         caches_ready,
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "sluice".into(),
-                instance: std::env::var("HOSTNAME").ok(),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
         failures: backoff::Failures::default(),
         expectations: Expectations::default(),
         queue: queue.clone(),
@@ -809,7 +811,14 @@ async fn publish(ctx: &Context, rollout: &Rollout, planned: &core::PlannedEvent)
         action: planned.action.chars().take(128).collect(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &rollout.object_ref(&())).await {
+    // A Recorder of its own for each Event: a shared one keeps every Event it published
+    // for 6 minutes, to count repeats as a series, and prunes that cache on each publish
+    // under one lock. The plans' Events are transitions, keyed by revision and step, and
+    // seldom repeat (a weight drifting back again); a repeat is one write either way (a
+    // create instead of a series patch). At 1,000 Rollouts that cache held thousands of
+    // Events and serialised every reconcile's Events on its lock.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&event, &rollout.object_ref(&())).await {
         warn!(error = %e, reason = %planned.reason, "could not record event");
     }
 }

@@ -88,6 +88,13 @@ fn context(client: kube::Client, replica_sets: Vec<ReplicaSet>) -> Arc<Context> 
 }
 
 /// A context, and the writer of its Rollout cache, for tests that move that cache on.
+fn reporter() -> Reporter {
+    Reporter {
+        controller: "sluice".into(),
+        instance: None,
+    }
+}
+
 fn context_with_rollouts(
     client: kube::Client,
     replica_sets: Vec<ReplicaSet>,
@@ -111,13 +118,8 @@ fn context_with_rollouts(
         analysis_runs: run_store,
         caches: caches(Vec::new()),
         caches_ready: async { true }.boxed().shared(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "sluice".into(),
-                instance: None,
-            },
-        ),
+        recorder: Recorder::new(client, reporter()),
+        reporter: reporter(),
         failures: backoff::Failures::default(),
         expectations: Default::default(),
         queue: Arc::default(),
