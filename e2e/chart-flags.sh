@@ -47,7 +47,15 @@ done
 log=$(mktemp)
 POD_NAMESPACE=default "$bin" --kubeconfig "$SLUICE_E2E_KUBECONFIG" "${run[@]}" >"$log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
+# Stopped and waited for (SIGKILL after 10 s), so nothing of it outlives the check.
+stop() {
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$log"
+}
+trap stop EXIT
 for _ in $(seq 100); do
     if grep -q "sluice controller starting" "$log"; then
         sleep 2

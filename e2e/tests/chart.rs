@@ -850,3 +850,35 @@ async fn a_missing_permission_shows_as_403_and_fails_the_check() -> Result<()> {
     assert!(check.is_err(), "the check must catch a 403");
     Ok(())
 }
+
+/// The Deployment's arguments are flags the controller takes, and it starts with them:
+/// `e2e/chart-flags.sh` (which `make release` runs on the release build) on the binary
+/// under test, with every chart option on.
+#[tokio::test]
+async fn the_controller_starts_with_every_argument_the_chart_passes() -> Result<()> {
+    let bin = std::env::var("SLUICE_CONTROLLER_BIN").context("SLUICE_CONTROLLER_BIN")?;
+    {
+        // Without its CRDs the controller would wait to list them, not start.
+        let _crds = CRD_OWNER.lock().await;
+        install_crds(&client().await?).await?;
+    }
+    // Blocking is fine: nothing else runs on this test's runtime.
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("e2e/chart-flags.sh"))
+        .arg(&bin)
+        .env("SLUICE_E2E_KUBECONFIG", sluice_e2e::kubeconfig_path())
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    anyhow::ensure!(
+        out.status.success(),
+        "chart-flags failed:\n{stdout}\n{stderr}"
+    );
+    anyhow::ensure!(
+        stdout.contains("started with the chart's arguments"),
+        "the controller was not started:\n{stdout}\n{stderr}"
+    );
+    Ok(())
+}
