@@ -17,13 +17,14 @@ use sluice_api::rollout::{
     BlueGreenStatus, BlueGreenStrategy, PauseReason, Rollout, RolloutAnalysis, RolloutStatus,
 };
 
+use super::Plan;
 use super::action::{Action, PlannedEvent};
-use super::canary::{CanaryPlan, PhaseInput};
 use super::common::{
     PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
     secs, stable_hash, stable_rs_settled, start_run, supersede, until,
 };
 use super::observed::{AnalysisRunState, Observed, ReplicaSetState};
+use super::phase::{PhaseInput, with_phase};
 
 /// One stage of the way from the active revision to the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -110,7 +111,7 @@ pub fn plan(
     observed: &Observed,
     template_hash: &str,
     now: Timestamp,
-) -> CanaryPlan {
+) -> Plan {
     let name = rollout.metadata.name.clone().unwrap_or_default();
     let spec = &rollout.spec;
     let replicas = spec.replicas.max(0);
@@ -566,26 +567,29 @@ pub fn plan(
             .iter()
             .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs));
 
-    CanaryPlan {
+    let plan = Plan {
         actions,
         status,
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
-    }
-    .with_phase(PhaseInput {
-        mode_aborted: mode == Mode::Aborted,
-        abort_reason,
-        settled,
-        paused: spec.paused || paused_at_stage,
-        detail,
-        generation: rollout.metadata.generation,
-        progress_deadline_seconds: spec.progress_deadline_seconds,
-        progress_deadline_abort: spec.progress_deadline_abort,
-        // Blue-green keeps a full-size active revision throughout.
-        min_available: replicas,
-        old,
-        now,
-    })
+    };
+    with_phase(
+        plan,
+        PhaseInput {
+            mode_aborted: mode == Mode::Aborted,
+            abort_reason,
+            settled,
+            paused: spec.paused || paused_at_stage,
+            detail,
+            generation: rollout.metadata.generation,
+            progress_deadline_seconds: spec.progress_deadline_seconds,
+            progress_deadline_abort: spec.progress_deadline_abort,
+            // Blue-green keeps a full-size active revision throughout.
+            min_available: replicas,
+            old,
+            now,
+        },
+    )
 }
 
 fn completed_event(hash: &str) -> PlannedEvent {

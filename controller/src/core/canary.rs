@@ -5,9 +5,8 @@
 //! The work is split into small pure stages with explicit inputs, in this order:
 //! [`revision`] (which template is new, which is stable), [`walk_steps`] (how far the
 //! steps have got), [`targets`] (sizes and weight for that position), [`scale_actions`]
-//! (bounded moves towards them), then the status and conditions.
-
-use std::time::Duration;
+//! (bounded moves towards them), then the status; the phase and conditions are
+//! [`super::phase`]'s, shared with blue-green.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -17,6 +16,7 @@ use sluice_api::rollout::{
     Rollout, RolloutStatus, TrafficWeights,
 };
 
+use super::Plan;
 use super::action::{Action, PlannedEvent};
 use super::baseline;
 use super::common::{
@@ -24,6 +24,7 @@ use super::common::{
     secs, stable_hash, stable_rs_settled, start_run, supersede, until,
 };
 use super::observed::{BaselineState, Observed, ReplicaSetState};
+use super::phase::{PhaseInput, with_phase};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
 
 /// The traffic weight and canary size in force at a position in the steps.
@@ -106,15 +107,6 @@ pub fn targets(
     }
 }
 
-/// The full plan for a canary Rollout (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CanaryPlan {
-    pub actions: Vec<Action>,
-    pub status: RolloutStatus,
-    pub requeue_after: Option<Duration>,
-    pub events: Vec<PlannedEvent>,
-}
-
 /// Where the rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -146,7 +138,7 @@ pub fn plan(
     template_hash: &str,
     steps_hash: &str,
     now: Timestamp,
-) -> CanaryPlan {
+) -> Plan {
     let name = rollout.metadata.name.clone().unwrap_or_default();
     let spec = &rollout.spec;
     let replicas = spec.replicas.max(0);
@@ -514,26 +506,29 @@ pub fn plan(
         && observed.baselines.is_empty();
     let paused = spec.paused || paused_at_step;
 
-    CanaryPlan {
+    let plan = Plan {
         actions,
         status,
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
-    }
-    .with_phase(PhaseInput {
-        mode_aborted: mode == Mode::Aborted,
-        abort_reason,
-        settled,
-        paused,
-        detail: None,
-        generation: rollout.metadata.generation,
-        progress_deadline_seconds: spec.progress_deadline_seconds,
-        progress_deadline_abort: spec.progress_deadline_abort,
-        min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
-            .min_available,
-        old,
-        now,
-    })
+    };
+    with_phase(
+        plan,
+        PhaseInput {
+            mode_aborted: mode == Mode::Aborted,
+            abort_reason,
+            settled,
+            paused,
+            detail: None,
+            generation: rollout.metadata.generation,
+            progress_deadline_seconds: spec.progress_deadline_seconds,
+            progress_deadline_abort: spec.progress_deadline_abort,
+            min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
+                .min_available,
+            old,
+            now,
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -918,224 +913,4 @@ fn scale_actions(
         |rs| rs.hash == template_hash || rs.hash == stable_hash,
         actions,
     );
-}
-
-/// Inputs of the phase and condition computation.
-pub(super) struct PhaseInput {
-    pub(super) mode_aborted: bool,
-    /// Why this plan aborted the rollout, when it did.
-    pub(super) abort_reason: Option<String>,
-    pub(super) settled: bool,
-    pub(super) paused: bool,
-    /// What the rollout is doing, for the Progressing and Paused messages (a generic
-    /// message when None).
-    pub(super) detail: Option<String>,
-    pub(super) generation: Option<i64>,
-    pub(super) progress_deadline_seconds: i32,
-    pub(super) progress_deadline_abort: bool,
-    pub(super) min_available: i32,
-    pub(super) old: RolloutStatus,
-    pub(super) now: Timestamp,
-}
-
-impl CanaryPlan {
-    pub(super) fn with_phase(mut self, input: PhaseInput) -> Self {
-        use super::conditions::{self as c, types};
-        use sluice_api::rollout::RolloutPhase;
-        let now = input.now;
-        let status = &mut self.status;
-        let g = input.generation;
-        let was_paused = input.old.phase == Some(RolloutPhase::Paused);
-
-        // Pods becoming available is progress. The deadline does not run while paused and
-        // restarts when the pause ends.
-        let counts_changed = (status.updated_replicas, status.available_replicas)
-            != (input.old.updated_replicas, input.old.available_replicas);
-        if counts_changed || (was_paused && !input.paused) || status.progressed_at.is_none() {
-            status.progressed_at = Some(Time(now));
-        }
-        let progressed_at = status.progressed_at.as_ref().map(|t| t.0).unwrap_or(now);
-        let deadline = progressed_at + secs(input.progress_deadline_seconds);
-        let in_flight = !input.settled && !input.mode_aborted && !input.paused;
-        let deadline_exceeded = in_flight && now >= deadline;
-        if in_flight && !deadline_exceeded {
-            self.requeue_after = Some(
-                self.requeue_after
-                    .map_or(until(now, deadline), |r| r.min(until(now, deadline))),
-            );
-        }
-        if deadline_exceeded && input.progress_deadline_abort && !status.abort {
-            // Picked up as an abort (traffic to stable) by the next reconcile.
-            status.abort = true;
-            status.aborted_at = Some(Time(now));
-        }
-
-        let (phase, message) = if input.mode_aborted {
-            let kept = (input.old.phase == Some(RolloutPhase::Degraded) && input.old.abort)
-                .then(|| input.old.message.clone())
-                .flatten();
-            (
-                RolloutPhase::Degraded,
-                input.abort_reason.or(kept).unwrap_or_else(|| {
-                    "rollout aborted: traffic is back on the stable revision".into()
-                }),
-            )
-        } else if deadline_exceeded {
-            (
-                RolloutPhase::Degraded,
-                format!(
-                    "no progress for {}s (progressDeadlineSeconds)",
-                    input.progress_deadline_seconds
-                ),
-            )
-        } else if input.paused {
-            (
-                RolloutPhase::Paused,
-                input
-                    .detail
-                    .unwrap_or_else(|| "paused: waiting for the pause to end or a promote".into()),
-            )
-        } else if input.settled {
-            (
-                RolloutPhase::Healthy,
-                "the stable revision is fully available".into(),
-            )
-        } else {
-            (
-                RolloutPhase::Progressing,
-                input.detail.unwrap_or_else(|| "rolling out".into()),
-            )
-        };
-        status.phase = Some(phase);
-        status.message = Some(message.clone());
-
-        let cs = &mut status.conditions;
-        c::set(
-            cs,
-            types::READY,
-            phase == RolloutPhase::Healthy,
-            &format!("{phase:?}"),
-            &message,
-            g,
-            now,
-        );
-        c::set(
-            cs,
-            types::RECONCILING,
-            matches!(phase, RolloutPhase::Progressing | RolloutPhase::Paused),
-            &format!("{phase:?}"),
-            &message,
-            g,
-            now,
-        );
-        c::set(
-            cs,
-            types::STALLED,
-            phase == RolloutPhase::Degraded,
-            if input.mode_aborted {
-                "RolloutAborted"
-            } else if deadline_exceeded {
-                "ProgressDeadlineExceeded"
-            } else {
-                "NotStalled"
-            },
-            &message,
-            g,
-            now,
-        );
-        c::set(
-            cs,
-            types::PAUSED,
-            input.paused,
-            if input.paused { "Paused" } else { "NotPaused" },
-            &message,
-            g,
-            now,
-        );
-        let available = status.available_replicas >= input.min_available;
-        c::set(
-            cs,
-            types::AVAILABLE,
-            available,
-            if available {
-                "MinimumReplicasAvailable"
-            } else {
-                "MinimumReplicasUnavailable"
-            },
-            &format!(
-                "{} of at least {} pods available",
-                status.available_replicas, input.min_available
-            ),
-            g,
-            now,
-        );
-        if input.mode_aborted {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                false,
-                "RolloutAborted",
-                &message,
-                g,
-                now,
-            );
-        } else if deadline_exceeded {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                false,
-                "ProgressDeadlineExceeded",
-                &message,
-                g,
-                now,
-            );
-        } else if input.paused {
-            c::set_unknown(cs, types::PROGRESSING, "RolloutPaused", &message, g, now);
-        } else if input.settled {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                true,
-                "NewReplicaSetAvailable",
-                &message,
-                g,
-                now,
-            );
-        } else {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                true,
-                "ReplicaSetUpdated",
-                &message,
-                g,
-                now,
-            );
-        }
-        c::set(cs, types::INVALID_SPEC, false, "Valid", "", g, now);
-
-        if input.old.phase != Some(phase) {
-            let (warning, reason) = match phase {
-                RolloutPhase::Degraded if input.mode_aborted => (true, "RolloutAborted"),
-                RolloutPhase::Degraded => (true, "ProgressDeadlineExceeded"),
-                RolloutPhase::Paused => (false, "RolloutPaused"),
-                RolloutPhase::Healthy => (false, "RolloutHealthy"),
-                RolloutPhase::Progressing => (false, "RolloutProgressing"),
-            };
-            // A phase is entered once per step and revision; entering it again at
-            // another step is a new event, not a repeat.
-            let action = format!(
-                "{phase:?}-{}-Step{}",
-                status.current_pod_hash.as_deref().unwrap_or_default(),
-                status.current_step_index.unwrap_or(0)
-            );
-            self.events.push(PlannedEvent {
-                warning,
-                reason: reason.into(),
-                action,
-                message,
-            });
-        }
-        self
-    }
 }
