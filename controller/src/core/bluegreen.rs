@@ -15,13 +15,14 @@ use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
     BlueGreenStatus, BlueGreenStrategy, PauseReason, Rollout, RolloutAnalysis, RolloutStatus,
+    StrategyKind,
 };
 
 use super::Plan;
 use super::action::{Action, PlannedEvent};
 use super::common::{
-    PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
-    secs, stable_hash, stable_rs_settled, start_run, supersede, until,
+    Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
+    point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
 use super::observed::{AnalysisRunState, Observed, ReplicaSetState};
 use super::phase::{PhaseInput, with_phase};
@@ -118,8 +119,6 @@ pub fn plan(
     let old = rollout.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.canary = None;
-    let mut actions = Vec::new();
-    let mut events = Vec::new();
     let mut wake = Wake::default();
     let stages = stages(bg);
     let stages_hash = super::hash::value_hash(&stages);
@@ -129,38 +128,20 @@ pub fn plan(
         .expect("every stage list has a Promote stage");
 
     // --- revision ------------------------------------------------------------------------
-    let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
-    let completed = new_revision
+    let Entered {
+        new_template,
+        mut actions,
+        mut events,
+    } = enter_revision(
+        &mut status,
+        StrategyKind::BlueGreen,
+        template_hash,
+        &stages_hash,
+        now,
+    );
+    let completed = new_template
         .then(|| superseded_but_complete(&old, bg, observed, template_hash, replicas))
         .flatten();
-    if new_revision || old.current_step_hash.as_deref() != Some(stages_hash.as_str()) {
-        status.current_step_index = Some(0);
-        status.pause_conditions.clear();
-        status.controller_pause = false;
-        status.promote_full = false;
-        if let Some(b) = status.blue_green.as_mut() {
-            for run in [
-                b.pre_promotion_analysis_run.take(),
-                b.post_promotion_analysis_run.take(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                actions.push(Action::TerminateAnalysisRun { name: run });
-            }
-        }
-        if new_revision {
-            events.extend(supersede(
-                &mut status,
-                &old,
-                template_hash,
-                "previewing",
-                now,
-            ));
-        }
-    }
-    status.current_pod_hash = Some(template_hash.to_string());
-    status.current_step_hash = Some(stages_hash);
 
     // The revisions that stop being stable in this plan keep their pods for
     // `scaleDownDelaySeconds`.
@@ -179,9 +160,6 @@ pub fn plan(
         None => stable_hash(&old, observed, template_hash),
     };
     status.stable_rs = Some(stable_hash.clone());
-    if status.abort && status.aborted_at.is_none() {
-        status.aborted_at = Some(Time(now));
-    }
     let mut mode = if stable_hash == template_hash {
         Mode::Stable
     } else if status.abort {

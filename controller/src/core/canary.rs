@@ -13,15 +13,15 @@ use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
     BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason,
-    Rollout, RolloutStatus, TrafficWeights,
+    Rollout, RolloutStatus, StrategyKind, TrafficWeights,
 };
 
 use super::Plan;
 use super::action::{Action, PlannedEvent};
 use super::baseline;
 use super::common::{
-    PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
-    secs, stable_hash, stable_rs_settled, start_run, supersede, until,
+    Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
+    point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
 use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::phase::{PhaseInput, with_phase};
@@ -144,56 +144,27 @@ pub fn plan(
     let replicas = spec.replicas.max(0);
     let old = rollout.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let mut actions = Vec::new();
-    let mut events = Vec::new();
     let mut wake = Wake::default();
     let has_router = canary.traffic_routing.is_some();
     let steps = &canary.steps;
 
     // --- revision: which template is new, which is stable -------------------------------
-    let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
-    if new_revision || old.current_step_hash.as_deref() != Some(steps_hash) {
-        status.current_step_index = Some(0);
-        status.pause_conditions.clear();
-        status.controller_pause = false;
-        status.promote_full = false;
-        for run in status
-            .canary
-            .as_mut()
-            .map(|c| {
-                [
-                    c.current_step_analysis_run.take(),
-                    c.current_background_analysis_run.take(),
-                ]
-            })
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            actions.push(Action::TerminateAnalysisRun { name: run });
-        }
-        if new_revision {
-            events.extend(supersede(
-                &mut status,
-                &old,
-                template_hash,
-                "rolling out",
-                now,
-            ));
-        }
-    }
-    status.current_pod_hash = Some(template_hash.to_string());
-    status.current_step_hash = Some(steps_hash.to_string());
+    let Entered {
+        mut actions,
+        mut events,
+        ..
+    } = enter_revision(
+        &mut status,
+        StrategyKind::Canary,
+        template_hash,
+        steps_hash,
+        now,
+    );
 
     // The first revision, or a stable revision whose ReplicaSet is gone, has nothing to
     // compare with: it becomes stable directly.
     let stable_hash = stable_hash(&old, observed, template_hash);
     status.stable_rs = Some(stable_hash.clone());
-
-    // The abort action only sets `abort`; the delay counts from the first plan that sees it.
-    if status.abort && status.aborted_at.is_none() {
-        status.aborted_at = Some(Time(now));
-    }
 
     let mut mode = if stable_hash == template_hash {
         Mode::Stable
