@@ -224,18 +224,17 @@ pub fn plan(
                         (bg.post_promotion_analysis.as_ref(), true)
                     };
                     match analysis {
-                        Some(analysis) => analysis_stage(
-                            &name,
-                            template_hash,
-                            analysis,
-                            post,
-                            &mut status,
-                            observed,
-                            now,
-                            &mut actions,
-                            &mut wake,
-                            &mut detail,
-                        ),
+                        Some(analysis) => {
+                            let this = AnalysisStage {
+                                rollout: &name,
+                                template_hash,
+                                analysis,
+                                post,
+                                observed,
+                                now,
+                            };
+                            analysis_stage(&this, &mut status, &mut actions, &mut wake, &mut detail)
+                        }
                         None => Outcome::Done,
                     }
                 }
@@ -614,21 +613,35 @@ fn superseded_but_complete(
     (at_size(Some(rs), replicas) && verified).then(|| previous.to_string())
 }
 
+/// A pre- or post-promotion analysis stage of one revision, as this plan sees it.
+#[derive(Debug, Clone, Copy)]
+struct AnalysisStage<'a> {
+    rollout: &'a str,
+    template_hash: &'a str,
+    analysis: &'a RolloutAnalysis,
+    /// Post-promotion (else pre-promotion).
+    post: bool,
+    observed: &'a Observed,
+    now: Timestamp,
+}
+
 /// A pre- or post-promotion analysis: one run per revision (a retry starts a new one);
 /// Successful passes, Failed or Error aborts, Inconclusive waits for a human.
-#[allow(clippy::too_many_arguments)]
 fn analysis_stage(
-    rollout: &str,
-    template_hash: &str,
-    analysis: &RolloutAnalysis,
-    post: bool,
+    stage: &AnalysisStage,
     status: &mut RolloutStatus,
-    observed: &Observed,
-    now: Timestamp,
     actions: &mut Vec<Action>,
     wake: &mut Wake,
     detail: &mut Option<String>,
 ) -> Outcome {
+    let AnalysisStage {
+        rollout,
+        template_hash,
+        analysis,
+        post,
+        observed,
+        now,
+    } = *stage;
     let (suffix, role, what) = if post {
         ("post", "post-promotion", "post-promotion analysis")
     } else {

@@ -2,11 +2,12 @@
 //! `now`, decide the step the rollout is at, the size of each ReplicaSet, the traffic
 //! weight, and what changes that takes.
 //!
-//! The work is split into small pure stages with explicit inputs, in this order:
-//! [`revision`] (which template is new, which is stable), [`walk_steps`] (how far the
-//! steps have got), [`targets`] (sizes and weight for that position), [`scale_actions`]
+//! The work is split into small pure stages with explicit inputs, in this order: the
+//! revision (`common::enter_revision`: which template is new, which is stable),
+//! [`walk_steps`] over the [`Revisions`] in play (how far the steps have got), [`targets`]
+//! (sizes and weight for that position), [`scale_actions`] with their [`Scaling`]
 //! (bounded moves towards them), then the status; the phase and conditions are
-//! [`super::phase`]'s, shared with blue-green.
+//! `core::phase`'s, shared with blue-green.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -194,24 +195,21 @@ pub fn plan(
         canary_target,
     };
     if mode == Mode::Canary {
-        let walk = walk_steps(
-            &name,
+        let revisions = Revisions {
+            rollout: &name,
             template_hash,
             steps,
-            index,
-            &mut status,
             observed,
             current_rs,
             stable_rs,
-            baseline::wanted(&baseline_input(mode, 0), observed),
+            baseline: baseline::wanted(&baseline_input(mode, 0), observed),
             replicas,
             has_router,
-            canary.dynamic_stable_scale,
-            spec.paused || background_paused,
+            dynamic_stable: canary.dynamic_stable_scale,
+            frozen: spec.paused || background_paused,
             now,
-            &mut actions,
-            &mut wake,
-        );
+        };
+        let walk = walk_steps(&revisions, index, &mut status, &mut actions, &mut wake);
         if walk.index != index {
             events.push(PlannedEvent {
                 warning: false,
@@ -227,16 +225,7 @@ pub fn plan(
             && index < steps.len()
             && let Some(bg) = &canary.analysis
         {
-            match background_analysis(
-                &name,
-                template_hash,
-                bg,
-                index,
-                &mut status,
-                observed,
-                now,
-                &mut actions,
-            ) {
+            match background_analysis(&revisions, bg, index, &mut status, &mut actions) {
                 Background::Continue => {}
                 Background::Paused => paused_at_step = true,
                 Background::Abort(reason) => walk_abort = Some(reason),
@@ -411,26 +400,25 @@ pub fn plan(
 
     // --- ReplicaSets ---------------------------------------------------------------------
     let delay_applies = has_router || canary.stable_service.is_some();
-    scale_actions(
+    let scaling = Scaling {
         observed,
         template_hash,
-        &stable_hash,
+        stable_hash: &stable_hash,
         mode,
-        t,
+        targets: t,
         replicas,
-        Budget::new(replicas, &canary.max_surge, &canary.max_unavailable),
+        budget: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable),
         has_router,
-        demoted.as_deref(),
-        delay_applies.then_some(canary.scale_down_delay_seconds),
-        status
+        demoted: demoted.as_deref(),
+        scale_down_delay: delay_applies.then_some(canary.scale_down_delay_seconds),
+        abort_scale_down_at: status
             .aborted_at
             .as_ref()
             .map(|t| t.0 + secs(canary.abort_scale_down_delay_seconds)),
-        spec.revision_history_limit,
+        revision_history_limit: spec.revision_history_limit,
         now,
-        &mut actions,
-        &mut wake,
-    );
+    };
+    scale_actions(&scaling, &mut actions, &mut wake);
     // The baseline follows the canary's size while the steps run and goes with the canary.
     let baseline = baseline::plan(&baseline_input(mode, t.canary), observed);
     actions.extend(baseline.actions);
@@ -502,31 +490,57 @@ pub fn plan(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk_steps(
-    rollout: &str,
-    template_hash: &str,
-    steps: &[CanaryStep],
-    start: usize,
-    status: &mut RolloutStatus,
-    observed: &Observed,
-    current_rs: Option<&ReplicaSetState>,
-    stable_rs: Option<&ReplicaSetState>,
-    baseline: Option<Option<&BaselineState>>,
+/// The two revisions in play (the canary's and the stable one), the steps between them
+/// and what the cluster holds of them: what walking the steps and the background analysis
+/// read, fixed for one plan.
+#[derive(Debug, Clone, Copy)]
+struct Revisions<'a> {
+    rollout: &'a str,
+    /// The canary's (the template's) pod-template hash.
+    template_hash: &'a str,
+    steps: &'a [CanaryStep],
+    observed: &'a Observed,
+    current_rs: Option<&'a ReplicaSetState>,
+    stable_rs: Option<&'a ReplicaSetState>,
+    /// The baseline the steps measure against, when one is wanted (see `baseline::wanted`).
+    baseline: Option<Option<&'a BaselineState>>,
     replicas: i32,
     has_router: bool,
     dynamic_stable: bool,
-    spec_paused: bool,
+    /// Held where it stands: `spec.paused`, or an inconclusive background analysis.
+    frozen: bool,
     now: Timestamp,
+}
+
+/// Walks the steps from `start` as far as the cluster allows: each step is done once its
+/// setting is in place, its pause over or its analysis passed.
+fn walk_steps(
+    revisions: &Revisions,
+    start: usize,
+    status: &mut RolloutStatus,
     actions: &mut Vec<Action>,
     wake: &mut Wake,
 ) -> Walk {
+    let Revisions {
+        rollout,
+        template_hash,
+        steps,
+        observed,
+        current_rs,
+        stable_rs,
+        baseline,
+        replicas,
+        has_router,
+        dynamic_stable,
+        frozen,
+        now,
+    } = *revisions;
     let mut index = start;
     while index < steps.len() {
         let step = &steps[index];
         // `spec.paused` holds the rollout at the step it is on; the step's pods and weight
         // stay as they are.
-        if spec_paused {
+        if frozen {
             return Walk {
                 index,
                 paused_at_step: false,
@@ -691,17 +705,20 @@ enum Background {
 /// Background analysis: one run from `startingStep` on, for the rest of the canary. Its
 /// verdict acts like a step's: Failed or Error aborts; Inconclusive pauses for a human
 /// (`BackgroundAnalysisInconclusive`), and a promote starts a fresh run.
-#[allow(clippy::too_many_arguments)]
 fn background_analysis(
-    rollout: &str,
-    template_hash: &str,
+    revisions: &Revisions,
     bg: &BackgroundAnalysis,
     index: usize,
     status: &mut RolloutStatus,
-    observed: &Observed,
-    now: Timestamp,
     actions: &mut Vec<Action>,
 ) -> Background {
+    let Revisions {
+        rollout,
+        template_hash,
+        observed,
+        now,
+        ..
+    } = *revisions;
     if (index as i32) < bg.starting_step.unwrap_or(0) {
         return Background::Continue;
     }
@@ -750,24 +767,49 @@ fn background_analysis(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn scale_actions(
-    observed: &Observed,
-    template_hash: &str,
-    stable_hash: &str,
+/// Where the rollout stands and what its ReplicaSets are to become: what sizing every
+/// ReplicaSet of the rollout reads, fixed for one plan.
+#[derive(Debug, Clone, Copy)]
+struct Scaling<'a> {
+    observed: &'a Observed,
+    /// The template's revision.
+    template_hash: &'a str,
+    /// The stable revision after this plan (the template's once promotion completes).
+    stable_hash: &'a str,
     mode: Mode,
-    t: Targets,
+    targets: Targets,
     replicas: i32,
     budget: Budget,
     has_router: bool,
-    demoted: Option<&str>,
+    /// The revision this plan's promotion demoted: it keeps serving for the delay.
+    demoted: Option<&'a str>,
+    /// `scaleDownDelaySeconds`, when something can still send traffic to old pods.
     scale_down_delay: Option<i32>,
+    /// When an aborted canary goes down (`abortScaleDownDelaySeconds` after the abort).
     abort_scale_down_at: Option<Timestamp>,
     revision_history_limit: i32,
     now: Timestamp,
-    actions: &mut Vec<Action>,
-    wake: &mut Wake,
-) {
+}
+
+/// Bounded moves of every ReplicaSet towards its target (surge and unavailability
+/// budgets, scale-down delays, traffic off a ReplicaSet before it shrinks), and the
+/// pruning of old revisions.
+fn scale_actions(scaling: &Scaling, actions: &mut Vec<Action>, wake: &mut Wake) {
+    let Scaling {
+        observed,
+        template_hash,
+        stable_hash,
+        mode,
+        targets: t,
+        replicas,
+        budget,
+        has_router,
+        demoted,
+        scale_down_delay,
+        abort_scale_down_at,
+        revision_history_limit,
+        now,
+    } = *scaling;
     let current = observed.replica_set(template_hash);
     let next_revision = next_revision(observed);
 
