@@ -9,7 +9,7 @@
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde::Serialize;
-use sluice_api::rollout::POD_TEMPLATE_HASH_LABEL;
+use sluice_api::labels::POD_TEMPLATE_HASH_LABEL;
 
 /// Kubernetes' alphabet for generated names: no vowels, no look-alike characters.
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
