@@ -553,17 +553,14 @@ pub fn plan(
     with_phase(
         plan,
         PhaseInput {
+            rollout,
             mode_aborted: mode == Mode::Aborted,
             abort_reason,
             settled,
             paused: spec.paused || paused_at_stage,
             detail,
-            generation: rollout.metadata.generation,
-            progress_deadline_seconds: spec.progress_deadline_seconds,
-            progress_deadline_abort: spec.progress_deadline_abort,
             // Blue-green keeps a full-size active revision throughout.
             min_available: replicas,
-            old,
             now,
         },
     )

@@ -474,17 +474,14 @@ pub fn plan(
     with_phase(
         plan,
         PhaseInput {
+            rollout,
             mode_aborted: mode == Mode::Aborted,
             abort_reason,
             settled,
             paused,
             detail: None,
-            generation: rollout.metadata.generation,
-            progress_deadline_seconds: spec.progress_deadline_seconds,
-            progress_deadline_abort: spec.progress_deadline_abort,
             min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
                 .min_available,
-            old,
             now,
         },
     )

@@ -5,15 +5,17 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use sluice_api::rollout::{RolloutPhase, RolloutStatus};
+use sluice_api::rollout::{Rollout, RolloutPhase, RolloutStatus};
 
 use super::Plan;
 use super::action::PlannedEvent;
 use super::common::{secs, until};
 use super::conditions::{self as c, types};
 
-/// Inputs of the phase and condition computation.
-pub(super) struct PhaseInput {
+/// Inputs of the phase and condition computation: the Rollout (its generation, progress
+/// deadline and stored status) and where the strategy's plan stands.
+pub(super) struct PhaseInput<'a> {
+    pub(super) rollout: &'a Rollout,
     pub(super) mode_aborted: bool,
     /// Why this plan aborted the rollout, when it did.
     pub(super) abort_reason: Option<String>,
@@ -22,11 +24,7 @@ pub(super) struct PhaseInput {
     /// What the rollout is doing, for the Progressing and Paused messages (a generic
     /// message when None).
     pub(super) detail: Option<String>,
-    pub(super) generation: Option<i64>,
-    pub(super) progress_deadline_seconds: i32,
-    pub(super) progress_deadline_abort: bool,
     pub(super) min_available: i32,
-    pub(super) old: RolloutStatus,
     pub(super) now: Timestamp,
 }
 
@@ -35,18 +33,21 @@ pub(super) struct PhaseInput {
 pub(super) fn with_phase(mut plan: Plan, input: PhaseInput) -> Plan {
     let now = input.now;
     let status = &mut plan.status;
-    let g = input.generation;
-    let was_paused = input.old.phase == Some(RolloutPhase::Paused);
+    let g = input.rollout.metadata.generation;
+    let spec = &input.rollout.spec;
+    let stored = RolloutStatus::default();
+    let old = input.rollout.status.as_ref().unwrap_or(&stored);
+    let was_paused = old.phase == Some(RolloutPhase::Paused);
 
     // Pods becoming available is progress. The deadline does not run while paused and
     // restarts when the pause ends.
     let counts_changed = (status.updated_replicas, status.available_replicas)
-        != (input.old.updated_replicas, input.old.available_replicas);
+        != (old.updated_replicas, old.available_replicas);
     if counts_changed || (was_paused && !input.paused) || status.progressed_at.is_none() {
         status.progressed_at = Some(Time(now));
     }
     let progressed_at = status.progressed_at.as_ref().map(|t| t.0).unwrap_or(now);
-    let deadline = progressed_at + secs(input.progress_deadline_seconds);
+    let deadline = progressed_at + secs(spec.progress_deadline_seconds);
     let in_flight = !input.settled && !input.mode_aborted && !input.paused;
     let deadline_exceeded = in_flight && now >= deadline;
     if in_flight && !deadline_exceeded {
@@ -55,15 +56,15 @@ pub(super) fn with_phase(mut plan: Plan, input: PhaseInput) -> Plan {
                 .map_or(until(now, deadline), |r| r.min(until(now, deadline))),
         );
     }
-    if deadline_exceeded && input.progress_deadline_abort && !status.abort {
+    if deadline_exceeded && spec.progress_deadline_abort && !status.abort {
         // Picked up as an abort (traffic to stable) by the next reconcile.
         status.abort = true;
         status.aborted_at = Some(Time(now));
     }
 
     let (phase, message) = if input.mode_aborted {
-        let kept = (input.old.phase == Some(RolloutPhase::Degraded) && input.old.abort)
-            .then(|| input.old.message.clone())
+        let kept = (old.phase == Some(RolloutPhase::Degraded) && old.abort)
+            .then(|| old.message.clone())
             .flatten();
         (
             RolloutPhase::Degraded,
@@ -76,7 +77,7 @@ pub(super) fn with_phase(mut plan: Plan, input: PhaseInput) -> Plan {
             RolloutPhase::Degraded,
             format!(
                 "no progress for {}s (progressDeadlineSeconds)",
-                input.progress_deadline_seconds
+                spec.progress_deadline_seconds
             ),
         )
     } else if input.paused {
@@ -205,7 +206,7 @@ pub(super) fn with_phase(mut plan: Plan, input: PhaseInput) -> Plan {
     }
     c::set(cs, types::INVALID_SPEC, false, "Valid", "", g, now);
 
-    if input.old.phase != Some(phase) {
+    if old.phase != Some(phase) {
         let (warning, reason) = match phase {
             RolloutPhase::Degraded if input.mode_aborted => (true, "RolloutAborted"),
             RolloutPhase::Degraded => (true, "ProgressDeadlineExceeded"),
