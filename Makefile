@@ -37,10 +37,11 @@ build: ## Build the workspace
 fmt: ## Format the code
 	cargo fmt --all
 
-lint: crds-check binaries ## cargo fmt --check, clippy with warnings as errors, CRD drift check, helm lint
+lint: crds-check binaries ## cargo fmt --check, clippy with warnings as errors, CRD drift check, helm lint, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(HELM) lint --strict charts/sluice
+	shellcheck -x -P SCRIPTDIR $$(find e2e -name '*.sh' | sort)
 
 crds: ## Regenerate the CRD YAML (crds/yaml, the chart's templates/crds, docs/api.md) from the Rust types
 	cargo run -q -p sluice-api --bin crdgen -- $(CRD_DIRS)

@@ -136,6 +136,32 @@ pub fn api_reference() -> String {
             }
         }
     }
+    out.push_str(&labels_and_annotations());
+    out
+}
+
+/// The section of the API reference on `crate::labels::CONTRACT`.
+fn labels_and_annotations() -> String {
+    use crate::labels::{CONTRACT, KeyKind};
+    let mut out = String::from(
+        "\n## Labels and annotations\n\n\
+         The `sluice.dev/` keys sluice sets and reads on the objects it manages (defined in \
+         `crds/src/labels.rs`). They are part of the API: users' queries (`kubectl get -l`, \
+         PromQL relabellings of pod labels), dashboards and alerts may rely on them, and the \
+         next version of sluice reads what this one wrote, so they change only as the API \
+         does.\n\n\
+         | key | kind | on | set by | value |\n|---|---|---|---|---|\n",
+    );
+    for k in CONTRACT {
+        let kind = match k.kind {
+            KeyKind::Label => "label",
+            KeyKind::Annotation => "annotation",
+        };
+        out.push_str(&format!(
+            "| `{}` | {kind} | {} | {} | {} |\n",
+            k.key, k.on, k.set_by, k.value
+        ));
+    }
     out
 }
 

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod crdgen;
 pub mod duration;
+pub mod labels;
 pub mod rollout;
 
 pub use analysis::{

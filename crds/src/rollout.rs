@@ -11,22 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::{AnalysisRunArgument, AnalysisTemplateRef};
 use crate::duration::HumanDuration;
 
-/// The label sluice puts on every ReplicaSet and pod it manages, and into the selectors of
-/// the Services it points at a revision.
-pub const POD_TEMPLATE_HASH_LABEL: &str = "sluice.dev/pod-template-hash";
-
-/// The label that marks the pods of a dedicated baseline ReplicaSet (value
-/// [`BASELINE_ROLE`]). Baseline pods keep the stable revision's pod-template hash, so that
-/// the Service of the stable revision sends them traffic; this label is what tells them
-/// apart in metrics. Reserved: a Rollout's template may not set it.
-pub const ROLE_LABEL: &str = "sluice.dev/role";
-/// The value of [`ROLE_LABEL`] on baseline pods.
-pub const BASELINE_ROLE: &str = "baseline";
-/// Label of a Rollout that names the controller instance (shard) serving it; copied to
-/// the AnalysisRuns it creates. Rollouts without it are served by the controller started
-/// without `--instance-id`.
-pub const CONTROLLER_INSTANCE_LABEL: &str = "sluice.dev/controller-instance";
-
 fn default_replicas() -> i32 {
     1
 }

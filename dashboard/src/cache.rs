@@ -13,8 +13,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use sluice_api::analysis::AnalysisRun;
-use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, Rollout};
-use sluice_controller::adapters::workload::ROLLOUT_LABEL;
+use sluice_api::labels::{POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL};
+use sluice_api::rollout::Rollout;
 use sluice_controller::runtime::api;
 use tokio::sync::watch;
 
@@ -243,7 +243,7 @@ fn owned_by(
 /// The `sluice.dev/revision` of a ReplicaSet (0 when missing or unreadable).
 pub fn revision(rs: &ReplicaSet) -> i64 {
     rs.annotations()
-        .get(sluice_controller::adapters::workload::REVISION_ANNOTATION)
+        .get(REVISION_ANNOTATION)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }

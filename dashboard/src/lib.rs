@@ -7,7 +7,9 @@
 //! - `auth`: sessions, TokenReview, SubjectAccessReview (cached briefly), CSRF checks.
 //! - `views` and `chart`: server-rendered HTML and SVG; every interpolated value is
 //!   escaped by `maud`.
-//! - `handlers`: the axum routes.
+//! - `handlers`: the axum routes, by concern: `pages`, `streams` (live Server-Sent
+//!   Events), `actions` and `session` (who is asking, sign-in); every refusal is one
+//!   `Refusal`, which renders as the response.
 //!
 //! Mounted by `sluice-controller --dashboard-addr` and run locally by
 //! `kubectl sluice dashboard`; see `docs/dashboard.md`.

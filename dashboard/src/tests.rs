@@ -16,6 +16,9 @@ use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use serde_json::json;
 use sluice_api::Rollout;
+use sluice_api::labels::{
+    ANALYSIS_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL,
+};
 use sluice_controller::actions::UserAction;
 use tower::ServiceExt;
 
@@ -648,14 +651,14 @@ fn replica_set(
     serde_json::from_value(json!({
         "metadata": {
             "name": format!("{owner}-{hash}"), "namespace": ns,
-            "labels": { "sluice.dev/pod-template-hash": hash, "sluice.dev/rollout": owner },
-            "annotations": { "sluice.dev/revision": revision.to_string() },
+            "labels": { POD_TEMPLATE_HASH_LABEL: hash, ROLLOUT_LABEL: owner },
+            "annotations": { REVISION_ANNOTATION: revision.to_string() },
             "ownerReferences": [{ "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": owner, "uid": format!("uid-{ns}-{owner}") }],
             "creationTimestamp": "2026-01-01T00:00:00Z",
         },
         "spec": {
             "replicas": replicas,
-            "selector": { "matchLabels": { "sluice.dev/pod-template-hash": hash } },
+            "selector": { "matchLabels": { POD_TEMPLATE_HASH_LABEL: hash } },
             "template": { "spec": { "containers": [{ "name": "app", "image": image }] } },
         },
         "status": { "replicas": replicas, "readyReplicas": ready, "availableReplicas": ready },
@@ -679,7 +682,7 @@ async fn the_detail_page_shows_revisions_pods_analysis_and_events() {
     let run: sluice_api::AnalysisRun = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
         "metadata": { "name": "web-new-2", "namespace": "shop",
-            "labels": { "sluice.dev/rollout": "web", "sluice.dev/analysis-role": "step" },
+            "labels": { ROLLOUT_LABEL: "web", ANALYSIS_ROLE_LABEL: "step" },
             "ownerReferences": [{ "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "name": "web", "uid": "uid-shop-web" }],
             "creationTimestamp": "2026-01-01T00:00:00Z" },
         "spec": { "metrics": [{ "name": "success-rate", "interval": "10s",

@@ -12,11 +12,9 @@ use kube::core::DeserializeGuard;
 use maud::{DOCTYPE, Markup, html};
 use serde::{Deserialize, Serialize};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
-use sluice_api::rollout::{
-    CanaryStep, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase, StrategyKind,
-};
+use sluice_api::labels::{ANALYSIS_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL};
+use sluice_api::rollout::{CanaryStep, Rollout, RolloutPhase, StrategyKind};
 use sluice_controller::actions::UserAction;
-use sluice_controller::adapters::analysis::ROLE_LABEL;
 
 use crate::auth::{User, action_word};
 use crate::cache::{Caches, event_time, revision};
@@ -612,7 +610,7 @@ pub fn detail_live(caches: &Caches, r: &Rollout, now: Timestamp) -> Markup {
 
 fn analysis_run(run: &AnalysisRun, now: Timestamp) -> Markup {
     let status = run.status.clone().unwrap_or_default();
-    let role = run.labels().get(ROLE_LABEL).cloned();
+    let role = run.labels().get(ANALYSIS_ROLE_LABEL).cloned();
     html! {
         article.run {
             h3 { (run.name_any()) " " (run_badge(status.phase)) }

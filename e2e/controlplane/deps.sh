@@ -13,6 +13,8 @@ declare -A wanted=(
     # The dashboard's browser end-to-end test drives Debian's headless Chromium.
     [chromium]=chromium
     [chromedriver]=chromium-driver
+    # make lint checks the scripts.
+    [shellcheck]=shellcheck
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

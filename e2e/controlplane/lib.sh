@@ -1,5 +1,7 @@
 # Shared settings for the local control plane scripts. Sourced, not executed.
 # shellcheck shell=bash
+# The settings below are read by the scripts that source this file.
+# shellcheck disable=SC2034
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../versions.env

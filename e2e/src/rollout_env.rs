@@ -10,7 +10,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use sluice_api::Rollout;
-use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, RolloutPhase};
+use sluice_api::labels::POD_TEMPLATE_HASH_LABEL;
+use sluice_api::rollout::RolloutPhase;
 use sluice_controller::actions::{self, UserAction};
 
 use crate::{ControllerProcess, TestNamespace, apply, client, install_crds, wait_for};

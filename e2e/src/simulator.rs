@@ -32,7 +32,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client, ResourceExt};
 use sluice_api::Rollout;
-use sluice_api::rollout::{BASELINE_ROLE, POD_TEMPLATE_HASH_LABEL, ROLE_LABEL};
+use sluice_api::labels::{
+    BASELINE_FOR_ANNOTATION, BASELINE_ROLE, POD_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -257,7 +259,7 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
     // The current canary's dedicated baseline: the stable version, its own pods.
     let baseline_pods = Api::<ReplicaSet>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!(
-            "{ROLE_LABEL}={BASELINE_ROLE},sluice.dev/rollout={rollout}"
+            "{POD_ROLE_LABEL}={BASELINE_ROLE},{ROLLOUT_LABEL}={rollout}"
         )))
         .await?
         .items
@@ -271,7 +273,7 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
                 .and_then(|m| m.labels.as_ref())
                 .and_then(|l| l.get(POD_TEMPLATE_HASH_LABEL));
             pod_hash == Some(&stable)
-                && rs.annotations().get("sluice.dev/baseline-for") == Some(&current)
+                && rs.annotations().get(BASELINE_FOR_ANNOTATION) == Some(&current)
         })
         .map(|rs| {
             rs.status

@@ -12,6 +12,7 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
+use sluice_api::labels::{BASELINE_ROLE, POD_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL};
 use sluice_api::rollout::RolloutPhase;
 use sluice_controller::actions::UserAction;
 use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, hashes, ingress, weights};
@@ -645,7 +646,7 @@ fn dedicated_baseline_judge_template() -> Value {
 async fn baseline_sets(env: &Env) -> Result<Vec<(String, i32, i32, BTreeMap<String, String>)>> {
     let api: Api<ReplicaSet> = Api::namespaced(env.client.clone(), env.ns());
     Ok(api
-        .list(&ListParams::default().labels("sluice.dev/role=baseline"))
+        .list(&ListParams::default().labels(&format!("{POD_ROLE_LABEL}={BASELINE_ROLE}")))
         .await?
         .items
         .into_iter()
@@ -746,10 +747,10 @@ async fn canary_judged_against_a_dedicated_baseline(
     assert_eq!(sets.len(), 1, "{sets:?}");
     let (name, _, _, labels) = &sets[0];
     assert_eq!(
-        labels.get("sluice.dev/role").map(String::as_str),
-        Some("baseline")
+        labels.get(POD_ROLE_LABEL).map(String::as_str),
+        Some(BASELINE_ROLE)
     );
-    assert_eq!(labels.get("sluice.dev/pod-template-hash"), Some(&v1_hash));
+    assert_eq!(labels.get(POD_TEMPLATE_HASH_LABEL), Some(&v1_hash));
     let r = env
         .wait("status.canary.baseline", |r| {
             r.status

@@ -17,7 +17,8 @@ use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
-use sluice_api::rollout::{POD_TEMPLATE_HASH_LABEL, RolloutPhase};
+use sluice_api::labels::{POD_TEMPLATE_HASH_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION};
+use sluice_api::rollout::RolloutPhase;
 use sluice_controller::actions::UserAction;
 use sluice_e2e::kubectl;
 use sluice_e2e::rollout_env::{Env, hashes, pod_template};
@@ -297,7 +298,7 @@ async fn auto_promotion_switches_once_the_new_revision_is_fully_available() -> R
         .metadata
         .annotations
         .unwrap_or_default()
-        .get("sluice.dev/scale-down-deadline")
+        .get(SCALE_DOWN_DEADLINE_ANNOTATION)
         .cloned();
     assert!(
         deadline.is_some(),

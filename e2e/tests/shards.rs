@@ -7,7 +7,8 @@ use anyhow::Result;
 use kube::Api;
 use serde_json::json;
 use sluice_api::Rollout;
-use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, RolloutPhase};
+use sluice_api::labels::CONTROLLER_INSTANCE_LABEL;
+use sluice_api::rollout::RolloutPhase;
 use sluice_e2e::rollout_env::{Env, STEP_TIMEOUT, pod_template};
 use sluice_e2e::{ControllerProcess, wait_for};
 

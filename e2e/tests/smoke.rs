@@ -16,6 +16,7 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
 };
 use serde_json::{Value, json};
+use sluice_api::labels::{BASELINE_ROLE, POD_ROLE_LABEL};
 use sluice_e2e::{TestNamespace, client, install_crds, kubectl, wait_crd_established, wait_for};
 
 fn api_resource(kind: &str, plural: &str) -> ApiResource {
@@ -189,7 +190,7 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
                 canary(),
                 &[(
                     "/spec/template/metadata/labels",
-                    json!({ "app": "canary", "sluice.dev/role": "baseline" }),
+                    json!({ "app": "canary", POD_ROLE_LABEL: BASELINE_ROLE }),
                 )],
             ),
             "spec.template.metadata.labels must not set sluice.dev/role",

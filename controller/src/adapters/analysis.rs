@@ -11,15 +11,13 @@ use sluice_api::analysis::{
     AnalysisRun, AnalysisRunArgument, AnalysisRunSpec, AnalysisSpec, AnalysisTemplate,
     AnalysisTemplateRef, ClusterAnalysisTemplate, PodTemplateHashValue,
 };
-use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout, RolloutAnalysis};
+use sluice_api::labels::{ANALYSIS_ROLE_LABEL, CONTROLLER_INSTANCE_LABEL, ROLLOUT_LABEL};
+use sluice_api::rollout::{Rollout, RolloutAnalysis};
 
 use super::cache::{CachedTemplate, Caches};
-use super::workload::{ROLLOUT_LABEL, owner_reference, written};
+use super::workload::{owner_reference, written};
 use super::written::{Cache, Written};
 use super::{AdapterError, FIELD_MANAGER, update_params};
-
-/// Label saying which part of a rollout a run gates (`step-N`, `background`).
-pub const ROLE_LABEL: &str = "sluice.dev/analysis-role";
 
 /// The template an analysis names, or None when it does not exist.
 pub async fn fetch_template(
@@ -247,7 +245,7 @@ pub async fn create_run(
             labels: Some(
                 [
                     (ROLLOUT_LABEL.to_string(), rollout.name_any()),
-                    (ROLE_LABEL.to_string(), role.to_string()),
+                    (ANALYSIS_ROLE_LABEL.to_string(), role.to_string()),
                 ]
                 .into_iter()
                 // The run is measured by the controller shard that serves its Rollout.

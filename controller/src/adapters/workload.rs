@@ -10,22 +10,15 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sluice_api::Rollout;
-use sluice_api::rollout::{BASELINE_ROLE, POD_TEMPLATE_HASH_LABEL, ROLE_LABEL};
+use sluice_api::labels::{
+    BASELINE_FOR_ANNOTATION, BASELINE_ROLE, POD_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL,
+    REVISION_ANNOTATION, ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION,
+};
 
 use super::cache::Caches;
 use super::written::{Cache, Written};
 use super::{AdapterError, FIELD_MANAGER, update_params};
 use crate::core::{BaselineState, ReplicaSetState, baseline};
-
-/// Annotation with the revision number of a ReplicaSet (1 for the first template).
-pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
-/// Annotation with the time after which a demoted ReplicaSet may be scaled to zero. An
-/// annotation rather than controller memory, so a restarted controller honours it.
-pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline";
-/// Label naming the Rollout on every object sluice creates.
-pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
-/// Annotation of a baseline ReplicaSet: the canary revision it was made for.
-pub const BASELINE_FOR_ANNOTATION: &str = "sluice.dev/baseline-for";
 
 /// The owner reference that makes an object belong to (and be garbage-collected with) a
 /// Rollout.
@@ -102,7 +95,7 @@ pub fn build_baseline_replica_set(
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
     labels.insert(POD_TEMPLATE_HASH_LABEL.into(), stable_hash.into());
-    labels.insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+    labels.insert(POD_ROLE_LABEL.into(), BASELINE_ROLE.into());
     let mut rs_labels = labels.clone();
     rs_labels.remove(POD_TEMPLATE_HASH_LABEL);
     rs_labels.insert(ROLLOUT_LABEL.into(), rollout.name_any());
@@ -110,7 +103,7 @@ pub fn build_baseline_replica_set(
     let mut selector: LabelSelector = rollout.spec.selector.clone();
     let match_labels = selector.match_labels.get_or_insert_with(BTreeMap::new);
     match_labels.insert(POD_TEMPLATE_HASH_LABEL.into(), stable_hash.into());
-    match_labels.insert(ROLE_LABEL.into(), BASELINE_ROLE.into());
+    match_labels.insert(POD_ROLE_LABEL.into(), BASELINE_ROLE.into());
 
     ReplicaSet {
         metadata: ObjectMeta {
@@ -139,7 +132,7 @@ pub fn build_baseline_replica_set(
 }
 
 fn is_baseline(rs: &ReplicaSet) -> bool {
-    rs.labels().get(ROLE_LABEL).map(String::as_str) == Some(BASELINE_ROLE)
+    rs.labels().get(POD_ROLE_LABEL).map(String::as_str) == Some(BASELINE_ROLE)
 }
 
 /// What the core needs to know of a baseline ReplicaSet; None for one that is not.
@@ -384,7 +377,7 @@ mod tests {
         r.spec.template.spec.as_mut().unwrap().containers[0].image = Some("app:v2".into());
         let rs = build_baseline_replica_set(&r, "stable1", "canary2", 1, &stable_template());
         assert_eq!(rs.name_any(), "web-stable1-baseline-canary2");
-        assert_eq!(rs.labels()[ROLE_LABEL], "baseline");
+        assert_eq!(rs.labels()[POD_ROLE_LABEL], "baseline");
         assert_eq!(rs.labels()[ROLLOUT_LABEL], "web");
         assert!(
             !rs.labels().contains_key(POD_TEMPLATE_HASH_LABEL),
@@ -403,7 +396,7 @@ mod tests {
         // The stable Service's selector (app + hash) matches the baseline's pods ...
         assert_eq!(pod_labels[POD_TEMPLATE_HASH_LABEL], "stable1");
         assert_eq!(pod_labels["app"], "web");
-        assert_eq!(pod_labels[ROLE_LABEL], "baseline");
+        assert_eq!(pod_labels[POD_ROLE_LABEL], "baseline");
         // ... while the baseline's selector does not match the stable pods (no role label),
         // so it never adopts them.
         let sel = rs.spec.selector.match_labels.as_ref().unwrap();
@@ -462,11 +455,11 @@ mod tests {
         assert_eq!(body["spec"]["replicas"], json!(2));
         assert_eq!(
             body["spec"]["template"]["metadata"]["labels"],
-            json!({ "app": "web", POD_TEMPLATE_HASH_LABEL: "stable1", ROLE_LABEL: "baseline" })
+            json!({ "app": "web", POD_TEMPLATE_HASH_LABEL: "stable1", POD_ROLE_LABEL: "baseline" })
         );
         assert_eq!(
             body["spec"]["selector"]["matchLabels"],
-            json!({ "app": "web", POD_TEMPLATE_HASH_LABEL: "stable1", ROLE_LABEL: "baseline" })
+            json!({ "app": "web", POD_TEMPLATE_HASH_LABEL: "stable1", POD_ROLE_LABEL: "baseline" })
         );
         assert_eq!(
             body["metadata"]["ownerReferences"][0]["kind"],

@@ -15,15 +15,17 @@ use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
     BlueGreenStatus, BlueGreenStrategy, PauseReason, Rollout, RolloutAnalysis, RolloutStatus,
+    StrategyKind,
 };
 
+use super::Plan;
 use super::action::{Action, PlannedEvent};
-use super::canary::{CanaryPlan, PhaseInput};
 use super::common::{
-    PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
-    secs, stable_hash, stable_rs_settled, start_run, supersede, until,
+    Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
+    point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
 use super::observed::{AnalysisRunState, Observed, ReplicaSetState};
+use super::phase::{PhaseInput, with_phase};
 
 /// One stage of the way from the active revision to the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -110,15 +112,13 @@ pub fn plan(
     observed: &Observed,
     template_hash: &str,
     now: Timestamp,
-) -> CanaryPlan {
+) -> Plan {
     let name = rollout.metadata.name.clone().unwrap_or_default();
     let spec = &rollout.spec;
     let replicas = spec.replicas.max(0);
     let old = rollout.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.canary = None;
-    let mut actions = Vec::new();
-    let mut events = Vec::new();
     let mut wake = Wake::default();
     let stages = stages(bg);
     let stages_hash = super::hash::value_hash(&stages);
@@ -128,38 +128,20 @@ pub fn plan(
         .expect("every stage list has a Promote stage");
 
     // --- revision ------------------------------------------------------------------------
-    let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
-    let completed = new_revision
+    let Entered {
+        new_template,
+        mut actions,
+        mut events,
+    } = enter_revision(
+        &mut status,
+        StrategyKind::BlueGreen,
+        template_hash,
+        &stages_hash,
+        now,
+    );
+    let completed = new_template
         .then(|| superseded_but_complete(&old, bg, observed, template_hash, replicas))
         .flatten();
-    if new_revision || old.current_step_hash.as_deref() != Some(stages_hash.as_str()) {
-        status.current_step_index = Some(0);
-        status.pause_conditions.clear();
-        status.controller_pause = false;
-        status.promote_full = false;
-        if let Some(b) = status.blue_green.as_mut() {
-            for run in [
-                b.pre_promotion_analysis_run.take(),
-                b.post_promotion_analysis_run.take(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                actions.push(Action::TerminateAnalysisRun { name: run });
-            }
-        }
-        if new_revision {
-            events.extend(supersede(
-                &mut status,
-                &old,
-                template_hash,
-                "previewing",
-                now,
-            ));
-        }
-    }
-    status.current_pod_hash = Some(template_hash.to_string());
-    status.current_step_hash = Some(stages_hash);
 
     // The revisions that stop being stable in this plan keep their pods for
     // `scaleDownDelaySeconds`.
@@ -178,9 +160,6 @@ pub fn plan(
         None => stable_hash(&old, observed, template_hash),
     };
     status.stable_rs = Some(stable_hash.clone());
-    if status.abort && status.aborted_at.is_none() {
-        status.aborted_at = Some(Time(now));
-    }
     let mut mode = if stable_hash == template_hash {
         Mode::Stable
     } else if status.abort {
@@ -245,18 +224,17 @@ pub fn plan(
                         (bg.post_promotion_analysis.as_ref(), true)
                     };
                     match analysis {
-                        Some(analysis) => analysis_stage(
-                            &name,
-                            template_hash,
-                            analysis,
-                            post,
-                            &mut status,
-                            observed,
-                            now,
-                            &mut actions,
-                            &mut wake,
-                            &mut detail,
-                        ),
+                        Some(analysis) => {
+                            let this = AnalysisStage {
+                                rollout: &name,
+                                template_hash,
+                                analysis,
+                                post,
+                                observed,
+                                now,
+                            };
+                            analysis_stage(&this, &mut status, &mut actions, &mut wake, &mut detail)
+                        }
                         None => Outcome::Done,
                     }
                 }
@@ -566,26 +544,26 @@ pub fn plan(
             .iter()
             .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs));
 
-    CanaryPlan {
+    let plan = Plan {
         actions,
         status,
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
-    }
-    .with_phase(PhaseInput {
-        mode_aborted: mode == Mode::Aborted,
-        abort_reason,
-        settled,
-        paused: spec.paused || paused_at_stage,
-        detail,
-        generation: rollout.metadata.generation,
-        progress_deadline_seconds: spec.progress_deadline_seconds,
-        progress_deadline_abort: spec.progress_deadline_abort,
-        // Blue-green keeps a full-size active revision throughout.
-        min_available: replicas,
-        old,
-        now,
-    })
+    };
+    with_phase(
+        plan,
+        PhaseInput {
+            rollout,
+            mode_aborted: mode == Mode::Aborted,
+            abort_reason,
+            settled,
+            paused: spec.paused || paused_at_stage,
+            detail,
+            // Blue-green keeps a full-size active revision throughout.
+            min_available: replicas,
+            now,
+        },
+    )
 }
 
 fn completed_event(hash: &str) -> PlannedEvent {
@@ -632,21 +610,35 @@ fn superseded_but_complete(
     (at_size(Some(rs), replicas) && verified).then(|| previous.to_string())
 }
 
+/// A pre- or post-promotion analysis stage of one revision, as this plan sees it.
+#[derive(Debug, Clone, Copy)]
+struct AnalysisStage<'a> {
+    rollout: &'a str,
+    template_hash: &'a str,
+    analysis: &'a RolloutAnalysis,
+    /// Post-promotion (else pre-promotion).
+    post: bool,
+    observed: &'a Observed,
+    now: Timestamp,
+}
+
 /// A pre- or post-promotion analysis: one run per revision (a retry starts a new one);
 /// Successful passes, Failed or Error aborts, Inconclusive waits for a human.
-#[allow(clippy::too_many_arguments)]
 fn analysis_stage(
-    rollout: &str,
-    template_hash: &str,
-    analysis: &RolloutAnalysis,
-    post: bool,
+    stage: &AnalysisStage,
     status: &mut RolloutStatus,
-    observed: &Observed,
-    now: Timestamp,
     actions: &mut Vec<Action>,
     wake: &mut Wake,
     detail: &mut Option<String>,
 ) -> Outcome {
+    let AnalysisStage {
+        rollout,
+        template_hash,
+        analysis,
+        post,
+        observed,
+        now,
+    } = *stage;
     let (suffix, role, what) = if post {
         ("post", "post-promotion", "post-promotion analysis")
     } else {

@@ -2,28 +2,30 @@
 //! `now`, decide the step the rollout is at, the size of each ReplicaSet, the traffic
 //! weight, and what changes that takes.
 //!
-//! The work is split into small pure stages with explicit inputs, in this order:
-//! [`revision`] (which template is new, which is stable), [`walk_steps`] (how far the
-//! steps have got), [`targets`] (sizes and weight for that position), [`scale_actions`]
-//! (bounded moves towards them), then the status and conditions.
-
-use std::time::Duration;
+//! The work is split into small pure stages with explicit inputs, in this order: the
+//! revision (`common::enter_revision`: which template is new, which is stable),
+//! [`walk_steps`] over the [`Revisions`] in play (how far the steps have got), [`targets`]
+//! (sizes and weight for that position), [`scale_actions`] with their [`Scaling`]
+//! (bounded moves towards them), then the status; the phase and conditions are
+//! `core::phase`'s, shared with blue-green.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
     BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason,
-    Rollout, RolloutStatus, TrafficWeights,
+    Rollout, RolloutStatus, StrategyKind, TrafficWeights,
 };
 
+use super::Plan;
 use super::action::{Action, PlannedEvent};
 use super::baseline;
 use super::common::{
-    PauseState, Wake, count_replicas, next_revision, pause_state, point_services, prune_history,
-    secs, stable_hash, stable_rs_settled, start_run, supersede, until,
+    Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
+    point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
 use super::observed::{BaselineState, Observed, ReplicaSetState};
+use super::phase::{PhaseInput, with_phase};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
 
 /// The traffic weight and canary size in force at a position in the steps.
@@ -106,15 +108,6 @@ pub fn targets(
     }
 }
 
-/// The full plan for a canary Rollout (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CanaryPlan {
-    pub actions: Vec<Action>,
-    pub status: RolloutStatus,
-    pub requeue_after: Option<Duration>,
-    pub events: Vec<PlannedEvent>,
-}
-
 /// Where the rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -146,62 +139,33 @@ pub fn plan(
     template_hash: &str,
     steps_hash: &str,
     now: Timestamp,
-) -> CanaryPlan {
+) -> Plan {
     let name = rollout.metadata.name.clone().unwrap_or_default();
     let spec = &rollout.spec;
     let replicas = spec.replicas.max(0);
     let old = rollout.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let mut actions = Vec::new();
-    let mut events = Vec::new();
     let mut wake = Wake::default();
     let has_router = canary.traffic_routing.is_some();
     let steps = &canary.steps;
 
     // --- revision: which template is new, which is stable -------------------------------
-    let new_revision = old.current_pod_hash.as_deref() != Some(template_hash);
-    if new_revision || old.current_step_hash.as_deref() != Some(steps_hash) {
-        status.current_step_index = Some(0);
-        status.pause_conditions.clear();
-        status.controller_pause = false;
-        status.promote_full = false;
-        for run in status
-            .canary
-            .as_mut()
-            .map(|c| {
-                [
-                    c.current_step_analysis_run.take(),
-                    c.current_background_analysis_run.take(),
-                ]
-            })
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            actions.push(Action::TerminateAnalysisRun { name: run });
-        }
-        if new_revision {
-            events.extend(supersede(
-                &mut status,
-                &old,
-                template_hash,
-                "rolling out",
-                now,
-            ));
-        }
-    }
-    status.current_pod_hash = Some(template_hash.to_string());
-    status.current_step_hash = Some(steps_hash.to_string());
+    let Entered {
+        mut actions,
+        mut events,
+        ..
+    } = enter_revision(
+        &mut status,
+        StrategyKind::Canary,
+        template_hash,
+        steps_hash,
+        now,
+    );
 
     // The first revision, or a stable revision whose ReplicaSet is gone, has nothing to
     // compare with: it becomes stable directly.
     let stable_hash = stable_hash(&old, observed, template_hash);
     status.stable_rs = Some(stable_hash.clone());
-
-    // The abort action only sets `abort`; the delay counts from the first plan that sees it.
-    if status.abort && status.aborted_at.is_none() {
-        status.aborted_at = Some(Time(now));
-    }
 
     let mut mode = if stable_hash == template_hash {
         Mode::Stable
@@ -231,24 +195,21 @@ pub fn plan(
         canary_target,
     };
     if mode == Mode::Canary {
-        let walk = walk_steps(
-            &name,
+        let revisions = Revisions {
+            rollout: &name,
             template_hash,
             steps,
-            index,
-            &mut status,
             observed,
             current_rs,
             stable_rs,
-            baseline::wanted(&baseline_input(mode, 0), observed),
+            baseline: baseline::wanted(&baseline_input(mode, 0), observed),
             replicas,
             has_router,
-            canary.dynamic_stable_scale,
-            spec.paused || background_paused,
+            dynamic_stable: canary.dynamic_stable_scale,
+            frozen: spec.paused || background_paused,
             now,
-            &mut actions,
-            &mut wake,
-        );
+        };
+        let walk = walk_steps(&revisions, index, &mut status, &mut actions, &mut wake);
         if walk.index != index {
             events.push(PlannedEvent {
                 warning: false,
@@ -264,16 +225,7 @@ pub fn plan(
             && index < steps.len()
             && let Some(bg) = &canary.analysis
         {
-            match background_analysis(
-                &name,
-                template_hash,
-                bg,
-                index,
-                &mut status,
-                observed,
-                now,
-                &mut actions,
-            ) {
+            match background_analysis(&revisions, bg, index, &mut status, &mut actions) {
                 Background::Continue => {}
                 Background::Paused => paused_at_step = true,
                 Background::Abort(reason) => walk_abort = Some(reason),
@@ -448,26 +400,25 @@ pub fn plan(
 
     // --- ReplicaSets ---------------------------------------------------------------------
     let delay_applies = has_router || canary.stable_service.is_some();
-    scale_actions(
+    let scaling = Scaling {
         observed,
         template_hash,
-        &stable_hash,
+        stable_hash: &stable_hash,
         mode,
-        t,
+        targets: t,
         replicas,
-        Budget::new(replicas, &canary.max_surge, &canary.max_unavailable),
+        budget: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable),
         has_router,
-        demoted.as_deref(),
-        delay_applies.then_some(canary.scale_down_delay_seconds),
-        status
+        demoted: demoted.as_deref(),
+        scale_down_delay: delay_applies.then_some(canary.scale_down_delay_seconds),
+        abort_scale_down_at: status
             .aborted_at
             .as_ref()
             .map(|t| t.0 + secs(canary.abort_scale_down_delay_seconds)),
-        spec.revision_history_limit,
+        revision_history_limit: spec.revision_history_limit,
         now,
-        &mut actions,
-        &mut wake,
-    );
+    };
+    scale_actions(&scaling, &mut actions, &mut wake);
     // The baseline follows the canary's size while the steps run and goes with the canary.
     let baseline = baseline::plan(&baseline_input(mode, t.canary), observed);
     actions.extend(baseline.actions);
@@ -514,53 +465,79 @@ pub fn plan(
         && observed.baselines.is_empty();
     let paused = spec.paused || paused_at_step;
 
-    CanaryPlan {
+    let plan = Plan {
         actions,
         status,
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
-    }
-    .with_phase(PhaseInput {
-        mode_aborted: mode == Mode::Aborted,
-        abort_reason,
-        settled,
-        paused,
-        detail: None,
-        generation: rollout.metadata.generation,
-        progress_deadline_seconds: spec.progress_deadline_seconds,
-        progress_deadline_abort: spec.progress_deadline_abort,
-        min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
-            .min_available,
-        old,
-        now,
-    })
+    };
+    with_phase(
+        plan,
+        PhaseInput {
+            rollout,
+            mode_aborted: mode == Mode::Aborted,
+            abort_reason,
+            settled,
+            paused,
+            detail: None,
+            min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
+                .min_available,
+            now,
+        },
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk_steps(
-    rollout: &str,
-    template_hash: &str,
-    steps: &[CanaryStep],
-    start: usize,
-    status: &mut RolloutStatus,
-    observed: &Observed,
-    current_rs: Option<&ReplicaSetState>,
-    stable_rs: Option<&ReplicaSetState>,
-    baseline: Option<Option<&BaselineState>>,
+/// The two revisions in play (the canary's and the stable one), the steps between them
+/// and what the cluster holds of them: what walking the steps and the background analysis
+/// read, fixed for one plan.
+#[derive(Debug, Clone, Copy)]
+struct Revisions<'a> {
+    rollout: &'a str,
+    /// The canary's (the template's) pod-template hash.
+    template_hash: &'a str,
+    steps: &'a [CanaryStep],
+    observed: &'a Observed,
+    current_rs: Option<&'a ReplicaSetState>,
+    stable_rs: Option<&'a ReplicaSetState>,
+    /// The baseline the steps measure against, when one is wanted (see `baseline::wanted`).
+    baseline: Option<Option<&'a BaselineState>>,
     replicas: i32,
     has_router: bool,
     dynamic_stable: bool,
-    spec_paused: bool,
+    /// Held where it stands: `spec.paused`, or an inconclusive background analysis.
+    frozen: bool,
     now: Timestamp,
+}
+
+/// Walks the steps from `start` as far as the cluster allows: each step is done once its
+/// setting is in place, its pause over or its analysis passed.
+fn walk_steps(
+    revisions: &Revisions,
+    start: usize,
+    status: &mut RolloutStatus,
     actions: &mut Vec<Action>,
     wake: &mut Wake,
 ) -> Walk {
+    let Revisions {
+        rollout,
+        template_hash,
+        steps,
+        observed,
+        current_rs,
+        stable_rs,
+        baseline,
+        replicas,
+        has_router,
+        dynamic_stable,
+        frozen,
+        now,
+    } = *revisions;
     let mut index = start;
     while index < steps.len() {
         let step = &steps[index];
         // `spec.paused` holds the rollout at the step it is on; the step's pods and weight
         // stay as they are.
-        if spec_paused {
+        if frozen {
             return Walk {
                 index,
                 paused_at_step: false,
@@ -725,17 +702,20 @@ enum Background {
 /// Background analysis: one run from `startingStep` on, for the rest of the canary. Its
 /// verdict acts like a step's: Failed or Error aborts; Inconclusive pauses for a human
 /// (`BackgroundAnalysisInconclusive`), and a promote starts a fresh run.
-#[allow(clippy::too_many_arguments)]
 fn background_analysis(
-    rollout: &str,
-    template_hash: &str,
+    revisions: &Revisions,
     bg: &BackgroundAnalysis,
     index: usize,
     status: &mut RolloutStatus,
-    observed: &Observed,
-    now: Timestamp,
     actions: &mut Vec<Action>,
 ) -> Background {
+    let Revisions {
+        rollout,
+        template_hash,
+        observed,
+        now,
+        ..
+    } = *revisions;
     if (index as i32) < bg.starting_step.unwrap_or(0) {
         return Background::Continue;
     }
@@ -784,24 +764,49 @@ fn background_analysis(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn scale_actions(
-    observed: &Observed,
-    template_hash: &str,
-    stable_hash: &str,
+/// Where the rollout stands and what its ReplicaSets are to become: what sizing every
+/// ReplicaSet of the rollout reads, fixed for one plan.
+#[derive(Debug, Clone, Copy)]
+struct Scaling<'a> {
+    observed: &'a Observed,
+    /// The template's revision.
+    template_hash: &'a str,
+    /// The stable revision after this plan (the template's once promotion completes).
+    stable_hash: &'a str,
     mode: Mode,
-    t: Targets,
+    targets: Targets,
     replicas: i32,
     budget: Budget,
     has_router: bool,
-    demoted: Option<&str>,
+    /// The revision this plan's promotion demoted: it keeps serving for the delay.
+    demoted: Option<&'a str>,
+    /// `scaleDownDelaySeconds`, when something can still send traffic to old pods.
     scale_down_delay: Option<i32>,
+    /// When an aborted canary goes down (`abortScaleDownDelaySeconds` after the abort).
     abort_scale_down_at: Option<Timestamp>,
     revision_history_limit: i32,
     now: Timestamp,
-    actions: &mut Vec<Action>,
-    wake: &mut Wake,
-) {
+}
+
+/// Bounded moves of every ReplicaSet towards its target (surge and unavailability
+/// budgets, scale-down delays, traffic off a ReplicaSet before it shrinks), and the
+/// pruning of old revisions.
+fn scale_actions(scaling: &Scaling, actions: &mut Vec<Action>, wake: &mut Wake) {
+    let Scaling {
+        observed,
+        template_hash,
+        stable_hash,
+        mode,
+        targets: t,
+        replicas,
+        budget,
+        has_router,
+        demoted,
+        scale_down_delay,
+        abort_scale_down_at,
+        revision_history_limit,
+        now,
+    } = *scaling;
     let current = observed.replica_set(template_hash);
     let next_revision = next_revision(observed);
 
@@ -918,236 +923,4 @@ fn scale_actions(
         |rs| rs.hash == template_hash || rs.hash == stable_hash,
         actions,
     );
-}
-
-/// Inputs of the phase and condition computation.
-pub(super) struct PhaseInput {
-    pub(super) mode_aborted: bool,
-    /// Why this plan aborted the rollout, when it did.
-    pub(super) abort_reason: Option<String>,
-    pub(super) settled: bool,
-    pub(super) paused: bool,
-    /// What the rollout is doing, for the Progressing and Paused messages (a generic
-    /// message when None).
-    pub(super) detail: Option<String>,
-    pub(super) generation: Option<i64>,
-    pub(super) progress_deadline_seconds: i32,
-    pub(super) progress_deadline_abort: bool,
-    pub(super) min_available: i32,
-    pub(super) old: RolloutStatus,
-    pub(super) now: Timestamp,
-}
-
-impl CanaryPlan {
-    pub(super) fn with_phase(mut self, input: PhaseInput) -> Self {
-        use super::conditions::{self as c, types};
-        use sluice_api::rollout::RolloutPhase;
-        let now = input.now;
-        let status = &mut self.status;
-        let g = input.generation;
-        let was_paused = input.old.phase == Some(RolloutPhase::Paused);
-
-        // Pods becoming available is progress. The deadline does not run while paused and
-        // restarts when the pause ends.
-        let counts_changed = (status.updated_replicas, status.available_replicas)
-            != (input.old.updated_replicas, input.old.available_replicas);
-        if counts_changed || (was_paused && !input.paused) || status.progressed_at.is_none() {
-            status.progressed_at = Some(Time(now));
-        }
-        let progressed_at = status.progressed_at.as_ref().map(|t| t.0).unwrap_or(now);
-        let deadline = progressed_at + secs(input.progress_deadline_seconds);
-        let in_flight = !input.settled && !input.mode_aborted && !input.paused;
-        let deadline_exceeded = in_flight && now >= deadline;
-        if in_flight && !deadline_exceeded {
-            self.requeue_after = Some(
-                self.requeue_after
-                    .map_or(until(now, deadline), |r| r.min(until(now, deadline))),
-            );
-        }
-        if deadline_exceeded && input.progress_deadline_abort && !status.abort {
-            // Picked up as an abort (traffic to stable) by the next reconcile.
-            status.abort = true;
-            status.aborted_at = Some(Time(now));
-        }
-
-        let (phase, message) = if input.mode_aborted {
-            let kept = (input.old.phase == Some(RolloutPhase::Degraded) && input.old.abort)
-                .then(|| input.old.message.clone())
-                .flatten();
-            (
-                RolloutPhase::Degraded,
-                input.abort_reason.or(kept).unwrap_or_else(|| {
-                    "rollout aborted: traffic is back on the stable revision".into()
-                }),
-            )
-        } else if deadline_exceeded {
-            (
-                RolloutPhase::Degraded,
-                format!(
-                    "no progress for {}s (progressDeadlineSeconds)",
-                    input.progress_deadline_seconds
-                ),
-            )
-        } else if input.paused {
-            (
-                RolloutPhase::Paused,
-                input
-                    .detail
-                    .unwrap_or_else(|| "paused: waiting for the pause to end or a promote".into()),
-            )
-        } else if input.settled {
-            (
-                RolloutPhase::Healthy,
-                "the stable revision is fully available".into(),
-            )
-        } else {
-            (
-                RolloutPhase::Progressing,
-                input.detail.unwrap_or_else(|| "rolling out".into()),
-            )
-        };
-        status.phase = Some(phase);
-        status.message = Some(message.clone());
-
-        let cs = &mut status.conditions;
-        c::set(
-            cs,
-            types::READY,
-            phase == RolloutPhase::Healthy,
-            &format!("{phase:?}"),
-            &message,
-            g,
-            now,
-        );
-        c::set(
-            cs,
-            types::RECONCILING,
-            matches!(phase, RolloutPhase::Progressing | RolloutPhase::Paused),
-            &format!("{phase:?}"),
-            &message,
-            g,
-            now,
-        );
-        c::set(
-            cs,
-            types::STALLED,
-            phase == RolloutPhase::Degraded,
-            if input.mode_aborted {
-                "RolloutAborted"
-            } else if deadline_exceeded {
-                "ProgressDeadlineExceeded"
-            } else {
-                "NotStalled"
-            },
-            &message,
-            g,
-            now,
-        );
-        c::set(
-            cs,
-            types::PAUSED,
-            input.paused,
-            if input.paused { "Paused" } else { "NotPaused" },
-            &message,
-            g,
-            now,
-        );
-        let available = status.available_replicas >= input.min_available;
-        c::set(
-            cs,
-            types::AVAILABLE,
-            available,
-            if available {
-                "MinimumReplicasAvailable"
-            } else {
-                "MinimumReplicasUnavailable"
-            },
-            &format!(
-                "{} of at least {} pods available",
-                status.available_replicas, input.min_available
-            ),
-            g,
-            now,
-        );
-        if input.mode_aborted {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                false,
-                "RolloutAborted",
-                &message,
-                g,
-                now,
-            );
-        } else if deadline_exceeded {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                false,
-                "ProgressDeadlineExceeded",
-                &message,
-                g,
-                now,
-            );
-        } else if input.paused {
-            c::set_unknown(cs, types::PROGRESSING, "RolloutPaused", &message, g, now);
-        } else if input.settled {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                true,
-                "NewReplicaSetAvailable",
-                &message,
-                g,
-                now,
-            );
-        } else {
-            c::set(
-                cs,
-                types::PROGRESSING,
-                true,
-                "ReplicaSetUpdated",
-                &message,
-                g,
-                now,
-            );
-        }
-        c::set(cs, types::INVALID_SPEC, false, "Valid", "", g, now);
-
-        // An Event is a write the apiserver shares with every tenant (they were half of
-        // sluice's writes at scale), so a phase change gets one only when no other Event
-        // of the same plan says it already: entering Progressing is told by NewRevision or
-        // StepCompleted (except when coming back from Degraded: a retry, a deadline
-        // recovered), becoming Healthy by RolloutCompleted (except a first revision).
-        let told = |reason: &str| self.events.iter().any(|e| e.reason == reason);
-        let reason = match phase {
-            RolloutPhase::Degraded if input.mode_aborted => Some((true, "RolloutAborted")),
-            RolloutPhase::Degraded => Some((true, "ProgressDeadlineExceeded")),
-            RolloutPhase::Paused => Some((false, "RolloutPaused")),
-            RolloutPhase::Healthy if told("RolloutCompleted") => None,
-            RolloutPhase::Healthy => Some((false, "RolloutHealthy")),
-            RolloutPhase::Progressing if input.old.phase == Some(RolloutPhase::Degraded) => {
-                Some((false, "RolloutProgressing"))
-            }
-            RolloutPhase::Progressing => None,
-        };
-        if input.old.phase != Some(phase)
-            && let Some((warning, reason)) = reason
-        {
-            // A phase is entered once per step and revision; entering it again at
-            // another step is a new event, not a repeat.
-            let action = format!(
-                "{phase:?}-{}-Step{}",
-                status.current_pod_hash.as_deref().unwrap_or_default(),
-                status.current_step_index.unwrap_or(0)
-            );
-            self.events.push(PlannedEvent {
-                warning,
-                reason: reason.into(),
-                action,
-                message,
-            });
-        }
-        self
-    }
 }

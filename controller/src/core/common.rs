@@ -1,11 +1,14 @@
 //! What every strategy's planner does the same way: wake-ups, controller pauses, run
-//! names, which revision is stable, ReplicaSet bookkeeping and Service selectors.
+//! names, entering a revision, which revision is stable, ReplicaSet bookkeeping and
+//! Service selectors.
 
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use sluice_api::rollout::{PauseCondition, PauseReason, RolloutAnalysis, RolloutStatus};
+use sluice_api::rollout::{
+    PauseCondition, PauseReason, RolloutAnalysis, RolloutStatus, StrategyKind,
+};
 
 use super::action::{Action, PlannedEvent};
 use super::observed::{Observed, ReplicaSetState};
@@ -233,23 +236,81 @@ pub(super) fn point_services<'a>(
     }
 }
 
-/// A new template supersedes whatever was in flight, aborted or not: the abort is
-/// cleared and the progress clock restarts. The Event (none for the first revision) says
-/// what happens to the new revision (`verb`: "rolling out", "previewing").
-pub(super) fn supersede(
+/// What entering the plan's revision decided before anything else: see [`enter_revision`].
+pub(super) struct Entered {
+    /// The template is not the one the status recorded.
+    pub(super) new_template: bool,
+    /// The strategy's runs that the restart of its steps stops.
+    pub(super) actions: Vec<Action>,
+    /// The new revision's Event (none for the first revision).
+    pub(super) events: Vec<PlannedEvent>,
+}
+
+/// The prologue of every strategy's plan. A new template, or a changed step (stage) list,
+/// starts the steps afresh: index 0, no pause, no promote-full, and the strategy's runs
+/// stopped; a new template also supersedes what was in flight. Then both hashes are
+/// recorded, and an abort gets its `abortedAt` (the abort action only sets `abort`; the
+/// delays count from the first plan that sees it).
+pub(super) fn enter_revision(
     status: &mut RolloutStatus,
-    old: &RolloutStatus,
+    strategy: StrategyKind,
     template_hash: &str,
-    verb: &str,
+    steps_hash: &str,
     now: Timestamp,
-) -> Option<PlannedEvent> {
-    status.abort = false;
-    status.aborted_at = None;
-    status.progressed_at = Some(Time(now));
-    old.current_pod_hash.is_some().then(|| PlannedEvent {
-        warning: false,
-        reason: "NewRevision".into(),
-        action: format!("Revision-{template_hash}"),
-        message: format!("pod template changed: {verb} revision {template_hash}"),
-    })
+) -> Entered {
+    let mut actions = Vec::new();
+    let mut events = Vec::new();
+    let new_template = status.current_pod_hash.as_deref() != Some(template_hash);
+    if new_template || status.current_step_hash.as_deref() != Some(steps_hash) {
+        status.current_step_index = Some(0);
+        status.pause_conditions.clear();
+        status.controller_pause = false;
+        status.promote_full = false;
+        let runs = match strategy {
+            StrategyKind::Canary => status.canary.as_mut().map(|c| {
+                [
+                    c.current_step_analysis_run.take(),
+                    c.current_background_analysis_run.take(),
+                ]
+            }),
+            StrategyKind::BlueGreen => status.blue_green.as_mut().map(|b| {
+                [
+                    b.pre_promotion_analysis_run.take(),
+                    b.post_promotion_analysis_run.take(),
+                ]
+            }),
+        };
+        for run in runs.into_iter().flatten().flatten() {
+            actions.push(Action::TerminateAnalysisRun { name: run });
+        }
+        if new_template {
+            let verb = match strategy {
+                StrategyKind::Canary => "rolling out",
+                StrategyKind::BlueGreen => "previewing",
+            };
+            // A new template supersedes whatever was in flight, aborted or not: the abort
+            // is cleared and the progress clock restarts.
+            status.abort = false;
+            status.aborted_at = None;
+            status.progressed_at = Some(Time(now));
+            if status.current_pod_hash.is_some() {
+                events.push(PlannedEvent {
+                    warning: false,
+                    reason: "NewRevision".into(),
+                    action: format!("Revision-{template_hash}"),
+                    message: format!("pod template changed: {verb} revision {template_hash}"),
+                });
+            }
+        }
+    }
+    status.current_pod_hash = Some(template_hash.to_string());
+    status.current_step_hash = Some(steps_hash.to_string());
+    if status.abort && status.aborted_at.is_none() {
+        status.aborted_at = Some(Time(now));
+    }
+    Entered {
+        new_template,
+        actions,
+        events,
+    }
 }

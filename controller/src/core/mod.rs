@@ -13,6 +13,7 @@ pub mod conditions;
 pub mod hash;
 pub mod judge;
 pub mod observed;
+mod phase;
 pub mod replicas;
 
 #[cfg(test)]
@@ -86,24 +87,13 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
 }
 
 /// What every strategy's plan gets: run housekeeping and the common status fields.
-fn finish(
-    rollout: &Rollout,
-    observed: &Observed,
-    p: canary::CanaryPlan,
-    strategy: StrategyKind,
-) -> Plan {
-    let mut actions = p.actions;
-    actions.extend(analysis_housekeeping(&p.status, observed, &actions));
-    let mut status = p.status;
-    status.observed_generation = rollout.metadata.generation;
-    status.strategy = Some(strategy);
-    status.selector = Some(selector_string(&rollout.spec.selector));
-    Plan {
-        actions,
-        status,
-        requeue_after: p.requeue_after,
-        events: p.events,
-    }
+fn finish(rollout: &Rollout, observed: &Observed, mut p: Plan, strategy: StrategyKind) -> Plan {
+    let housekeeping = analysis_housekeeping(&p.status, observed, &p.actions);
+    p.actions.extend(housekeeping);
+    p.status.observed_generation = rollout.metadata.generation;
+    p.status.strategy = Some(strategy);
+    p.status.selector = Some(selector_string(&rollout.spec.selector));
+    p
 }
 
 /// Finished AnalysisRuns kept per Rollout, of each outcome (successful, unsuccessful).

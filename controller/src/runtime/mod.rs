@@ -20,13 +20,14 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use sluice_api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
-use sluice_api::rollout::{CONTROLLER_INSTANCE_LABEL, Rollout};
+use sluice_api::labels::{CONTROLLER_INSTANCE_LABEL, ROLLOUT_LABEL};
+use sluice_api::rollout::Rollout;
 use tracing::{debug, info, warn};
 
 use crate::adapters::cache::Caches;
 use crate::adapters::router::Router;
 use crate::adapters::router::gateway::http_route_resource;
-use crate::adapters::workload::{self, ROLLOUT_LABEL};
+use crate::adapters::workload;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, analysis as runs, status};
 use crate::core::{self, Action, AnalysisRunState, Observed};

@@ -15,6 +15,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use sluice_api::labels::ROLLOUT_LABEL;
 use sluice_api::rollout::{NginxTrafficRouting, Rollout};
 
 use super::{RouterContext, TrafficRouter};
@@ -29,7 +30,6 @@ const DEFAULT_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
 /// Ingress selected this way gets a canary served by the same controller.
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
 /// Longest object name the API server accepts for an Ingress (a DNS subdomain).
 const MAX_NAME_LEN: usize = 253;
 
