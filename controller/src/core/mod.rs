@@ -14,6 +14,7 @@ pub mod hash;
 pub mod judge;
 pub mod observed;
 pub mod replicas;
+pub mod sequential;
 
 #[cfg(test)]
 mod analysis_tests;
