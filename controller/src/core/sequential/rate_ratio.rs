@@ -37,7 +37,7 @@ pub const PRIOR_SCALE: f64 = 0.5;
 const LIMIT: f64 = 30.0;
 
 /// Simpson intervals per integral.
-const INTERVALS: usize = 200;
+const INTERVALS: usize = 600;
 
 /// How far below its mode the integrand is neglected (`e^-40` of the peak).
 const NEGLIGIBLE: f64 = 40.0;
@@ -239,7 +239,17 @@ impl RateRatio {
                     return bound;
                 }
                 if f(u).0 < peak - NEGLIGIBLE || step > 4.0 * LIMIT {
-                    return u;
+                    // Tighten to within an eighth of the step: the doubling overshoots.
+                    let (mut inside, mut outside) = (step / 2.0, step);
+                    for _ in 0..3 {
+                        let mid = 0.5 * (inside + outside);
+                        if f(mode + direction * mid).0 < peak - NEGLIGIBLE {
+                            outside = mid;
+                        } else {
+                            inside = mid;
+                        }
+                    }
+                    return mode + direction * outside;
                 }
                 step *= 2.0;
             }
@@ -365,6 +375,28 @@ mod tests {
         let (lo, hi) = worse.confidence_sequence(0.01);
         assert!(lo > 1.2 && lo < 2.0 && hi > 2.0 && hi < 3.5, "{lo} {hi}");
         assert!((worse.estimate() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_e_value_has_expectation_one_at_the_null() {
+        // One slice of 40 events, the canary with 3/4 of the exposure, null r0 = 1.3:
+        // Σ_x Binomial(x; 40, θ0) E(x) = 1, what makes it a martingale (and Ville apply).
+        let (m, n, b, r0) = (40u32, 3000.0, 1000.0, 1.3f64);
+        let theta = r0 * n / (r0 * n + b);
+        let mut ln_choose = 0.0;
+        let mut total = 0.0;
+        for x in 0..=m {
+            if x > 0 {
+                ln_choose += f64::from(m - x + 1).ln() - f64::from(x).ln();
+            }
+            let pmf =
+                (ln_choose + f64::from(x) * theta.ln() + f64::from(m - x) * (1.0 - theta).ln())
+                    .exp();
+            let mut r = RateRatio::new();
+            r.add(&slice(f64::from(x), n, f64::from(m - x), b));
+            total += pmf * r.ln_e_value(Alternative::Greater(r0)).exp();
+        }
+        assert!((total - 1.0).abs() < 1e-8, "{total}");
     }
 
     #[test]
