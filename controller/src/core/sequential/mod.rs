@@ -178,7 +178,7 @@ fn significant(v: f64) -> String {
 }
 
 /// The e-value of one [`RateRatio`] for the metric's direction and tolerance.
-fn e_value(spec: &SequentialMetric, r: &RateRatio) -> f64 {
+pub fn e_value(spec: &SequentialMetric, r: &RateRatio) -> f64 {
     let greater = || {
         r.ln_e_value(Alternative::Greater(spec.allowed_increase))
             .exp()
@@ -332,45 +332,82 @@ fn quantile(buckets: &[(f64, f64)], total: f64, q: f64) -> f64 {
 /// The quantiles shown with a histogram's verdict.
 const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
-/// Tests the histogram `slices` (oldest first) as of this look.
-pub fn test_histogram(spec: &SequentialMetric, slices: &[HistogramSlice], look: Look) -> Report {
-    let normalised: Vec<_> = slices
-        .iter()
-        .map(|s| (normalise(&s.canary), normalise(&s.baseline)))
-        .collect();
-    let mut bounds: Vec<f64> = normalised
-        .iter()
-        .flat_map(|((c, _), (b, _))| c.iter().chain(b.iter()).map(|x| x.0))
-        .filter(|le| le.is_finite())
-        .collect();
-    bounds.sort_by(f64::total_cmp);
-    bounds.dedup();
-    let mut evidence = vec![RateRatio::new(); bounds.len()];
-    let mut path = Vec::with_capacity(slices.len());
-    // Pooled cumulative counts, for the quantiles.
-    let mut pooled_canary = vec![0.0; bounds.len()];
-    let mut pooled_baseline = vec![0.0; bounds.len()];
-    let (mut canary_total, mut baseline_total) = (0.0, 0.0);
-    for ((c, n), (b, m)) in &normalised {
-        canary_total += n;
-        baseline_total += m;
-        for (j, &le) in bounds.iter().enumerate() {
-            let (below_c, below_b) = (at_or_below(c, le), at_or_below(b, le));
-            pooled_canary[j] += below_c;
-            pooled_baseline[j] += below_b;
-            evidence[j].add(&CountSlice {
+/// The evidence of a histogram so far: one [`RateRatio`] per finite bucket boundary, of
+/// the observations above it among all observations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramEvidence {
+    bounds: Vec<f64>,
+    evidence: Vec<RateRatio>,
+    pooled_canary: Vec<f64>,
+    pooled_baseline: Vec<f64>,
+    canary_total: f64,
+    baseline_total: f64,
+}
+
+impl HistogramEvidence {
+    /// No evidence yet, for these boundaries (a slice's other boundaries are ignored).
+    pub fn new(mut bounds: Vec<f64>) -> Self {
+        bounds.retain(|b| b.is_finite());
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup();
+        let j = bounds.len();
+        HistogramEvidence {
+            bounds,
+            evidence: vec![RateRatio::new(); j],
+            pooled_canary: vec![0.0; j],
+            pooled_baseline: vec![0.0; j],
+            canary_total: 0.0,
+            baseline_total: 0.0,
+        }
+    }
+
+    /// Adds one slice.
+    pub fn add(&mut self, slice: &HistogramSlice) {
+        let ((c, n), (b, m)) = (normalise(&slice.canary), normalise(&slice.baseline));
+        self.canary_total += n;
+        self.baseline_total += m;
+        for (j, &le) in self.bounds.iter().enumerate() {
+            let (below_c, below_b) = (at_or_below(&c, le), at_or_below(&b, le));
+            self.pooled_canary[j] += below_c;
+            self.pooled_baseline[j] += below_b;
+            self.evidence[j].add(&CountSlice {
                 canary_events: n - below_c,
-                canary_total: *n,
+                canary_total: n,
                 baseline_events: m - below_b,
-                baseline_total: *m,
+                baseline_total: m,
             });
         }
-        path.push(if evidence.is_empty() {
-            1.0
-        } else {
-            evidence.iter().map(|r| e_value(spec, r)).sum::<f64>() / evidence.len() as f64
-        });
     }
+
+    /// The mean over the boundaries of their e-values (1 without boundaries).
+    pub fn e_value(&self, spec: &SequentialMetric) -> f64 {
+        if self.evidence.is_empty() {
+            return 1.0;
+        }
+        self.evidence.iter().map(|r| e_value(spec, r)).sum::<f64>() / self.evidence.len() as f64
+    }
+}
+
+/// Tests the histogram `slices` (oldest first) as of this look.
+pub fn test_histogram(spec: &SequentialMetric, slices: &[HistogramSlice], look: Look) -> Report {
+    let bounds: Vec<f64> = slices
+        .iter()
+        .flat_map(|s| s.canary.iter().chain(s.baseline.iter()).map(|x| x.0))
+        .collect();
+    let mut h = HistogramEvidence::new(bounds);
+    let mut path = Vec::with_capacity(slices.len());
+    for s in slices {
+        h.add(s);
+        path.push(h.e_value(spec));
+    }
+    let HistogramEvidence {
+        bounds,
+        evidence,
+        pooled_canary,
+        pooled_baseline,
+        canary_total,
+        baseline_total,
+    } = h;
     let e = path.last().copied().unwrap_or(1.0);
     let max_e = path.iter().copied().fold(1.0, f64::max);
     // Success needs every boundary's sequence to exclude a regression: each at alpha/J,
