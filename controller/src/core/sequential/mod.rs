@@ -179,17 +179,22 @@ fn significant(v: f64) -> String {
 
 /// The e-value of one [`RateRatio`] for the metric's direction and tolerance.
 pub fn e_value(spec: &SequentialMetric, r: &RateRatio) -> f64 {
-    let greater = || {
-        r.ln_e_value(Alternative::Greater(spec.allowed_increase))
-            .exp()
-    };
-    let less = || r.ln_e_value(Alternative::Less(spec.allowed_decrease)).exp();
+    let greater = || capped(r.ln_e_value(Alternative::Greater(spec.allowed_increase)));
+    let less = || capped(r.ln_e_value(Alternative::Less(spec.allowed_decrease)));
     match spec.direction {
         JudgeDirection::Increase => greater(),
         JudgeDirection::Decrease => less(),
         // Each side is an e-value under the null between the tolerances; so is their mean.
         JudgeDirection::Either => 0.5 * (greater() + less()),
     }
+}
+
+/// The largest e-value reported: far beyond any `1/alpha`, and finite, so that means
+/// over histogram boundaries and the measurement's value stay numbers.
+pub const MAX_E_VALUE: f64 = 1e300;
+
+fn capped(ln_e: f64) -> f64 {
+    ln_e.min(MAX_E_VALUE.ln()).exp()
 }
 
 /// True when the confidence sequence `(lower, upper)` excludes every ratio beyond the

@@ -174,6 +174,14 @@ fn a_slower_histogram_fails_and_an_equal_one_does_not() {
     };
     let slower = test_histogram(&s, &[slice(0.15)], INTERIM);
     assert_eq!(slower.verdict, Verdict::Failed, "{}", slower.summary());
+    // Overwhelming evidence stays a number (capped), never infinity.
+    let far = test_histogram(&s, &[slice(1.0)], INTERIM);
+    assert!(
+        far.e_value <= MAX_E_VALUE && far.e_value > 1e250,
+        "{}",
+        far.e_value
+    );
+    assert!(far.p_value > 0.0 && far.value().parse::<f64>().unwrap().is_finite());
     assert!(slower.effect.estimate > 1.0);
     assert!(slower.effect.what.starts_with("share above le="));
     let (q, c, b) = slower.quantiles[0];
