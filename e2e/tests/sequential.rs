@@ -4,12 +4,13 @@
 //! regression and continues without.
 
 use anyhow::{Context, Result};
+use k8s_openapi::jiff::SignedDuration;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun, AnalysisRunStatus};
 use sluice_api::rollout::RolloutPhase;
-use sluice_e2e::rollout_env::Env;
+use sluice_e2e::rollout_env::{Env, hashes};
 use sluice_e2e::simulator::{Behaviour, Simulator};
 
 fn prometheus_url() -> String {
@@ -161,8 +162,69 @@ async fn a_canary_with_twice_the_error_rate_is_aborted_on_the_evidence() -> Resu
     assert!((1.6..2.4).contains(&ratio), "{message}");
     // Stopped at the first look that had the evidence, before the count of three.
     assert!(measurements.len() < 3, "{measurements:#?}");
-    let s = r.status.unwrap();
+    let s = r.status.clone().unwrap();
     assert_ne!(s.stable_rs, s.current_pod_hash, "never promoted");
+
+    // Replaying the template over the run's window reads the same slices from the same
+    // origin and reaches the same verdict, through the library and `kubectl sluice analyze`.
+    let (canary_hash, stable_hash) = hashes(&r);
+    let from = status.started_at.clone().unwrap().0;
+    let to = status.completed_at.clone().unwrap().0 + SignedDuration::from_secs(2);
+    let template: sluice_api::AnalysisTemplate = Api::namespaced(env.client.clone(), env.ns())
+        .get("sequential")
+        .await?;
+    let args: Vec<sluice_api::analysis::AnalysisRunArgument> = serde_json::from_value(json!([
+        { "name": "namespace", "value": env.ns() },
+        { "name": "canary-hash", "value": canary_hash },
+        { "name": "stable-hash", "value": stable_hash },
+    ]))?;
+    let spec =
+        sluice_controller::adapters::analysis::merge(&[template.spec.analysis], &args, "", "")?;
+    let measurer = sluice_controller::runtime::analysis::Measurer {
+        client: env.client.clone(),
+        prometheus: sluice_controller::adapters::prometheus::PrometheusClient::new()?,
+    };
+    let replayed = sluice_controller::runtime::replay::replay(
+        &measurer,
+        env.ns(),
+        &spec,
+        &spec.args,
+        from,
+        to,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    for m in &replayed.measurements {
+        println!(
+            "replay: {:?} e-value {:?}: {}",
+            m.measurement.phase,
+            m.measurement.value,
+            m.measurement.message.clone().unwrap_or_default()
+        );
+    }
+    assert_eq!(replayed.phase, AnalysisPhase::Failed, "{replayed:#?}");
+    let replayed_e: f64 = replayed
+        .measurements
+        .last()
+        .and_then(|m| m.measurement.value.as_deref())
+        .unwrap_or_default()
+        .parse()?;
+    assert!(replayed_e >= 100.0, "{replayed_e}");
+    let bin = std::path::PathBuf::from(std::env::var("SLUICE_CONTROLLER_BIN")?)
+        .with_file_name("kubectl-sluice");
+    let out = std::process::Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(sluice_e2e::kubeconfig_path())
+        .args(["-n", env.ns(), "analyze", "sequential"])
+        .args(["--arg", &format!("namespace={}", env.ns())])
+        .args(["--arg", &format!("canary-hash={canary_hash}")])
+        .args(["--arg", &format!("stable-hash={stable_hash}")])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("verdict: Failed"), "{stdout}");
     env.finish().await
 }
 
