@@ -278,3 +278,68 @@ async fn a_slower_canary_is_aborted_on_its_latency_histogram() -> Result<()> {
     assert!(message.contains(", p50 "), "{message}");
     env.finish().await
 }
+
+#[tokio::test]
+async fn a_blue_green_preview_with_twice_the_error_rate_fails_its_pre_promotion_test() -> Result<()>
+{
+    let env = Env::new("seq-bg").await?;
+    env.services(&["web-active", "web-preview"]).await?;
+    env.apply(template(false)).await?;
+    let analysis = json!({
+        "templates": [{ "templateName": "sequential" }],
+        "args": [
+            { "name": "namespace", "value": env.ns() },
+            { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+            { "name": "stable-hash", "valueFrom": { "podTemplateHashValue": "Stable" } },
+        ],
+    });
+    env.apply(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": sluice_e2e::rollout_env::pod_template("v1"),
+            "strategy": { "blueGreen": {
+                "activeService": "web-active", "previewService": "web-preview",
+                "prePromotionAnalysis": analysis, "abortScaleDownDelaySeconds": 2,
+            } },
+        },
+    }))
+    .await?;
+    let r = env.wait_healthy_on_new_revision().await?;
+    let (v1, _) = hashes(&r);
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web-active").await?;
+    sim.set("v1", ERRORS_5);
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.10,
+            ..ERRORS_5
+        },
+    );
+    env.set_version("v2").await?;
+    env.wait("degraded by the pre-promotion test", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+    })
+    .await?;
+    let status = the_run(&env).await?;
+    print("blue-green preview errors 2x", &status);
+    assert_eq!(status.phase, Some(AnalysisPhase::Failed), "{status:#?}");
+    let last = status.metric_results[0].measurements.last().unwrap();
+    assert!(
+        last.message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("evidence of a regression"),
+        "{last:#?}"
+    );
+    assert_eq!(
+        env.service_hash("web-active").await?.as_deref(),
+        Some(v1.as_str()),
+        "active never switched"
+    );
+    env.finish().await
+}
