@@ -3,6 +3,8 @@
 //! (`sum(increase(...[10s]))`), tested at every look; the Rollout aborts on evidence of a
 //! regression and continues without.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use k8s_openapi::jiff::SignedDuration;
 use kube::Api;
@@ -64,13 +66,25 @@ fn template(histogram: bool) -> Value {
     })
 }
 
+/// The controller's flags that serve the dashboard, without sign-in, on a free port.
+const DASHBOARD: &[&str] = &[
+    "--dashboard-addr",
+    "127.0.0.1:0",
+    "--dashboard-no-auth",
+    "--dashboard-read-only",
+];
+
 async fn sequential_canary(
     prefix: &str,
     histogram: bool,
     stable: Behaviour,
     canary: Behaviour,
 ) -> Result<(Env, Simulator)> {
-    let env = Env::new(prefix).await?;
+    let env = if histogram {
+        Env::new(prefix).await?
+    } else {
+        Env::with_controller_args(prefix, DASHBOARD).await?
+    };
     env.services(&["web-stable", "web-canary"]).await?;
     env.apply(template(histogram)).await?;
     env.rollout(
@@ -225,6 +239,31 @@ async fn a_canary_with_twice_the_error_rate_is_aborted_on_the_evidence() -> Resu
     println!("{stdout}");
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("verdict: Failed"), "{stdout}");
+
+    // The dashboard's analysis view draws the evidence: log10 of each look's e-value
+    // against the line at log10(1/alpha) = 2, the deciding look marked failed.
+    let line = env
+        .controller
+        .as_ref()
+        .context("controller")?
+        .wait_log("dashboard listening", Duration::from_secs(30))
+        .await?;
+    let url = line
+        .split("url=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .context("no url= in the dashboard's log line")?
+        .trim_end_matches('/')
+        .to_string();
+    let page = reqwest::get(format!("{url}/rollouts/{}/web", env.ns()))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        page.contains("sequential (log10 e-value)") && page.contains("failure &gt;= 2"),
+        "{page}"
+    );
+    assert!(page.contains("point bad"), "{page}");
     env.finish().await
 }
 
