@@ -382,3 +382,51 @@ async fn a_blue_green_preview_with_twice_the_error_rate_fails_its_pre_promotion_
     );
     env.finish().await
 }
+
+#[tokio::test]
+async fn a_background_sequential_analysis_aborts_a_canary_with_twice_the_error_rate() -> Result<()>
+{
+    let env = Env::new("seq-background").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.apply(template(false)).await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "analysis": {
+                "templates": [{ "templateName": "sequential" }],
+                "args": [
+                    { "name": "namespace", "value": env.ns() },
+                    { "name": "canary-hash", "valueFrom": { "podTemplateHashValue": "Latest" } },
+                    { "name": "stable-hash", "valueFrom": { "podTemplateHashValue": "Stable" } },
+                ],
+            },
+            "steps": [{ "setWeight": 50 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let sim = Simulator::start(env.client.clone(), env.ns(), "web", "web").await?;
+    sim.set("v1", ERRORS_5);
+    sim.set(
+        "v2",
+        Behaviour {
+            error_rate: 0.10,
+            ..ERRORS_5
+        },
+    );
+    env.set_version("v2").await?;
+    env.wait("aborted by the background test", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.abort && s.phase == Some(RolloutPhase::Degraded))
+    })
+    .await?;
+    let status = the_run(&env).await?;
+    print("background errors 2x", &status);
+    assert_eq!(status.phase, Some(AnalysisPhase::Failed), "{status:#?}");
+    let last = status.metric_results[0].measurements.last().unwrap();
+    let e: f64 = last.value.as_deref().unwrap_or_default().parse()?;
+    assert!(e >= 100.0, "{e}");
+    env.finish().await
+}
