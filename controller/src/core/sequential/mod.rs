@@ -154,7 +154,8 @@ impl Report {
 fn significant(v: f64) -> String {
     if !v.is_finite() {
         return if v.is_nan() {
-            "NaN".into()
+            // No data for it (a ratio of no events, a quantile of no observations).
+            "n/a".into()
         } else if v > 0.0 {
             "inf".into()
         } else {

@@ -242,4 +242,5 @@ fn values_are_short() {
     assert_eq!(significant(1.0), "1");
     assert_eq!(significant(2.5e7), "2.500e7");
     assert_eq!(significant(f64::INFINITY), "inf");
+    assert_eq!(significant(f64::NAN), "n/a");
 }
