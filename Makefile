@@ -62,8 +62,9 @@ release: ## Build the release sluice-controller (the Dockerfile's build step); c
 	cargo build --release --locked -p sluice --bin sluice-controller
 	e2e/chart-flags.sh "$(CARGO_TARGET_DIR)/release/sluice-controller"
 
-bench: ## Decision-quality benchmark of the judge vs a static threshold (prints figures)
+bench: ## Decision-quality benchmarks: the judge vs a static threshold, then every method peeked at every interval (prints figures)
 	cargo bench -p sluice-controller --bench decision_quality
+	cargo bench -p sluice-controller --bench peeking
 
 # Scale benchmark (issue 11): figures, not tests, and never part of `make test`.
 # N, REPLICAS, STEPS, IDLE, SETTLE pass through to e2e/bench/bench.sh.

@@ -29,6 +29,12 @@ fn default_ratio() -> f64 {
 fn default_group() -> String {
     "default".into()
 }
+fn default_alpha() -> f64 {
+    0.01
+}
+fn default_min_canary_count() -> f64 {
+    100.0
+}
 
 /// A reference from a Rollout to an AnalysisTemplate or ClusterAnalysisTemplate.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -152,7 +158,9 @@ pub struct MeasurementRetention {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.count) || self.count <= 1 || has(self.interval)").message("a metric measured more than once needs an interval"),
-    validation = Rule::new("has(self.provider.judge) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition")
+    validation = Rule::new("has(self.provider.judge) || has(self.provider.sequential) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition"),
+    validation = Rule::new("!has(self.provider.sequential) || has(self.interval)").message("a sequential metric needs an interval: its evidence is counted in slices of one interval"),
+    validation = Rule::new("!has(self.provider.sequential) || (!has(self.successCondition) && !has(self.failureCondition))").message("a sequential metric takes no successCondition or failureCondition: its verdict is the test's")
 )]
 pub struct Metric {
     /// Name of the metric, unique within the analysis.
@@ -205,7 +213,7 @@ pub struct Metric {
 /// The source of a metric's measurements: exactly one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.prometheus) != has(self.judge)").message("provider must set exactly one of prometheus and judge"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.judge) ? 1 : 0) + (has(self.sequential) ? 1 : 0) == 1").message("provider must set exactly one of prometheus, judge and sequential"))]
 pub struct MetricProvider {
     /// A PromQL query; `result` is its value(s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +222,11 @@ pub struct MetricProvider {
     /// The built-in canary-versus-baseline statistical judge (Kayenta's algorithm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<JudgeMetric>,
+
+    /// The built-in anytime-valid sequential test of canary against baseline on raw
+    /// counts (errors of requests, or latency histogram buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialMetric>,
 }
 
 /// How to reach a Prometheus server.
@@ -394,6 +407,99 @@ pub struct JudgeSignal {
     /// Group for weighting. Defaults to `default`.
     #[serde(default = "default_group")]
     pub group: String,
+}
+
+/// The anytime-valid sequential test: at every look it reads, from the run's start (after
+/// `initialDelay`), the counts of canary and baseline per slice of one `interval`, and
+/// tests them with a mixture likelihood ratio (an e-value) whose false-alarm rate stays
+/// below `alpha` however many times it looks. `result` is the e-value; the verdict is the
+/// test's: Failed as soon as the e-value reaches `1/alpha`; Successful once the confidence
+/// sequence of the effect excludes a regression beyond the tolerance (metrics with a
+/// `count`), or at the last look without evidence; otherwise the look is undecided.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.counts) != has(self.histogram)").message("sequential must set exactly one of counts and histogram"),
+    validation = Rule::new("self.alpha > 0.0 && self.alpha <= 0.5").message("sequential alpha must be in (0, 0.5]"),
+    validation = Rule::new("self.allowedIncrease >= 1.0").message("sequential allowedIncrease is a ratio of at least 1"),
+    validation = Rule::new("self.allowedDecrease > 0.0 && self.allowedDecrease <= 1.0").message("sequential allowedDecrease is a ratio in (0, 1]")
+)]
+pub struct SequentialMetric {
+    /// The server to ask.
+    #[serde(flatten)]
+    pub connection: PrometheusConnection,
+
+    /// Event and total counters (errors of requests), canary and baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<SequentialCounts>,
+
+    /// Histogram bucket counters (`_bucket` series with an `le` label), canary and
+    /// baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<SequentialHistogram>,
+
+    /// Level of the test: the probability of failing a canary that is no worse than the
+    /// tolerance, over the whole run however often it looks. Defaults to 0.01.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+
+    /// Which deviation is bad. Defaults to Increase (more errors, slower requests).
+    #[serde(default)]
+    pub direction: JudgeDirection,
+
+    /// The canary/baseline rate ratio tolerated before it is a regression: of events
+    /// (1.2 tolerates 20 % more errors), or for a histogram of the share of observations
+    /// above each bucket boundary. Defaults to 1.0.
+    #[serde(default = "default_ratio")]
+    pub allowed_increase: f64,
+
+    /// The lowest rate ratio tolerated when lower is worse. Defaults to 1.0.
+    #[serde(default = "default_ratio")]
+    pub allowed_decrease: f64,
+
+    /// Fewest canary requests (counts) or observations (histogram) for a Successful
+    /// verdict; with fewer the verdict at the last look is Inconclusive (too little
+    /// traffic). Defaults to 100.
+    #[serde(default = "default_min_canary_count")]
+    #[schemars(range(min = 0.0))]
+    pub min_canary_count: f64,
+}
+
+/// Counters of events (e.g. 5xx responses) and of their total (requests), per side.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SequentialCounts {
+    /// The canary's counters.
+    pub canary: CounterPair,
+    /// The baseline's counters (stable pods, or the dedicated baseline).
+    pub baseline: CounterPair,
+}
+
+/// Two counter selectors; sluice queries `sum(increase(SELECTOR[interval]))` per slice.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CounterPair {
+    /// Series selector of the events counter, e.g.
+    /// `http_requests_total{pod_template_hash="{{args.canary-hash}}",code=~"5.."}`.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("events must not be empty"))]
+    pub events: String,
+    /// Series selector of the total counter, e.g.
+    /// `http_requests_total{pod_template_hash="{{args.canary-hash}}"}`.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("total must not be empty"))]
+    pub total: String,
+}
+
+/// Histogram bucket selectors; sluice queries `sum by (le) (increase(SELECTOR[interval]))`
+/// per slice.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SequentialHistogram {
+    /// Series selector of the canary's `_bucket` series.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("canary must not be empty"))]
+    pub canary: String,
+    /// Series selector of the baseline's `_bucket` series.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("baseline must not be empty"))]
+    pub baseline: String,
 }
 
 /// Which deviation of a signal is bad.

@@ -297,9 +297,63 @@ pub fn metric_chart(label: &str, measurements: &[Measurement], thresholds: &[Thr
     }
 }
 
+/// The chart of a sequential metric: its evidence path, the e-value of each look on a
+/// log10 scale (e-values span many orders of magnitude), against the line `1/alpha` at
+/// which the test fails.
+pub fn evidence_chart(label: &str, measurements: &[Measurement], alpha: f64) -> Markup {
+    let logged: Vec<Measurement> = measurements
+        .iter()
+        .map(|m| Measurement {
+            value: m
+                .value
+                .as_deref()
+                .and_then(first_number)
+                .filter(|e| *e > 0.0)
+                .map(|e| format!("{}", e.log10())),
+            ..m.clone()
+        })
+        .collect();
+    let line = Threshold {
+        kind: "failure",
+        op: ">=".into(),
+        value: (1.0 / alpha).log10(),
+    };
+    metric_chart(&format!("{label} (log10 e-value)"), &logged, &[line])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_evidence_chart_draws_log_e_values_against_one_over_alpha() {
+        let m = |value: &str, phase| Measurement {
+            phase,
+            value: Some(value.into()),
+            started_at: None,
+            finished_at: None,
+            message: Some("e-value".into()),
+        };
+        let svg = evidence_chart(
+            "errors",
+            &[
+                m("0.5", AnalysisPhase::Inconclusive),
+                m("10", AnalysisPhase::Inconclusive),
+                m("1.000e4", AnalysisPhase::Failed),
+            ],
+            0.01,
+        )
+        .into_string();
+        assert!(
+            svg.contains("errors (log10 e-value): 3 measurement(s), failure when result &gt;= 2"),
+            "{svg}"
+        );
+        // The line at log10(100) = 2 and the last point at log10(1e4) = 4, the top.
+        assert!(svg.contains("failure &gt;= 2"), "{svg}");
+        assert!(svg.contains("point bad"), "{svg}");
+        // The axis spans log10(0.5) to log10(1e4), padded by a tenth.
+        assert!(svg.contains(">4.43<") && svg.contains(">-0.731<"), "{svg}");
+    }
 
     #[test]
     fn reads_thresholds_from_conditions() {

@@ -638,7 +638,11 @@ fn analysis_run(run: &AnalysisRun, now: Timestamp) -> Markup {
                             @if let Some(c) = &spec.failure_condition { "; failure when " code { (c) } }
                         }
                     }
-                    (chart::metric_chart(&result.name, &result.measurements, &thresholds))
+                    @if let Some(sequential) = spec.and_then(|m| m.provider.sequential.as_ref()) {
+                        (chart::evidence_chart(&result.name, &result.measurements, sequential.alpha))
+                    } @else {
+                        (chart::metric_chart(&result.name, &result.measurements, &thresholds))
+                    }
                     details data-key=(format!("{}/{}", run.name_any(), result.name)) {
                         summary { "Measurements" }
                         div.scroll { table {

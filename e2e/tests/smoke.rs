@@ -581,12 +581,139 @@ fn template_cases() -> Vec<(&'static str, Value, &'static str)> {
                     json!({ "address": "http://x", "query": "up" }),
                 )],
             ),
-            "provider must set exactly one of prometheus and judge",
+            "provider must set exactly one of prometheus, judge and sequential",
         ),
         (
             "no provider",
             with(t(), &[("/spec/metrics/1/provider/judge", Value::Null)]),
-            "provider must set exactly one of prometheus and judge",
+            "provider must set exactly one of prometheus, judge and sequential",
+        ),
+        (
+            "sequential metric without interval",
+            with(t(), &[("/spec/metrics/1", sequential(json!({})))]),
+            "a sequential metric needs an interval",
+        ),
+        (
+            "sequential metric with a condition",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1",
+                    sequential(json!({ "interval": "1m", "successCondition": "result < 100.0" })),
+                )],
+            ),
+            "a sequential metric takes no successCondition or failureCondition",
+        ),
+        (
+            "sequential with counts and a histogram",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    (
+                        "/spec/metrics/1/provider/sequential/histogram",
+                        json!({ "canary": "a_bucket", "baseline": "b_bucket" }),
+                    ),
+                ],
+            ),
+            "sequential must set exactly one of counts and histogram",
+        ),
+        (
+            "sequential alpha above 0.5",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    ("/spec/metrics/1/provider/sequential/alpha", json!(0.7)),
+                ],
+            ),
+            "sequential alpha must be in (0, 0.5]",
+        ),
+        (
+            "sequential allowedIncrease below 1",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    (
+                        "/spec/metrics/1/provider/sequential/allowedIncrease",
+                        json!(0.9),
+                    ),
+                ],
+            ),
+            "sequential allowedIncrease is a ratio of at least 1",
+        ),
+        (
+            "sequential allowedDecrease of 0",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    (
+                        "/spec/metrics/1/provider/sequential/allowedDecrease",
+                        json!(0.0),
+                    ),
+                ],
+            ),
+            "sequential allowedDecrease is a ratio in (0, 1]",
+        ),
+        (
+            "sequential counts with an empty events selector",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    (
+                        "/spec/metrics/1/provider/sequential/counts/canary/events",
+                        json!(""),
+                    ),
+                ],
+            ),
+            "events must not be empty",
+        ),
+        (
+            "sequential counts with an empty total selector",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    (
+                        "/spec/metrics/1/provider/sequential/counts/baseline/total",
+                        json!(""),
+                    ),
+                ],
+            ),
+            "total must not be empty",
+        ),
+        (
+            "sequential histogram with an empty canary selector",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    ("/spec/metrics/1/provider/sequential/counts", Value::Null),
+                    (
+                        "/spec/metrics/1/provider/sequential/histogram",
+                        json!({ "canary": "", "baseline": "b_bucket" }),
+                    ),
+                ],
+            ),
+            "canary must not be empty",
+        ),
+        (
+            "sequential histogram with an empty baseline selector",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", sequential(json!({ "interval": "1m" }))),
+                    ("/spec/metrics/1/provider/sequential/counts", Value::Null),
+                    (
+                        "/spec/metrics/1/provider/sequential/histogram",
+                        json!({ "canary": "a_bucket", "baseline": "" }),
+                    ),
+                ],
+            ),
+            "baseline must not be empty",
         ),
         (
             "judge thresholds inverted",
@@ -672,6 +799,25 @@ fn template_cases() -> Vec<(&'static str, Value, &'static str)> {
             "spec.metrics[1].provider.judge.signals in body should have at least 1 items",
         ),
     ]
+}
+
+/// A sequential metric on counts (named `judge`, as the metric it replaces), with `extra`
+/// fields of the metric.
+fn sequential(extra: Value) -> Value {
+    let mut m = json!({
+        "name": "judge",
+        "provider": { "sequential": {
+            "address": "http://prometheus:9090",
+            "counts": {
+                "canary": { "events": "e", "total": "t" },
+                "baseline": { "events": "e", "total": "t" },
+            },
+        } },
+    });
+    m.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    m
 }
 
 async fn setup(prefix: &str) -> Result<(Client, TestNamespace)> {

@@ -44,7 +44,7 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
 
     // Admission: every file is accepted as it is.
     let files = template_files()?;
-    assert!(files.len() >= 6, "{files:?}");
+    assert!(files.len() >= 8, "{files:?}");
     let templates: Api<ClusterAnalysisTemplate> = Api::all(env.client.clone());
     let mut names = Vec::new();
     for file in &files {
@@ -78,6 +78,12 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
             metric.initial_delay = None;
             metric.interval = None;
             metric.count = None;
+            if let Some(s) = metric.provider.sequential.as_mut() {
+                // One look, at its last, over one 10 s slice: the verdict without evidence.
+                s.connection.address = prometheus.clone();
+                metric.interval = Some(sluice_api::HumanDuration::Text("10s".into()));
+                metric.count = Some(1);
+            }
             if let Some(p) = metric.provider.prometheus.as_mut() {
                 p.connection.address = prometheus.clone();
             }
@@ -157,5 +163,12 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
         .parse()?;
     assert!(p99 > 0.0 && p99 <= 0.05, "p99 {p99}");
     assert_eq!(value("latency-judge"), "100.0");
+    // The sequential templates: an e-value well below 1/alpha for identical versions.
+    for n in ["sequential-error-rate", "sequential-latency"] {
+        let e: f64 = value(n)
+            .parse()
+            .with_context(|| format!("{n}: {}", value(n)))?;
+        assert!(e > 0.0 && e < 10.0, "{n}: e-value {e}");
+    }
     env.finish().await
 }

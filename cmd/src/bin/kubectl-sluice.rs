@@ -217,6 +217,9 @@ async fn analyze(
             if let Some(j) = m.provider.judge.as_mut() {
                 j.connection.address = url.to_string();
             }
+            if let Some(s) = m.provider.sequential.as_mut() {
+                s.connection.address = url.to_string();
+            }
         }
     }
     let args: Vec<AnalysisRunArgument> = pairs

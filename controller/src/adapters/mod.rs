@@ -8,6 +8,7 @@ pub mod cache;
 pub(crate) mod mock_api;
 pub mod prometheus;
 pub mod router;
+pub mod slices;
 pub mod status;
 pub mod workload;
 pub mod written;

@@ -55,6 +55,12 @@ pub enum AnalysisError {
     /// A Prometheus metric with no condition would pass whatever it measures.
     #[error("metric {0:?}: a prometheus metric needs a successCondition or a failureCondition")]
     NoCondition(String),
+    /// A sequential metric without an interval, or with conditions.
+    #[error("metric {metric:?}: {reason}")]
+    InvalidSequential {
+        metric: String,
+        reason: &'static str,
+    },
 }
 
 /// Replaces every `{{args.NAME}}` (spaces allowed inside the braces) in `query` by the
@@ -139,7 +145,25 @@ pub fn validate_spec(spec: &AnalysisSpec) -> Result<(), AnalysisError> {
                     })?;
             }
         }
-        if metric.provider.judge.is_none()
+        if metric.provider.sequential.is_some() {
+            let reason = if metric.interval.is_none() {
+                Some(
+                    "a sequential metric needs an interval: its evidence is counted in slices of one interval",
+                )
+            } else if metric.success_condition.is_some() || metric.failure_condition.is_some() {
+                Some(
+                    "a sequential metric takes no successCondition or failureCondition: its verdict is the test's",
+                )
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(AnalysisError::InvalidSequential {
+                    metric: metric.name.clone(),
+                    reason,
+                });
+            }
+        } else if metric.provider.judge.is_none()
             && metric.success_condition.is_none()
             && metric.failure_condition.is_none()
         {
@@ -365,7 +389,12 @@ fn next_measurement(
     }
     let Some(last) = result.and_then(|r| r.measurements.last()) else {
         let delay = parse(&metric.initial_delay)?.unwrap_or_default();
-        return Some(add(started_at, delay));
+        // A sequential metric's first look waits for its first complete slice.
+        let first_slice = match (&metric.provider.sequential, interval) {
+            (Some(_), Some(i)) => i,
+            _ => Duration::ZERO,
+        };
+        return Some(add(started_at, delay + first_slice));
     };
     let from = last
         .finished_at
@@ -517,6 +546,9 @@ fn metric_phase(metric: &Metric, r: &MetricResult) -> (AnalysisPhase, Option<Str
         );
         return (AnalysisPhase::Error, Some(m));
     }
+    if metric.provider.sequential.is_some() {
+        return sequential_phase(metric, r);
+    }
     if r.inconclusive > inconclusive_limit {
         let m = format!(
             "inconclusive ({}) > inconclusiveLimit ({inconclusive_limit})",
@@ -537,6 +569,48 @@ fn metric_phase(metric: &Metric, r: &MetricResult) -> (AnalysisPhase, Option<Str
         }
         _ => (AnalysisPhase::Running, None),
     }
+}
+
+/// The phase of a sequential metric past its failure and error limits: each look is a
+/// verdict of the test on all the evidence so far, so the last look decides. Successful
+/// when it passed (early, or at the last look); Inconclusive when the last look (`count`)
+/// had too little traffic; else Running: an undecided look is Inconclusive but does not
+/// count against `inconclusiveLimit`, it only means "keep looking".
+fn sequential_phase(metric: &Metric, r: &MetricResult) -> (AnalysisPhase, Option<String>) {
+    let last = r.measurements.last();
+    let done = metric.count.is_some_and(|count| r.count >= count.max(1));
+    match last.map(|m| m.phase) {
+        Some(AnalysisPhase::Successful) => {
+            let m = if done {
+                format!("no evidence of a regression after {} looks", r.count)
+            } else {
+                format!("no regression beyond the tolerance after {} looks", r.count)
+            };
+            (AnalysisPhase::Successful, Some(m))
+        }
+        Some(AnalysisPhase::Inconclusive) if done => {
+            let m = format!("{} looks without a verdict", r.count);
+            (AnalysisPhase::Inconclusive, Some(m))
+        }
+        _ => (AnalysisPhase::Running, None),
+    }
+}
+
+/// Where a sequential metric's evidence starts (the run's start plus `initialDelay`), and
+/// which look the next measurement of it is.
+pub fn sequential_look(
+    status: &AnalysisRunStatus,
+    metric: &Metric,
+    started_at: Timestamp,
+) -> (Timestamp, crate::core::sequential::Look) {
+    let delay = parse(&metric.initial_delay).flatten().unwrap_or_default();
+    let number = find(status, &metric.name).map_or(0, |r| r.count) + 1;
+    let look = crate::core::sequential::Look {
+        number,
+        last: metric.count.is_some_and(|count| number >= count),
+        early_success: metric.count.is_some(),
+    };
+    (add(started_at, delay), look)
 }
 
 /// The verdict of the run and why, naming the metric that decides it.

@@ -39,6 +39,7 @@ fn metric(name: &str, success: Option<&str>, failure: Option<&str>) -> Metric {
                 ..Default::default()
             }),
             judge: None,
+            sequential: None,
         },
     }
 }
@@ -56,8 +57,123 @@ fn judge_metric(success: Option<&str>) -> Metric {
             thresholds: JudgeThresholds::default(),
             confidence: 0.98,
         }),
+        sequential: None,
     };
     m
+}
+
+fn sequential_metric(count: Option<i32>) -> Metric {
+    serde_json::from_value(serde_json::json!({
+        "name": "errors", "interval": "1m", "initialDelay": "30s", "count": count,
+        "provider": { "sequential": { "address": "http://p", "counts": {
+            "canary": { "events": "e", "total": "t" },
+            "baseline": { "events": "e", "total": "t" } } } },
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_sequential_metric_first_looks_after_one_complete_slice() {
+    let m = sequential_metric(Some(5));
+    let s = spec(vec![m.clone()]);
+    let status = AnalysisRunStatus::default();
+    // initialDelay 30 s, then one interval of evidence.
+    let schedule = due(&s, &status, ts(0), ts(60));
+    assert!(schedule.due_now.is_empty());
+    assert_eq!(schedule.next, Some(ts(90)));
+    assert_eq!(due(&s, &status, ts(0), ts(90)).due_now, ["errors"]);
+    let (origin, look) = sequential_look(&status, &m, ts(0));
+    assert_eq!(origin, ts(30));
+    assert_eq!(
+        look,
+        crate::core::sequential::Look {
+            number: 1,
+            last: false,
+            early_success: true
+        }
+    );
+}
+
+#[test]
+fn sequential_metrics_need_an_interval_and_no_conditions() {
+    let mut m = sequential_metric(None);
+    m.interval = None;
+    let err = validate_spec(&spec(vec![m])).unwrap_err();
+    assert!(err.to_string().contains("needs an interval"), "{err}");
+    let mut m = sequential_metric(None);
+    m.success_condition = Some("result > 1.0".into());
+    let err = validate_spec(&spec(vec![m])).unwrap_err();
+    assert!(err.to_string().contains("no successCondition"), "{err}");
+    assert!(validate_spec(&spec(vec![sequential_metric(Some(3))])).is_ok());
+}
+
+#[test]
+fn undecided_looks_keep_a_sequential_metric_running_until_the_last() {
+    let m = sequential_metric(Some(3));
+    let s = spec(vec![m.clone()]);
+    let mut status = AnalysisRunStatus::default();
+    for (i, t) in [(1, 90), (2, 150)] {
+        record(
+            &s,
+            &mut status,
+            "errors",
+            measured(AnalysisPhase::Inconclusive, t),
+        );
+        assert_eq!(
+            status.metric_results[0].phase,
+            AnalysisPhase::Running,
+            "look {i}"
+        );
+        let (_, look) = sequential_look(&status, &m, ts(0));
+        assert_eq!((look.number, look.last), (i + 1, i + 1 == 3));
+    }
+    // The last look had too little traffic: Inconclusive, a human decides.
+    let mut inconclusive = status.clone();
+    record(
+        &s,
+        &mut inconclusive,
+        "errors",
+        measured(AnalysisPhase::Inconclusive, 210),
+    );
+    assert_eq!(
+        inconclusive.metric_results[0].phase,
+        AnalysisPhase::Inconclusive
+    );
+    // A pass at the last look completes it.
+    let mut passed = status.clone();
+    record(
+        &s,
+        &mut passed,
+        "errors",
+        measured(AnalysisPhase::Successful, 210),
+    );
+    assert_eq!(passed.metric_results[0].phase, AnalysisPhase::Successful);
+    // A failed look fails it at once.
+    let mut failed = status;
+    record(
+        &s,
+        &mut failed,
+        "errors",
+        measured(AnalysisPhase::Failed, 210),
+    );
+    assert_eq!(failed.metric_results[0].phase, AnalysisPhase::Failed);
+    assert_eq!(run_phase(&s, &failed, false).0, AnalysisPhase::Failed);
+}
+
+#[test]
+fn an_early_pass_ends_a_sequential_metric_before_its_count() {
+    let m = sequential_metric(Some(10));
+    let s = spec(vec![m]);
+    let mut status = AnalysisRunStatus::default();
+    record(
+        &s,
+        &mut status,
+        "errors",
+        measured(AnalysisPhase::Successful, 90),
+    );
+    assert_eq!(status.metric_results[0].phase, AnalysisPhase::Successful);
+    assert!(due(&s, &status, ts(0), ts(1000)).due_now.is_empty());
+    assert_eq!(run_phase(&s, &status, false).0, AnalysisPhase::Successful);
 }
 
 fn spec(metrics: Vec<Metric>) -> AnalysisSpec {

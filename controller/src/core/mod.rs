@@ -15,6 +15,7 @@ pub mod judge;
 pub mod observed;
 mod phase;
 pub mod replicas;
+pub mod sequential;
 
 #[cfg(test)]
 mod analysis_tests;

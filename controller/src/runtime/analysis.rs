@@ -22,8 +22,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_api::analysis::{
-    AnalysisPhase, AnalysisRun, AnalysisRunArgument, AnalysisSpec, JudgeMetric, Measurement,
-    Metric, PrometheusConnection,
+    AnalysisPhase, AnalysisRun, AnalysisRunArgument, AnalysisRunStatus, AnalysisSpec, JudgeMetric,
+    Measurement, Metric, PrometheusConnection, SequentialMetric,
 };
 use tracing::{error, info, warn};
 
@@ -34,10 +34,12 @@ use super::queue::Queue;
 use super::{ReconcileError, Settings, api, backoff, watches};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
+use crate::adapters::slices::{SliceGrid, SliceSource};
 use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::core::analysis::{self as plan, MetricValue};
 use crate::core::judge::{self, SignalSamples, Verdict};
+use crate::core::sequential;
 
 const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,7 +86,11 @@ pub fn time_budget(spec: &AnalysisSpec) -> Duration {
             (Some(p), _) => timeout(&p.connection),
             // Two range queries per signal, over one connection.
             (None, Some(j)) => timeout(&j.connection) * (2 * j.signals.len() as u32).max(1),
-            (None, None) => Duration::ZERO,
+            (None, None) => match &m.provider.sequential {
+                // Four counters, or two histograms.
+                Some(s) => timeout(&s.connection) * if s.counts.is_some() { 4 } else { 2 },
+                None => Duration::ZERO,
+            },
         })
         .sum();
     RECONCILE_OVERHEAD + SECRET_READ_TIMEOUT * secret_args + queries
@@ -287,13 +293,21 @@ async fn reconcile_inner(
                 let started = Instant::now();
                 let measurement = match &args {
                     Ok(args) => {
-                        ctx.measure(&namespace, metric, args, Timestamp::now())
-                            .await
+                        ctx.measure(
+                            &namespace,
+                            metric,
+                            args,
+                            Timestamp::now(),
+                            (&status, started_at),
+                        )
+                        .await
                     }
                     Err(e) => error_measurement(Timestamp::now(), e.clone()),
                 };
                 let provider = if metric.provider.judge.is_some() {
                     "judge"
+                } else if metric.provider.sequential.is_some() {
+                    "sequential"
                 } else {
                     "prometheus"
                 };
@@ -349,7 +363,7 @@ async fn reconcile_inner(
 async fn write_status(
     client: &Client,
     run: &AnalysisRun,
-    status: &sluice_api::analysis::AnalysisRunStatus,
+    status: &AnalysisRunStatus,
 ) -> Result<Option<Written>, ReconcileError> {
     let mut updated = run.clone();
     updated.status = Some(status.clone());
@@ -499,20 +513,25 @@ impl<'a> Connection<'a> {
 }
 
 impl Measurer {
-    /// One measurement of one metric, as of `at` (now, or a past time when replaying).
-    /// Never fails: a query that cannot be made or answered is an Error measurement with
-    /// the reason, which the limits then judge.
+    /// One measurement of one metric, as of `at` (now, or a past time when replaying),
+    /// for the run whose status and start are `run` (a sequential metric reads its
+    /// evidence from the start and needs to know which look this is). Never fails: a
+    /// query that cannot be made or answered is an Error measurement with the reason,
+    /// which the limits then judge.
     pub async fn measure(
         &self,
         namespace: &str,
         metric: &Metric,
         args: &[AnalysisRunArgument],
         at: Timestamp,
+        run: (&AnalysisRunStatus, Timestamp),
     ) -> Measurement {
         let outcome = if let Some(prom) = &metric.provider.prometheus {
             measure_prometheus(self, namespace, metric, prom, args, at).await
         } else if let Some(judge) = &metric.provider.judge {
             measure_judge(self, namespace, metric, judge, args, at).await
+        } else if let Some(sequential) = &metric.provider.sequential {
+            measure_sequential(self, namespace, metric, sequential, args, at, run).await
         } else {
             Err("metric has no provider".to_string())
         };
@@ -643,6 +662,105 @@ async fn measure_judge(
         started_at: Some(Time(started)),
         finished_at: Some(Time(Timestamp::now())),
         message: Some(report.summary()),
+    })
+}
+
+async fn measure_sequential(
+    ctx: &Measurer,
+    namespace: &str,
+    metric: &Metric,
+    spec: &SequentialMetric,
+    args: &[AnalysisRunArgument],
+    at: Timestamp,
+    (status, started_at): (&AnalysisRunStatus, Timestamp),
+) -> Result<Measurement, String> {
+    let connection = Connection::resolve(&ctx.client, namespace, &spec.connection).await?;
+    let interval = metric
+        .interval
+        .as_ref()
+        .ok_or("a sequential metric needs an interval")?
+        .to_duration()
+        .map_err(|e| e.to_string())?;
+    let (origin, look) = plan::sequential_look(status, metric, started_at);
+    let source = SliceSource {
+        prometheus: &ctx.prometheus,
+        request: QueryRequest {
+            address: connection.address,
+            query: "",
+            at,
+            range: None,
+            timeout: connection.timeout,
+            headers: &connection.headers,
+            bearer_token: connection.token.as_deref(),
+        },
+        grid: SliceGrid {
+            origin,
+            interval,
+            until: at,
+        },
+    };
+    let substitute = |q: &str| plan::substitute_args(q, args).map_err(|e| e.to_string());
+    let report = if let Some(counts) = &spec.counts {
+        let selectors = [
+            substitute(&counts.canary.events)?,
+            substitute(&counts.canary.total)?,
+            substitute(&counts.baseline.events)?,
+            substitute(&counts.baseline.total)?,
+        ];
+        let slices = source.counts(&selectors).await.map_err(|e| e.to_string())?;
+        sequential::test_counts(spec, &slices, look)
+    } else if let Some(histogram) = &spec.histogram {
+        let selectors = [
+            substitute(&histogram.canary)?,
+            substitute(&histogram.baseline)?,
+        ];
+        let slices = source
+            .histograms(&selectors)
+            .await
+            .map_err(|e| e.to_string())?;
+        sequential::test_histogram(spec, &slices, look)
+    } else {
+        return Err("sequential sets neither counts nor histogram".into());
+    };
+    let summary = report.summary();
+    let (phase, message) = match report.verdict {
+        sequential::Verdict::Failed => (
+            AnalysisPhase::Failed,
+            format!("evidence of a regression: {summary}"),
+        ),
+        sequential::Verdict::Successful if look.last => (
+            AnalysisPhase::Successful,
+            format!("no evidence of a regression: {summary}"),
+        ),
+        sequential::Verdict::Successful => (
+            AnalysisPhase::Successful,
+            format!("a regression beyond the tolerance is excluded: {summary}"),
+        ),
+        sequential::Verdict::TooLittleTraffic => (
+            AnalysisPhase::Inconclusive,
+            format!(
+                "too little traffic for a verdict: fewer than minCanaryCount ({}) canary requests; {summary}",
+                spec.min_canary_count
+            ),
+        ),
+        sequential::Verdict::Undecided => {
+            let low = if report.canary_total < spec.min_canary_count {
+                "too little traffic so far; "
+            } else {
+                ""
+            };
+            (
+                AnalysisPhase::Inconclusive,
+                format!("undecided, looking again: {low}{summary}"),
+            )
+        }
+    };
+    Ok(Measurement {
+        phase,
+        value: Some(report.value()),
+        started_at: Some(Time(at)),
+        finished_at: Some(Time(Timestamp::now())),
+        message: Some(message),
     })
 }
 

@@ -52,7 +52,9 @@ pub async fn replay(
             let Some(metric) = spec.metrics.iter().find(|m| &m.name == name) else {
                 continue;
             };
-            let mut m = measurer.measure(namespace, metric, &args, now).await;
+            let mut m = measurer
+                .measure(namespace, metric, &args, now, (&status, from))
+                .await;
             // A replayed measurement happened at the time it stands for.
             m.started_at = Some(Time(now));
             m.finished_at = Some(Time(now));
