@@ -48,6 +48,7 @@ log=$(mktemp)
 POD_NAMESPACE=default "$bin" --kubeconfig "$SLUICE_E2E_KUBECONFIG" "${run[@]}" >"$log" 2>&1 &
 pid=$!
 # Stopped and waited for (SIGKILL after 10 s), so nothing of it outlives the check.
+# shellcheck disable=SC2317  # run by the EXIT trap
 stop() {
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
