@@ -205,23 +205,13 @@ async fn reconcile(
     };
     let key = ObjectRef::from_obj(&*guard);
     let waited = ctx.queue.started(&key, Instant::now());
-    metrics::metrics()
-        .queue_wait
-        .get_or_create(&metrics::ControllerLabels {
-            controller: "analysisrun",
-        })
-        .observe(waited.as_secs_f64());
+    metrics::metrics().queue_waited("analysisrun", waited);
     if let Some(wait) = ctx.expectations.wait(&key, Instant::now(), |w| {
         ctx.runs
             .get(&ObjectRef::new(&w.name).within(&w.namespace))
             .map(|r| r.resource_version())
     }) {
-        metrics::metrics()
-            .cache_waits
-            .get_or_create(&metrics::ControllerLabels {
-                controller: "analysisrun",
-            })
-            .inc();
+        metrics::metrics().cache_waited("analysisrun");
         return Ok(ctx.queue.requeue(&key, wait));
     }
     let started = Instant::now();

@@ -57,12 +57,12 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histograms<ControllerLabels>,
     /// Reconciles that waited for the caches to show the last reconcile's own writes.
-    pub cache_waits: Family<ControllerLabels, Counter>,
+    cache_waits: Family<ControllerLabels, Counter>,
     pub measurements: Family<MeasurementLabels, Counter>,
     pub measurement_duration: Histograms<ProviderLabels>,
     pub leader: Gauge,
     /// How long reconciles waited between becoming due and starting ([`super::queue`]).
-    pub queue_wait: Histograms<ControllerLabels>,
+    queue_wait: Histograms<ControllerLabels>,
     queue_depth: Family<ControllerLabels, Gauge>,
     /// Per controller, what counts its due objects at scrape time.
     queue_depth_sources: Mutex<HashMap<&'static str, DepthSource>>,
@@ -175,6 +175,20 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A reconcile of `controller` started after waiting `waited` in the queue.
+    pub fn queue_waited(&self, controller: &'static str, waited: Duration) {
+        self.queue_wait
+            .get_or_create(&ControllerLabels { controller })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// A reconcile of `controller` was deferred until the caches show its last writes.
+    pub fn cache_waited(&self, controller: &'static str) {
+        self.cache_waits
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+    }
+
     /// The phase the last plan gave Rollout `key` (None: it is gone).
     pub fn rollout_phase(&self, key: String, phase: Option<(String, &'static str)>) {
         let mut phases = self.rollout_phases.lock().expect("metrics lock poisoned");
@@ -259,11 +273,8 @@ mod tests {
             .inc();
         m.leader.set(1);
         m.queue_depth_source("rollout", Box::new(|| 7));
-        m.queue_wait
-            .get_or_create(&ControllerLabels {
-                controller: "rollout",
-            })
-            .observe(0.5);
+        m.queue_waited("rollout", Duration::from_millis(500));
+        m.cache_waited("rollout");
         m.rollout_phase("shop/web".into(), Some(("Paused".into(), "canary")));
         m.rollout_phase("shop/api".into(), Some(("Paused".into(), "canary")));
         m.rollout_phase("shop/old".into(), Some(("Healthy".into(), "blueGreen")));
@@ -277,6 +288,7 @@ mod tests {
             "sluice_leader 1",
             "sluice_queue_depth{controller=\"rollout\"} 7",
             "sluice_queue_wait_seconds_count{controller=\"rollout\"} 1",
+            "sluice_cache_waits_total{controller=\"rollout\"} 1",
             "sluice_rollouts{phase=\"Paused\",strategy=\"canary\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

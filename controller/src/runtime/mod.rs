@@ -443,12 +443,7 @@ async fn reconcile(
 ) -> Result<Requeue, ReconcileError> {
     let started = Instant::now();
     let waited = ctx.queue.started(&ObjectRef::from_obj(&*guard), started);
-    metrics::metrics()
-        .queue_wait
-        .get_or_create(&metrics::ControllerLabels {
-            controller: "rollout",
-        })
-        .observe(waited.as_secs_f64());
+    metrics::metrics().queue_waited("rollout", waited);
     let result = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
         .await
         .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)));
@@ -489,12 +484,7 @@ async fn reconcile_inner(
         .wait(&key, Instant::now(), |w| ctx.cached_version(w))
     {
         debug!(rollout = %rollout.name_any(), ?wait, "waiting for the caches to show our last writes");
-        metrics::metrics()
-            .cache_waits
-            .get_or_create(&metrics::ControllerLabels {
-                controller: "rollout",
-            })
-            .inc();
+        metrics::metrics().cache_waited("rollout");
         return Ok(ctx.queue.requeue(&key, wait));
     }
     debug!(rollout = %rollout.name_any(), "observing");
