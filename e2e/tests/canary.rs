@@ -114,7 +114,6 @@ async fn nginx_canary_ingress_follows_the_steps_and_is_removed_at_the_end() -> R
     .await?;
     let (v1, _) = hashes(&env.wait_healthy_on_new_revision().await?);
     let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), env.ns());
-    let users_before = ingresses.get("web").await?;
 
     env.set_version("v2").await?;
     let r = env.wait_step(1, RolloutPhase::Paused).await?;
@@ -138,6 +137,77 @@ async fn nginx_canary_ingress_follows_the_steps_and_is_removed_at_the_end() -> R
     let rules = spec.rules.unwrap();
     let backend = &rules[0].http.as_ref().unwrap().paths[0].backend;
     assert_eq!(backend.service.as_ref().unwrap().name, "web-canary");
+
+    // Routes that drift are rebuilt, not only weights: the user adds a host to the stable
+    // Ingress mid-pause, then another writer edits the canary Ingress' path.
+    let hosts = |i: &Ingress| -> Vec<(String, String)> {
+        let rules = i
+            .spec
+            .as_ref()
+            .and_then(|s| s.rules.clone())
+            .unwrap_or_default();
+        rules
+            .iter()
+            .flat_map(|r| {
+                let host = r.host.clone().unwrap_or_default();
+                let paths = r.http.iter().flat_map(|h| h.paths.clone());
+                paths.map(move |p| (host.clone(), p.path.unwrap_or_default()))
+            })
+            .collect()
+    };
+    let mut two_hosts = ingress("web", "web-stable");
+    let first_rule = two_hosts["spec"]["rules"][0].clone();
+    let mut second_rule = first_rule.clone();
+    second_rule["host"] = json!("api.web.example");
+    two_hosts["spec"]["rules"] = json!([first_rule, second_rule]);
+    let wanted = vec![
+        ("web.example".to_string(), "/".to_string()),
+        ("api.web.example".to_string(), "/".to_string()),
+    ];
+    let edited = Instant::now();
+    sluice_e2e::apply(&env.client, env.ns(), two_hosts).await?;
+    wait_for(
+        "the new host on the canary Ingress",
+        Duration::from_secs(10),
+        || async { Ok(hosts(&ingresses.get("web-web-canary").await?) == wanted) },
+    )
+    .await?;
+    let rebuilt = edited.elapsed();
+    let patch = json!({"spec": {"rules": [{"host": "web.example", "http": {"paths": [{
+        "path": "/elsewhere", "pathType": "Prefix",
+        "backend": {"service": {"name": "web-canary", "port": {"number": 80}}},
+    }]}}]}});
+    let edited = Instant::now();
+    ingresses
+        .patch(
+            "web-web-canary",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    wait_for(
+        "the canary Ingress put back",
+        Duration::from_secs(10),
+        || async { Ok(hosts(&ingresses.get("web-web-canary").await?) == wanted) },
+    )
+    .await?;
+    let put_back = edited.elapsed();
+    println!(
+        "drift: canary Ingress rebuilt {rebuilt:?} after the stable Ingress changed, put back {put_back:?} after an edit"
+    );
+    assert!(
+        rebuilt < Duration::from_secs(2),
+        "rebuilt only after {rebuilt:?}"
+    );
+    assert!(
+        put_back < Duration::from_secs(2),
+        "put back only after {put_back:?}"
+    );
+    let r = env
+        .wait("verified again", |r| weights(r) == (20, 80, Some(true)))
+        .await?;
+    assert_eq!(r.status.unwrap().current_step_index, Some(1));
+    let users_before = ingresses.get("web").await?;
 
     env.act(UserAction::Promote).await?;
     let r = env.wait_step(3, RolloutPhase::Paused).await?;

@@ -362,7 +362,7 @@ pub fn plan(
         if was_verified {
             let held = observed
                 .router_weight
-                .map_or("no canary route".to_string(), |w| {
+                .map_or("canary routes sluice did not set".to_string(), |w| {
                     format!("canary weight {w}")
                 });
             events.push(PlannedEvent {

@@ -15,7 +15,8 @@ use super::written::Written;
 /// stable Service. Reads come from the caches, writes go to the API.
 pub trait TrafficRouter {
     /// The canary weight the router applies now, as the cache holds it. `Ok(None)` when
-    /// the router has never been set up for this rollout.
+    /// the router is not set up for this rollout as sluice sets it up (never yet, or
+    /// another writer changed its routes): no weight is known to be in place.
     fn current_weight(&self) -> Result<Option<i32>, AdapterError>;
 
     /// Sets the canary weight (0 to 100); idempotent. With weight 0 the router may remove

@@ -36,9 +36,10 @@ const MAX_NAME_LEN: usize = 253;
 /// Routes traffic with an ingress-nginx canary Ingress named
 /// `<rollout>-<stableIngress>-canary` next to the user's stable Ingress.
 ///
-/// The canary Ingress is rebuilt from the stable Ingress on every [`set_weight`], so a
-/// change to the stable Ingress' hosts or paths reaches the canary at the next weight
-/// change. Weight 0 is expressed by deleting it: with no canary Ingress, ingress-nginx
+/// The canary Ingress is rebuilt from the stable Ingress on every [`set_weight`]. A canary
+/// whose routes differ from that (the stable Ingress' hosts or paths changed, another
+/// writer edited the canary) reads as no weight in place, so the planner sets it again
+/// and the routes are rebuilt at once, not at the next step. Weight 0 is expressed by deleting it: with no canary Ingress, ingress-nginx
 /// sends everything to the stable backends.
 ///
 /// [`set_weight`]: TrafficRouter::set_weight
@@ -181,6 +182,26 @@ impl NginxRouter {
             .collect()
     }
 
+    /// Whether `canary` routes what [`canary_ingress`](Self::canary_ingress) would build
+    /// from `stable`: the same rules and class, with the canary switch on. Annotations
+    /// beyond those are not compared; the weight is read separately.
+    fn routes_as_built(&self, canary: &Ingress, stable: &Ingress) -> bool {
+        let spec = canary.spec.as_ref();
+        let rules = spec.and_then(|s| s.rules.clone()).unwrap_or_default();
+        let class = spec.and_then(|s| s.ingress_class_name.as_ref());
+        let stable_class = stable
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_ref());
+        let switched_on = canary
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(&format!("{}/canary", self.prefix())))
+            .is_some_and(|v| v == "true");
+        rules == self.canary_rules(stable) && class == stable_class && switched_on
+    }
+
     /// The complete desired canary Ingress: everything sluice sets, nothing it does not,
     /// so that the forced apply also removes what an earlier version set and no longer
     /// applies (a path removed from the stable Ingress, a dropped annotation).
@@ -245,11 +266,19 @@ impl NginxRouter {
 
 impl TrafficRouter for NginxRouter {
     /// The weight annotation of the canary Ingress; `Some(0)` when it does not exist,
-    /// because then ingress-nginx routes nothing to the canary.
+    /// because then ingress-nginx routes nothing to the canary. `None` when it no longer
+    /// routes what sluice would route (another writer changed its rules, class or canary
+    /// switch, or the stable Ingress' paths changed since): the weight is then not in
+    /// place, and setting it again rebuilds the canary Ingress from the stable one.
     fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
         let Some(canary) = self.owned_canary()? else {
             return Ok(Some(0));
         };
+        if let Some(stable) = self.stable_ingress()
+            && !self.routes_as_built(&canary, &stable)
+        {
+            return Ok(None);
+        }
         let key = self.weight_annotation();
         // ingress-nginx reads a missing weight as 0.
         let Some(raw) = canary
@@ -611,6 +640,48 @@ mod tests {
     async fn current_weight_reads_the_annotation() {
         let r = reading(vec![canary_ingress("42", "uid-1")]);
         assert_eq!(r.current_weight().expect("current_weight"), Some(42));
+    }
+
+    /// The canary Ingress sluice applies at `weight` for [`stable_ingress`], as stored.
+    fn built_canary(weight: i32) -> Value {
+        let r = reading(vec![stable_ingress()]);
+        let stable: Ingress = serde_json::from_value(stable_ingress()).expect("stable");
+        let mut built =
+            serde_json::to_value(r.canary_ingress(&stable, weight).expect("built")).expect("json");
+        built["metadata"]["uid"] = json!("canary-uid");
+        built
+    }
+
+    #[tokio::test]
+    async fn current_weight_is_unset_when_the_canary_no_longer_routes_as_built() {
+        let intact = reading(vec![stable_ingress(), built_canary(30)]);
+        assert_eq!(intact.current_weight().expect("current_weight"), Some(30));
+
+        // Another writer edits the canary's paths, its class or its canary switch.
+        let mut edited_path = built_canary(30);
+        edited_path["spec"]["rules"][0]["http"]["paths"][0]["path"] = json!("/other");
+        let mut edited_class = built_canary(30);
+        edited_class["spec"]["ingressClassName"] = json!("traefik");
+        let mut switched_off = built_canary(30);
+        switched_off["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] =
+            json!("false");
+        // The stable Ingress gains a path to the stable Service after the canary was built.
+        let mut grown = stable_ingress();
+        grown["spec"]["rules"][1]["http"]["paths"][0]["backend"]["service"] =
+            json!({"name": "web-stable", "port": {"number": 80}});
+        let cases = [
+            ("path edited", vec![stable_ingress(), edited_path]),
+            ("class edited", vec![stable_ingress(), edited_class]),
+            ("canary switched off", vec![stable_ingress(), switched_off]),
+            ("stable Ingress changed", vec![grown, built_canary(30)]),
+        ];
+        for (case, cached) in cases {
+            assert_eq!(
+                reading(cached).current_weight().expect("current_weight"),
+                None,
+                "{case}: the weight is not in place"
+            );
+        }
     }
 
     #[tokio::test]
