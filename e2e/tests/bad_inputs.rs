@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -69,8 +70,19 @@ fn cases() -> Vec<(&'static str, Value, &'static str, String)> {
                 json!({ "canaryService": "ingress-canary", "stableService": "ingress-stable",
                         "trafficRouting": { "nginx": { "stableIngress": "ingress" } }, "steps": [] }),
             ),
-            "ReferenceNotFound",
+            "InvalidReference",
             "Ingress ingress has no path to Service ingress-stable".into(),
+        ),
+        (
+            "the canary Ingress' name taken by an Ingress sluice does not own",
+            rollout(
+                "taken",
+                json!({ "canaryService": "taken-canary", "stableService": "taken-stable",
+                        "trafficRouting": { "nginx": { "stableIngress": "taken" } }, "steps": [] }),
+            ),
+            "InvalidReference",
+            "/taken-taken-canary exists but is not owned by Rollout taken; sluice will not overwrite it"
+                .into(),
         ),
         (
             "HTTPRoute with no rule holding both services",
@@ -79,7 +91,7 @@ fn cases() -> Vec<(&'static str, Value, &'static str, String)> {
                 json!({ "canaryService": "route-canary", "stableService": "route-stable",
                         "trafficRouting": { "gatewayAPI": { "httpRoute": "route" } }, "steps": [] }),
             ),
-            "ReferenceNotFound",
+            "InvalidReference",
             "HTTPRoute route has no rule with backendRefs to both route-canary and route-stable"
                 .into(),
         ),
@@ -160,6 +172,8 @@ async fn inputs_only_the_cluster_can_judge_are_reported_as_invalid_spec() -> Res
         "ingress-stable",
         "route-canary",
         "route-stable",
+        "taken-canary",
+        "taken-stable",
     ] {
         env.apply(selecting(name)).await?;
     }
@@ -178,6 +192,20 @@ async fn inputs_only_the_cluster_can_judge_are_reported_as_invalid_spec() -> Res
             "backend": { "service": { "name": "somebody-else", "port": { "number": 80 } } } }] } }] },
     }))
     .await?;
+    // A usable stable Ingress, and an Ingress of the user's under the canary's name.
+    for (name, backend) in [
+        ("taken", "taken-stable"),
+        ("taken-taken-canary", "elsewhere"),
+    ] {
+        env.apply(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": { "name": name },
+            "spec": { "rules": [{ "host": "taken.example.com", "http": { "paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": { "service": { "name": backend, "port": { "number": 80 } } } }] } }] },
+        }))
+        .await?;
+    }
     env.apply(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
         "metadata": { "name": "route" },
@@ -200,6 +228,8 @@ async fn inputs_only_the_cluster_can_judge_are_reported_as_invalid_spec() -> Res
         json!({ "metrics": [metric("result[0] >= ")] }),
     ))
     .await?;
+    let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), env.ns());
+    let foreign_before = ingresses.get("taken-taken-canary").await?;
     let cases = cases();
     for (_, doc, _, _) in &cases {
         env.apply(doc.clone()).await?;
@@ -251,6 +281,12 @@ async fn inputs_only_the_cluster_can_judge_are_reported_as_invalid_spec() -> Res
     }
     // Nothing was made for them: no ReplicaSet, no AnalysisRun.
     assert!(env.sizes().await?.is_empty(), "{:?}", env.sizes().await?);
+    // The user's Ingress under the canary's name was left as it was.
+    let foreign_after = ingresses.get("taken-taken-canary").await?;
+    assert_eq!(
+        foreign_after.metadata.resource_version,
+        foreign_before.metadata.resource_version
+    );
 
     let templates: Api<AnalysisTemplate> = Api::namespaced(env.client.clone(), env.ns());
     wait_for(

@@ -291,7 +291,8 @@ impl TrafficRouter for GatewayApiRouter {
             return Ok(vec![self.route_reference()]);
         };
         if self.rules_with_both(&route)?.is_empty() {
-            return Ok(vec![self.no_rule_message()]);
+            // It is there, so "not found" would send the user looking for the wrong thing.
+            return Err(AdapterError::Invalid(self.no_rule_message()));
         }
         Ok(Vec::new())
     }
@@ -568,11 +569,10 @@ mod tests {
                 {"name": "web-stable", "kind": "ServiceImport", "group": "multicluster.x-k8s.io"}
             ]}
         ]));
-        assert_eq!(
-            reading(vec![body])
-                .missing_references()
-                .expect("missing_references"),
-            vec!["HTTPRoute web has no rule with backendRefs to both web-canary and web-stable"]
+        let result = reading(vec![body]).missing_references();
+        assert!(
+            matches!(&result, Err(AdapterError::Invalid(m)) if m == "HTTPRoute web has no rule with backendRefs to both web-canary and web-stable"),
+            "a route that exists is unusable, not missing: {result:?}"
         );
         assert_eq!(
             reading(vec![split_route(Value::Null, Value::Null)])

@@ -29,7 +29,9 @@ pub trait TrafficRouter {
     ) -> impl Future<Output = Result<Option<Written>, AdapterError>> + Send;
 
     /// Objects the router needs that do not exist (e.g. `Ingress web`), for the
-    /// `InvalidSpec` condition; empty when all are there.
+    /// `ReferenceNotFound` condition; empty when all are there. An error when one exists
+    /// but cannot be used (an Ingress with no path to the stable Service), for
+    /// `InvalidReference`.
     fn missing_references(&self) -> Result<Vec<String>, AdapterError>;
 }
 

@@ -349,7 +349,8 @@ impl TrafficRouter for NginxRouter {
             return Ok(vec![self.stable_reference()]);
         };
         if self.canary_rules(&stable).is_empty() {
-            return Ok(vec![self.no_stable_path()]);
+            // It is there, so "not found" would send the user looking for the wrong thing.
+            return Err(AdapterError::Invalid(self.no_stable_path()));
         }
         Ok(Vec::new())
     }
@@ -723,11 +724,10 @@ mod tests {
     async fn stable_ingress_without_stable_backend_is_reported() {
         let mut stable = stable_ingress();
         stable["spec"] = json!({"rules": [{"host": "x"}]});
-        assert_eq!(
-            reading(vec![stable])
-                .missing_references()
-                .expect("missing_references"),
-            vec!["Ingress web has no path to Service web-stable"]
+        let result = reading(vec![stable]).missing_references();
+        assert!(
+            matches!(&result, Err(AdapterError::Invalid(m)) if m == "Ingress web has no path to Service web-stable"),
+            "an Ingress that exists is unusable, not missing: {result:?}"
         );
         assert_eq!(
             reading(vec![stable_ingress()])
