@@ -151,6 +151,7 @@ pub struct RolloutStrategy {
     validation = Rule::new("!has(self.trafficRouting) || (has(self.canaryService) && has(self.stableService))").message("trafficRouting needs both canaryService and stableService"),
     validation = Rule::new("!(type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') || !(type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%')").message("maxSurge and maxUnavailable must not both be zero"),
     validation = Rule::new("!self.dynamicStableScale || has(self.trafficRouting)").message("dynamicStableScale needs trafficRouting: without a router the stable size is what splits traffic"),
+    validation = Rule::new("!has(self.steps) || !self.steps.exists(s, has(s.setCanaryScale)) || has(self.trafficRouting)").message("setCanaryScale needs trafficRouting: without a router the replica counts are what split traffic, so the canary's size cannot be set apart from its weight"),
     validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (self.analysis.startingStep >= 0 && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of a step")
 )]
 pub struct CanaryStrategy {

@@ -238,6 +238,11 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
             "maxSurge and maxUnavailable must not both be zero",
         ),
         (
+            "setCanaryScale without router",
+            with(canary(), &[(&p("/trafficRouting"), Value::Null)]),
+            "setCanaryScale needs trafficRouting",
+        ),
+        (
             "dynamicStableScale without router",
             with(
                 canary(),

@@ -249,6 +249,20 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(step(), 0..=6)
 }
 
+/// `steps` as admission lets them through: setCanaryScale only with a router.
+fn admitted_steps(steps: Vec<Step>, router: bool) -> Vec<Step> {
+    steps
+        .into_iter()
+        .filter(|s| {
+            router
+                || !matches!(
+                    s,
+                    Step::ScaleReplicas(_) | Step::ScaleWeight(_) | Step::ScaleMatch
+                )
+        })
+        .collect()
+}
+
 fn delay() -> impl Strategy<Value = i32> {
     prop::sample::select(vec![0, 10, 30])
 }
@@ -286,7 +300,7 @@ fn canary_spec() -> impl Strategy<Value = CanarySpec> {
                     max_unavailable: unavailable,
                     router,
                     services,
-                    steps,
+                    steps: admitted_steps(steps, router.is_some()),
                     background,
                     baseline,
                     // Admission refuses dynamicStableScale without a router.
@@ -761,7 +775,7 @@ impl Sim {
             }
             Event::EditSteps(steps) => {
                 if let Kind::Canary(c) = &mut self.spec.kind {
-                    c.steps = steps.clone();
+                    c.steps = admitted_steps(steps.clone(), c.router.is_some());
                     self.scale_against_weight |= scales_against_weight(&self.spec.kind);
                     let strategy = strategy_json(&self.spec.kind);
                     self.edit_spec(format!("steps now {steps:?}"), |r| {
@@ -1381,13 +1395,12 @@ impl Sim {
         }
         let observed = self.observe();
         let p = plan(&self.r, &observed, self.now);
-        // Where the stable is sized by the weight (no router, or dynamicStableScale) an
-        // explicit canary size can contradict the budget: the stable keeps replicas −
-        // weight pods whatever the canary's size, and without a router the canary counts
-        // against maxSurge. Such a step can be unreachable (setCanaryScale 0 after
-        // setWeight 50 with maxUnavailable 0; a canary larger than maxSurge) and waits for
-        // the progress deadline. Admission accepts it today; until it refuses it (or the
-        // planner gives it a meaning) only the safety promises are checked for such specs.
+        // Where the stable is sized by the weight (dynamicStableScale) an explicit canary
+        // size can contradict the budget: the stable keeps replicas − weight pods
+        // whatever the canary's size. Such a step can be unreachable (setCanaryScale 0
+        // after setWeight 50 with maxUnavailable 0) and waits for the progress deadline.
+        // Admission refuses setCanaryScale without a router (as Argo Rollouts does); with
+        // dynamicStableScale it accepts it, so only the safety promises are checked there.
         if self.scale_against_weight && p.status.phase != Some(RolloutPhase::Healthy) {
             return Ok(());
         }
@@ -1414,10 +1427,10 @@ impl Sim {
     }
 }
 
-/// An explicit setCanaryScale in a canary whose stable is sized by the weight (no router,
-/// or dynamicStableScale): see `finish`.
+/// An explicit setCanaryScale in a canary whose stable is sized by the weight
+/// (dynamicStableScale): see `finish`.
 fn scales_against_weight(kind: &Kind) -> bool {
-    matches!(kind, Kind::Canary(c) if (c.router.is_none() || c.dynamic_stable_scale)
+    matches!(kind, Kind::Canary(c) if c.dynamic_stable_scale
         && c.steps.iter().any(|s| matches!(s, Step::ScaleReplicas(_) | Step::ScaleWeight(_))))
 }
 
