@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_api::analysis::{
     AnalysisPhase, AnalysisRun, AnalysisRunArgument, AnalysisRunStatus, AnalysisSpec, JudgeMetric,
-    Measurement, Metric, PrometheusConnection, SequentialMetric,
+    Measurement, Metric, PrometheusConnection, SequentialMetric, WebMetric,
 };
 use tracing::{error, info, warn};
 
@@ -35,6 +35,7 @@ use super::{ReconcileError, Settings, api, backoff, watches};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
 use crate::adapters::slices::{SliceGrid, SliceSource};
+use crate::adapters::web::{WebBody, WebClient, WebRequest, WebTls};
 use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::core::analysis::{self as plan, MetricValue};
@@ -86,14 +87,26 @@ pub fn time_budget(spec: &AnalysisSpec) -> Duration {
             (Some(p), _) => timeout(&p.connection),
             // Two range queries per signal, over one connection.
             (None, Some(j)) => timeout(&j.connection) * (2 * j.signals.len() as u32).max(1),
-            (None, None) => match &m.provider.sequential {
+            (None, None) => match (&m.provider.sequential, &m.provider.web) {
                 // Four counters, or two histograms.
-                Some(s) => timeout(&s.connection) * if s.counts.is_some() { 4 } else { 2 },
-                None => Duration::ZERO,
+                (Some(s), _) => timeout(&s.connection) * if s.counts.is_some() { 4 } else { 2 },
+                (None, Some(w)) => web_timeout(w) + SECRET_READ_TIMEOUT * web_secrets(w),
+                (None, None) => Duration::ZERO,
             },
         })
         .sum();
     RECONCILE_OVERHEAD + SECRET_READ_TIMEOUT * secret_args + queries
+}
+
+fn web_timeout(web: &WebMetric) -> Duration {
+    Duration::from_secs(web.timeout_seconds.clamp(1, 600).unsigned_abs())
+}
+
+fn web_secrets(web: &WebMetric) -> u32 {
+    web.headers
+        .iter()
+        .filter(|h| h.value_from.is_some())
+        .count() as u32
 }
 
 /// Takes measurements: the one implementation used by the AnalysisRun controller and by
@@ -102,6 +115,7 @@ pub struct Measurer {
     /// For Secrets (bearer tokens, secret-valued args).
     pub client: Client,
     pub prometheus: PrometheusClient,
+    pub web: WebClient,
 }
 
 /// Shared state of the AnalysisRun reconciler.
@@ -131,6 +145,13 @@ pub async fn run(
             // Without an HTTP client no metric can be measured; the Rollout controller
             // keeps running and analysis steps stay Pending, which is visible.
             error!(error = %e, "cannot build the Prometheus client: analysis disabled");
+            return;
+        }
+    };
+    let web = match WebClient::new() {
+        Ok(w) => w,
+        Err(e) => {
+            error!(error = %e, "cannot build the web client: analysis disabled");
             return;
         }
     };
@@ -165,6 +186,7 @@ pub async fn run(
         measurer: Measurer {
             client: client.clone(),
             prometheus,
+            web,
         },
         recorder: malformed::recorder(&client),
         runs,
@@ -298,6 +320,8 @@ async fn reconcile_inner(
                     "judge"
                 } else if metric.provider.sequential.is_some() {
                     "sequential"
+                } else if metric.provider.web.is_some() {
+                    "web"
                 } else {
                     "prometheus"
                 };
@@ -522,6 +546,8 @@ impl Measurer {
             measure_judge(self, namespace, metric, judge, args, at).await
         } else if let Some(sequential) = &metric.provider.sequential {
             measure_sequential(self, namespace, metric, sequential, args, at, run).await
+        } else if let Some(web) = &metric.provider.web {
+            measure_web(self, namespace, metric, web, args, at).await
         } else {
             Err("metric has no provider".to_string())
         };
@@ -581,6 +607,71 @@ async fn measure_prometheus(
     Ok(Measurement {
         phase,
         value: Some(result.describe()),
+        started_at: Some(Time(started)),
+        finished_at: Some(Time(Timestamp::now())),
+        message,
+    })
+}
+
+/// One web request: args substituted into the URL, headers and body, header Secrets read
+/// now (never stored), the answer's JSON picked by `jsonPath` and judged by the
+/// conditions. Every failure is the Error measurement's message.
+async fn measure_web(
+    ctx: &Measurer,
+    namespace: &str,
+    metric: &Metric,
+    web: &WebMetric,
+    args: &[AnalysisRunArgument],
+    started: Timestamp,
+) -> Result<Measurement, String> {
+    let substitute = |text: &str| plan::substitute_args(text, args).map_err(|e| e.to_string());
+    let url = substitute(&web.url)?;
+    let mut headers = Vec::with_capacity(web.headers.len());
+    for header in &web.headers {
+        let value = match (&header.value, &header.value_from) {
+            (_, Some(from)) => secret_value(&ctx.client, namespace, &from.secret_key_ref)
+                .await
+                .map_err(|e| format!("header {}: {e}", header.key))?,
+            (Some(value), None) => substitute(value)?,
+            (None, None) => return Err(format!("header {} has no value", header.key)),
+        };
+        headers.push((header.key.clone(), value));
+    }
+    let body = match (&web.body, &web.json_body) {
+        (Some(text), _) => Some(WebBody::Text(substitute(text)?)),
+        (None, Some(json)) => Some(WebBody::Json(json.clone())),
+        (None, None) => None,
+    };
+    let tls = match (&web.ca_bundle, web.insecure) {
+        (Some(pem), _) => WebTls::CaBundle(pem),
+        (None, true) => WebTls::Insecure,
+        (None, false) => WebTls::Platform,
+    };
+    let answer = ctx
+        .web
+        .fetch(&WebRequest {
+            url: &url,
+            method: web.method.unwrap_or_default(),
+            headers: &headers,
+            body,
+            timeout: web_timeout(web),
+            tls,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = match &web.json_path {
+        Some(path) => plan::pick_json_path(&answer, path).map_err(|e| e.to_string())?,
+        None => answer,
+    };
+    let value = MetricValue::Json(value);
+    let (phase, message) = plan::evaluate(metric, &value);
+    let mut text = value.to_string();
+    if text.chars().count() > 500 {
+        text = text.chars().take(500).collect::<String>() + "… (truncated)";
+    }
+    Ok(Measurement {
+        phase,
+        value: Some(text),
         started_at: Some(Time(started)),
         finished_at: Some(Time(Timestamp::now())),
         message,
@@ -777,6 +868,7 @@ mod tests {
             measurer: Measurer {
                 client: client.clone(),
                 prometheus: PrometheusClient::new().unwrap(),
+                web: WebClient::new().unwrap(),
             },
             recorder: malformed::recorder(&client),
             runs: kube::runtime::reflector::store::Writer::default().as_reader(),
