@@ -339,4 +339,4 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 #[path = "web_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -938,6 +938,163 @@ mod tests {
         );
     }
 
+    fn measurer(client: Client) -> Measurer {
+        Measurer {
+            client,
+            prometheus: PrometheusClient::new().unwrap(),
+            web: WebClient::without_proxy(),
+        }
+    }
+
+    fn secret_api() -> Client {
+        mock_api::serve(|seen| {
+            if seen.path.ends_with("/secrets/tok") {
+                (
+                    200,
+                    json!({ "apiVersion": "v1", "kind": "Secret",
+                            "metadata": { "name": "tok", "namespace": "shop" },
+                            "data": { "t": "YWJj" } }),
+                )
+            } else {
+                mock_api::not_found("secrets", "other")
+            }
+        })
+        .0
+    }
+
+    fn web_metric(spec: serde_json::Value) -> Metric {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_web_measurement_substitutes_args_reads_header_secrets_and_picks_the_value() {
+        let (address, mut seen) =
+            crate::adapters::web::tests::serve(200, r#"{"data":{"ok":true,"rate":0.97}}"#).await;
+        let metric = web_metric(json!({
+            "name": "health",
+            "successCondition": "result.ok && result.rate >= 0.95",
+            "provider": { "web": {
+                "url": format!("{address}/check?service={{{{args.service}}}}"),
+                "headers": [
+                    { "key": "X-Token", "valueFrom": { "secretKeyRef": { "name": "tok", "key": "t" } } },
+                    { "key": "X-Service", "value": "{{ args.service }}" },
+                ],
+                "jsonPath": "{$.data}",
+            } },
+        }));
+        let args = [AnalysisRunArgument {
+            name: "service".into(),
+            value: Some("shop".into()),
+            value_from: None,
+        }];
+        let now = Timestamp::now();
+        let m = measurer(secret_api())
+            .measure(
+                "shop",
+                &metric,
+                &args,
+                now,
+                (&AnalysisRunStatus::default(), now),
+            )
+            .await;
+        assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+        assert_eq!(m.value.as_deref(), Some(r#"{"ok":true,"rate":0.97}"#));
+        let seen = seen.recv().await.unwrap();
+        assert_eq!(seen.target, "/check?service=shop");
+        assert_eq!(seen.headers.get("x-token").map(String::as_str), Some("abc"));
+        assert_eq!(
+            seen.headers.get("x-service").map(String::as_str),
+            Some("shop")
+        );
+    }
+
+    #[tokio::test]
+    async fn web_failures_are_error_measurements_that_say_why() {
+        let (ok, _a) = crate::adapters::web::tests::serve(200, r#"{"status":"pass"}"#).await;
+        let (down, _b) = crate::adapters::web::tests::serve(500, "boom").await;
+        let cases = [
+            (
+                json!({ "url": ok.clone(), "jsonPath": "{$.data.ok}" }),
+                r#"jsonPath "{$.data.ok}" matched nothing in the response"#.to_string(),
+            ),
+            (
+                json!({ "url": down.clone() }),
+                format!("web {down}: HTTP 500: boom"),
+            ),
+            (
+                json!({ "url": ok.clone(), "headers": [
+                    { "key": "X-Token", "valueFrom": { "secretKeyRef": { "name": "gone", "key": "t" } } }] }),
+                "header X-Token: ".to_string(),
+            ),
+            (
+                json!({ "url": "{{args.nowhere}}" }),
+                "no arg \"nowhere\"".to_string(),
+            ),
+        ];
+        for (web, want) in cases {
+            let metric = web_metric(json!({
+                "name": "health", "successCondition": "result == 'pass'",
+                "provider": { "web": web.clone() },
+            }));
+            let now = Timestamp::now();
+            let m = measurer(secret_api())
+                .measure(
+                    "shop",
+                    &metric,
+                    &[],
+                    now,
+                    (&AnalysisRunStatus::default(), now),
+                )
+                .await;
+            assert_eq!(m.phase, AnalysisPhase::Error, "{web}: {m:?}");
+            let message = m.message.unwrap_or_default();
+            assert!(message.contains(&want), "{web}: {message:?} lacks {want:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_refuses_a_web_only_analysis_and_leaves_web_metrics_out_of_others() {
+        let web = json!({ "name": "health", "successCondition": "result == 'pass'",
+            "provider": { "web": { "url": "http://127.0.0.1:1/health" } } });
+        let only_web: AnalysisSpec =
+            serde_json::from_value(json!({ "metrics": [web.clone()] })).unwrap();
+        let now = Timestamp::now();
+        let m = measurer(secret_api());
+        let err = crate::runtime::replay::replay(&m, "shop", &only_web, &[], now, now)
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("nothing to replay: metric health: web provider"),
+            "{err}"
+        );
+
+        let (prometheus, _seen) = crate::adapters::web::tests::serve(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}"#,
+        )
+        .await;
+        let mixed: AnalysisSpec = serde_json::from_value(json!({ "metrics": [
+            web,
+            { "name": "rate", "successCondition": "result[0] >= 0.99",
+              "provider": { "prometheus": { "address": prometheus, "query": "up" } } },
+        ] }))
+        .unwrap();
+        let replay = crate::runtime::replay::replay(&m, "shop", &mixed, &[], now, now)
+            .await
+            .unwrap();
+        assert_eq!(replay.measurements.len(), 1);
+        assert_eq!(replay.measurements[0].metric, "rate");
+        assert_eq!(replay.skipped.len(), 1);
+        assert_eq!(replay.skipped[0].0, "health");
+        // The replayed metric passed; the analysis as a whole is not claimed to.
+        assert_eq!(replay.phase, AnalysisPhase::Inconclusive);
+        assert!(
+            replay.message.contains("health could not be replayed"),
+            "{}",
+            replay.message
+        );
+    }
+
     #[test]
     fn the_budget_counts_every_query_and_secret() {
         let spec: AnalysisSpec = serde_json::from_value(json!({
