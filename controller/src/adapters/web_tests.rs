@@ -260,3 +260,106 @@ fn urls_in_messages_hide_credentials_and_queries() {
     );
     assert_eq!(redact("http://h:8080/health"), "http://h:8080/health");
 }
+
+/// An HTTPS server on 127.0.0.1 with a certificate for `localhost` and 127.0.0.1 signed
+/// by the test CA (`controller/tests/data/web-tls`, valid until 2126), answering `body`.
+async fn serve_tls(body: &'static str) -> String {
+    use rustls::pki_types::PrivateKeyDer;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/web-tls");
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake: nothing to do.
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+fn test_ca() -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/web-tls/ca.pem"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn https_with_a_private_ca_needs_its_ca_bundle_or_insecure() {
+    let address = serve_tls(r#"{"status":"pass"}"#).await;
+    let client = WebClient::without_proxy();
+    // The platform's roots do not know the test CA: a TLS failure, said so.
+    let err = client.fetch(&get(&address)).await.unwrap_err();
+    let WebError::Transport { reason, .. } = &err else {
+        panic!("not a transport error: {err:?}");
+    };
+    assert!(reason.contains("certificate"), "{reason}");
+    // With the CA bundle it is verified and answers.
+    let ca = test_ca();
+    let answer = client
+        .fetch(&WebRequest {
+            tls: WebTls::CaBundle(&ca),
+            ..get(&address)
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!({"status": "pass"}));
+    // By name as well: the certificate names localhost and 127.0.0.1.
+    let port = address.rsplit(':').next().unwrap();
+    let by_name = format!("https://localhost:{port}");
+    assert!(
+        client
+            .fetch(&WebRequest {
+                tls: WebTls::CaBundle(&ca),
+                ..get(&by_name)
+            })
+            .await
+            .is_ok()
+    );
+    // insecure skips verification, only when asked.
+    let answer = client
+        .fetch(&WebRequest {
+            tls: WebTls::Insecure,
+            ..get(&address)
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!({"status": "pass"}));
+}
