@@ -271,9 +271,10 @@ pub struct WebMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
 
-    /// A JSON request body, sent with `Content-Type: application/json`; POST or PUT only.
+    /// A JSON object sent as the request body with `Content-Type: application/json`;
+    /// POST or PUT only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "any_json")]
+    #[schemars(schema_with = "any_json_object")]
     pub json_body: Option<serde_json::Value>,
 
     /// Time limit of the whole request, body included, in seconds. Defaults to 10.
@@ -301,8 +302,9 @@ pub struct WebMetric {
     pub ca_bundle: Option<String>,
 }
 
-fn any_json(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+fn any_json_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // Typed, so that CEL rules can see the field (an untyped one is invisible to them).
+    schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
 }
 
 /// An HTTP method of a web metric.
