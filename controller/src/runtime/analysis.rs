@@ -1096,6 +1096,20 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_counts_a_web_request_and_its_header_secrets() {
+        let spec: AnalysisSpec = serde_json::from_value(json!({
+            "metrics": [{ "name": "w", "successCondition": "result == 'pass'",
+                "provider": { "web": { "url": "http://h", "timeoutSeconds": 5, "headers": [
+                    { "key": "A", "valueFrom": { "secretKeyRef": { "name": "s", "key": "a" } } },
+                    { "key": "B", "value": "b" },
+                ] } } }],
+        }))
+        .unwrap();
+        // Overhead 30 s, the request 5 s, one Secret-valued header 10 s.
+        assert_eq!(time_budget(&spec), Duration::from_secs(30 + 5 + 10));
+    }
+
+    #[test]
     fn the_budget_counts_every_query_and_secret() {
         let spec: AnalysisSpec = serde_json::from_value(json!({
             "args": [{ "name": "k", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }],
