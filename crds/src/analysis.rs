@@ -158,7 +158,8 @@ pub struct MeasurementRetention {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.count) || self.count <= 1 || has(self.interval)").message("a metric measured more than once needs an interval"),
-    validation = Rule::new("has(self.provider.judge) || has(self.provider.sequential) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition"),
+    validation = Rule::new("has(self.provider.judge) || has(self.provider.sequential) || has(self.provider.web) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition"),
+    validation = Rule::new("!has(self.provider.web) || has(self.successCondition) || has(self.failureCondition)").message("a web metric needs a successCondition or a failureCondition"),
     validation = Rule::new("!has(self.provider.sequential) || has(self.interval)").message("a sequential metric needs an interval: its evidence is counted in slices of one interval"),
     validation = Rule::new("!has(self.provider.sequential) || (!has(self.successCondition) && !has(self.failureCondition))").message("a sequential metric takes no successCondition or failureCondition: its verdict is the test's")
 )]
@@ -213,7 +214,7 @@ pub struct Metric {
 /// The source of a metric's measurements: exactly one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.judge) ? 1 : 0) + (has(self.sequential) ? 1 : 0) == 1").message("provider must set exactly one of prometheus, judge and sequential"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.judge) ? 1 : 0) + (has(self.sequential) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1").message("provider must set exactly one of prometheus, judge, sequential and web"))]
 pub struct MetricProvider {
     /// A PromQL query; `result` is its value(s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +228,122 @@ pub struct MetricProvider {
     /// counts (errors of requests, or latency histogram buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<SequentialMetric>,
+
+    /// An HTTP request whose JSON answer (or the part `jsonPath` picks) is `result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebMetric>,
+}
+
+fn default_web_timeout_seconds() -> i64 {
+    10
+}
+
+/// An HTTP request to any endpoint that answers JSON, as Argo Rollouts' `web` provider:
+/// `result` in the conditions is the value `jsonPath` picks from the answer (a number,
+/// string, bool, object or array), or the whole answer without a `jsonPath`. A non-2xx
+/// status, an answer that is not JSON, a path that matches nothing, a timeout or a
+/// connection that fails is an Error measurement with the reason.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.body) && has(self.jsonBody))").message("web sets body or jsonBody, not both"),
+    validation = Rule::new("!(has(self.body) || has(self.jsonBody)) || (has(self.method) && self.method != 'GET')").message("web body and jsonBody need method POST or PUT"),
+    validation = Rule::new("!(self.insecure && has(self.caBundle))").message("web sets insecure or caBundle, not both"),
+    validation = Rule::new("!self.insecure || self.url.startsWith('https://') || self.url.startsWith('{{')").message("web insecure applies only to an https:// url")
+)]
+pub struct WebMetric {
+    /// The URL to ask, `http://` or `https://`; `{{args.NAME}}` is replaced by the
+    /// argument's value (the whole URL may be one argument).
+    #[schemars(length(max = 4096))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://') || self.startsWith('{{')").message("web url must be an http:// or https:// URL, or start with an {{args.NAME}} placeholder"))]
+    pub url: String,
+
+    /// HTTP method. Defaults to GET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<WebMethod>,
+
+    /// HTTP headers; values may use `{{args.NAME}}` or come from a Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub headers: Vec<WebHeader>,
+
+    /// A request body, sent as is (`{{args.NAME}}` replaced); POST or PUT only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+
+    /// A JSON object sent as the request body with `Content-Type: application/json`;
+    /// POST or PUT only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_json_object")]
+    pub json_body: Option<serde_json::Value>,
+
+    /// Time limit of the whole request, body included, in seconds. Defaults to 10.
+    #[serde(default = "default_web_timeout_seconds")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: i64,
+
+    /// JSONPath (RFC 9535) of the value to judge, e.g. `{$.data.ok}` or `$.data.ok` (the
+    /// braces of Argo Rollouts' kubectl-style paths are accepted). Without it `result` is
+    /// the whole answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub json_path: Option<String>,
+
+    /// Skip verifying the server's TLS certificate. Only when asked: an https endpoint
+    /// with a private CA should set `caBundle` instead.
+    #[serde(default)]
+    pub insecure: bool,
+
+    /// PEM certificates of the CAs that sign the server's certificate, trusted in
+    /// addition to the platform's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    #[x_kube(validation = Rule::new("self.contains('-----BEGIN CERTIFICATE-----')").message("web caBundle must hold PEM certificates"))]
+    pub ca_bundle: Option<String>,
+}
+
+fn any_json_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // Typed, so that CEL rules can see the field (an untyped one is invisible to them).
+    schemars::json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// An HTTP method of a web metric.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WebMethod {
+    /// GET (the default).
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    /// POST.
+    #[serde(rename = "POST")]
+    Post,
+    /// PUT.
+    #[serde(rename = "PUT")]
+    Put,
+}
+
+/// An HTTP header of a web metric: a literal value or a Secret's key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("a web header sets exactly one of value and valueFrom"))]
+pub struct WebHeader {
+    /// Header name.
+    #[schemars(length(min = 1, max = 256))]
+    pub key: String,
+    /// Header value; `{{args.NAME}}` is replaced by the argument's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Where to read the value from, when measuring (never copied into the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<WebHeaderValueFrom>,
+}
+
+/// The source of a web header's value.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WebHeaderValueFrom {
+    /// A key of a Secret in the namespace of the analysis.
+    pub secret_key_ref: SecretKeySelector,
 }
 
 /// How to reach a Prometheus server.

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod chart;
 pub mod rollout_env;
 pub mod simulator;
+pub mod web_endpoint;
 
 use std::{
     path::{Path, PathBuf},

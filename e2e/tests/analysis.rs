@@ -216,6 +216,7 @@ async fn a_canary_failing_a_fifth_of_its_requests_is_rolled_back() -> Result<()>
     let measurer = sluice_controller::runtime::analysis::Measurer {
         client: env.client.clone(),
         prometheus: sluice_controller::adapters::prometheus::PrometheusClient::new()?,
+        web: sluice_controller::adapters::web::WebClient::new()?,
     };
     let replayed = sluice_controller::runtime::replay::replay(
         &measurer,

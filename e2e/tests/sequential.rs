@@ -197,6 +197,7 @@ async fn a_canary_with_twice_the_error_rate_is_aborted_on_the_evidence() -> Resu
     let measurer = sluice_controller::runtime::analysis::Measurer {
         client: env.client.clone(),
         prometheus: sluice_controller::adapters::prometheus::PrometheusClient::new()?,
+        web: sluice_controller::adapters::web::WebClient::new()?,
     };
     let replayed = sluice_controller::runtime::replay::replay(
         &measurer,

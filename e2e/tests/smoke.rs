@@ -586,12 +586,106 @@ fn template_cases() -> Vec<(&'static str, Value, &'static str)> {
                     json!({ "address": "http://x", "query": "up" }),
                 )],
             ),
-            "provider must set exactly one of prometheus, judge and sequential",
+            "provider must set exactly one of prometheus, judge, sequential and web",
         ),
         (
             "no provider",
             with(t(), &[("/spec/metrics/1/provider/judge", Value::Null)]),
-            "provider must set exactly one of prometheus, judge and sequential",
+            "provider must set exactly one of prometheus, judge, sequential and web",
+        ),
+        (
+            "web metric without condition",
+            with(
+                t(),
+                &[
+                    ("/spec/metrics/1", web(json!({}))),
+                    ("/spec/metrics/1/successCondition", Value::Null),
+                ],
+            ),
+            "a web metric needs a successCondition or a failureCondition",
+        ),
+        (
+            "web url not a URL",
+            with(
+                t(),
+                &[("/spec/metrics/1", web(json!({ "url": "health:80" })))],
+            ),
+            "web url must be an http:// or https:// URL",
+        ),
+        (
+            "web method not one of GET, POST, PUT",
+            with(
+                t(),
+                &[("/spec/metrics/1", web(json!({ "method": "DELETE" })))],
+            ),
+            "Unsupported value: \"DELETE\"",
+        ),
+        (
+            "web body and jsonBody",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1",
+                    web(json!({ "method": "POST", "body": "a", "jsonBody": { "a": 1 } })),
+                )],
+            ),
+            "web sets body or jsonBody, not both",
+        ),
+        (
+            "web body with GET",
+            with(t(), &[("/spec/metrics/1", web(json!({ "body": "a" })))]),
+            "web body and jsonBody need method POST or PUT",
+        ),
+        (
+            "web insecure and caBundle",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1",
+                    web(json!({ "insecure": true,
+                        "caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" })),
+                )],
+            ),
+            "web sets insecure or caBundle, not both",
+        ),
+        (
+            "web insecure on http",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1",
+                    web(json!({ "url": "http://health.example/", "insecure": true })),
+                )],
+            ),
+            "web insecure applies only to an https:// url",
+        ),
+        (
+            "web caBundle not PEM",
+            with(
+                t(),
+                &[("/spec/metrics/1", web(json!({ "caBundle": "abc" })))],
+            ),
+            "web caBundle must hold PEM certificates",
+        ),
+        (
+            "web header with value and valueFrom",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/1",
+                    web(json!({ "headers": [{ "key": "X", "value": "a",
+                        "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }] })),
+                )],
+            ),
+            "a web header sets exactly one of value and valueFrom",
+        ),
+        (
+            "web timeoutSeconds of 0",
+            with(
+                t(),
+                &[("/spec/metrics/1", web(json!({ "timeoutSeconds": 0 })))],
+            ),
+            "timeoutSeconds in body should be greater than or equal to 1",
         ),
         (
             "sequential metric without interval",
@@ -808,6 +902,20 @@ fn template_cases() -> Vec<(&'static str, Value, &'static str)> {
 
 /// A sequential metric on counts (named `judge`, as the metric it replaces), with `extra`
 /// fields of the metric.
+/// A web metric in place of the judge (metric 1), with `web` merged into its provider.
+fn web(extra: Value) -> Value {
+    let mut provider = json!({ "url": "https://health.example/status" });
+    provider
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({
+        "name": "judge",
+        "successCondition": "result == 'pass'",
+        "provider": { "web": provider },
+    })
+}
+
 fn sequential(extra: Value) -> Value {
     let mut m = json!({
         "name": "judge",

@@ -16,6 +16,7 @@ use sluice_api::rollout::RolloutPhase;
 use sluice_controller::adapters::analysis::merge;
 use sluice_e2e::rollout_env::{Env, hashes};
 use sluice_e2e::simulator::{Behaviour, Simulator};
+use sluice_e2e::web_endpoint::WebEndpoint;
 use sluice_e2e::{apply, repo_root, wait_for};
 
 fn template_files() -> Result<Vec<std::path::PathBuf>> {
@@ -44,7 +45,7 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
 
     // Admission: every file is accepted as it is.
     let files = template_files()?;
-    assert!(files.len() >= 8, "{files:?}");
+    assert!(files.len() >= 9, "{files:?}");
     let templates: Api<ClusterAnalysisTemplate> = Api::all(env.client.clone());
     let mut names = Vec::new();
     for file in &files {
@@ -60,6 +61,11 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
         );
     }
 
+    // The web template's health endpoint: the controller is a local process, so a
+    // loopback server stands in for the canary's `/healthz`.
+    let health = WebEndpoint::start(200, r#"{"status":"pass","checks":{"db":"pass"}}"#).await?;
+    let health_url = format!("{}/healthz", health.url);
+
     // Twenty seconds of traffic for the rates and the judge's window.
     tokio::time::sleep(Duration::from_secs(22)).await;
     let args: Vec<AnalysisRunArgument> = serde_json::from_value(json!([
@@ -68,6 +74,7 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
         { "name": "baseline-hash", "value": stable_hash },
         { "name": "canary-service", "value": "web-canary" },
         { "name": "canary-revision", "value": "v2" },
+        { "name": "health-url", "value": health_url },
     ]))?;
     let runs: Api<AnalysisRun> = Api::namespaced(env.client.clone(), env.ns());
     for name in &names {
@@ -170,5 +177,12 @@ async fn every_ready_made_template_is_admitted_and_evaluates_against_prometheus(
             .with_context(|| format!("{n}: {}", value(n)))?;
         assert!(e > 0.0 && e < 10.0, "{n}: e-value {e}");
     }
+    // The web template judged the endpoint's own answer, asked at its own path.
+    assert_eq!(value("web-health"), r#""pass""#);
+    assert!(
+        health.requests().iter().any(|t| t == "/healthz"),
+        "{:?}",
+        health.requests()
+    );
     env.finish().await
 }

@@ -234,8 +234,14 @@ async fn analyze(
     let measurer = Measurer {
         client: client.clone(),
         prometheus: PrometheusClient::new()?,
+        web: sluice_controller::adapters::web::WebClient::new()?,
     };
     println!("replaying {template} from {from} to {to}");
+    for metric in &spec.metrics {
+        if let Some(why) = replay::not_replayable(metric) {
+            println!("not replayed: metric {}: {why}", metric.name);
+        }
+    }
     let replay = replay::replay(&measurer, ns, &spec, &spec.args, from, to)
         .await
         .map_err(anyhow::Error::msg)?;

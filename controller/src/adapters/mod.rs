@@ -10,6 +10,7 @@ pub mod prometheus;
 pub mod router;
 pub mod slices;
 pub mod status;
+pub mod web;
 pub mod workload;
 pub mod written;
 

@@ -55,6 +55,9 @@ pub enum AnalysisError {
     /// A Prometheus metric with no condition would pass whatever it measures.
     #[error("metric {0:?}: a prometheus metric needs a successCondition or a failureCondition")]
     NoCondition(String),
+    /// A web metric with no condition would pass whatever the endpoint answers.
+    #[error("metric {0:?}: a web metric needs a successCondition or a failureCondition")]
+    NoWebCondition(String),
     /// A sequential metric without an interval, or with conditions.
     #[error("metric {metric:?}: {reason}")]
     InvalidSequential {
@@ -167,7 +170,11 @@ pub fn validate_spec(spec: &AnalysisSpec) -> Result<(), AnalysisError> {
             && metric.success_condition.is_none()
             && metric.failure_condition.is_none()
         {
-            return Err(AnalysisError::NoCondition(metric.name.clone()));
+            return Err(if metric.provider.web.is_some() {
+                AnalysisError::NoWebCondition(metric.name.clone())
+            } else {
+                AnalysisError::NoCondition(metric.name.clone())
+            });
         }
     }
     Ok(())
@@ -181,6 +188,10 @@ pub enum MetricValue {
     Numbers(Vec<f64>),
     /// The judge's score, 0 to 100. Bound as a CEL double (`result >= 90.0`).
     Score(f64),
+    /// A web answer, or the part its `jsonPath` picked: bound as the CEL value of the
+    /// JSON (`result.ok && result.successPercent >= 0.9`, `result == "pass"`). Integers
+    /// are CEL ints, other numbers doubles; CEL compares the two with each other.
+    Json(serde_json::Value),
 }
 
 impl MetricValue {
@@ -190,6 +201,7 @@ impl MetricValue {
             MetricValue::Numbers(v) if v.is_empty() => Some("query returned no data"),
             MetricValue::Numbers(v) if v.iter().any(|x| x.is_nan()) => Some("result contains NaN"),
             MetricValue::Score(s) if s.is_nan() => Some("result contains NaN"),
+            MetricValue::Json(serde_json::Value::Null) => Some("result is null"),
             _ => None,
         }
     }
@@ -200,6 +212,8 @@ impl MetricValue {
                 cel::Value::List(Arc::new(v.iter().map(|x| cel::Value::Float(*x)).collect()))
             }
             MetricValue::Score(s) => cel::Value::Float(*s),
+            // A JSON value always converts: its map keys are strings.
+            MetricValue::Json(v) => cel::to_value(v).unwrap_or(cel::Value::Null),
         }
     }
 }
@@ -219,7 +233,55 @@ impl fmt::Display for MetricValue {
                 f.write_str("]")
             }
             MetricValue::Score(s) => write!(f, "{s}"),
+            MetricValue::Json(v) => write!(f, "{v}"),
         }
+    }
+}
+
+/// Why a web answer has no value to judge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonPathError {
+    /// The path is not valid JSONPath.
+    #[error("jsonPath {path:?} is not valid JSONPath: {reason}")]
+    Invalid { path: String, reason: String },
+    /// The path matched nothing in the answer.
+    #[error("jsonPath {path:?} matched nothing in the response")]
+    NoMatch { path: String },
+}
+
+/// The value `path` picks from `answer`: RFC 9535 JSONPath, with the braces of Argo
+/// Rollouts' kubectl-style paths (`{$.data.ok}`) accepted, and a path without its `$`
+/// (`.data.ok`, as kubectl writes it) rooted at the answer. One match is that value;
+/// several (a wildcard, a filter) are the list of them; none is an error, never a
+/// silent null.
+pub fn pick_json_path(
+    answer: &serde_json::Value,
+    path: &str,
+) -> Result<serde_json::Value, JsonPathError> {
+    use jsonpath_rust::JsonPath;
+    let trimmed = path.trim();
+    let inner = trimmed
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(trimmed)
+        .trim();
+    let rooted = if inner.starts_with('$') {
+        inner.to_string()
+    } else {
+        format!("${inner}")
+    };
+    let found = answer.query(&rooted).map_err(|e| JsonPathError::Invalid {
+        path: path.to_string(),
+        reason: first_line(&e.to_string()),
+    })?;
+    match found.as_slice() {
+        [] => Err(JsonPathError::NoMatch {
+            path: path.to_string(),
+        }),
+        [one] => Ok((*one).clone()),
+        many => Ok(serde_json::Value::Array(
+            many.iter().map(|v| (*v).clone()).collect(),
+        )),
     }
 }
 

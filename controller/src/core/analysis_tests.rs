@@ -40,6 +40,7 @@ fn metric(name: &str, success: Option<&str>, failure: Option<&str>) -> Metric {
             }),
             judge: None,
             sequential: None,
+            web: None,
         },
     }
 }
@@ -58,6 +59,7 @@ fn judge_metric(success: Option<&str>) -> Metric {
             confidence: 0.98,
         }),
         sequential: None,
+        web: None,
     };
     m
 }
@@ -819,4 +821,106 @@ fn run_phase_precedence() {
             );
         }
     }
+}
+
+fn web_metric(success: Option<&str>, failure: Option<&str>) -> Metric {
+    let mut m = metric("health", success, failure);
+    m.provider = serde_json::from_value(serde_json::json!({
+        "web": { "url": "http://h/health" }
+    }))
+    .unwrap();
+    m
+}
+
+#[test]
+fn json_path_picks_one_value_many_as_a_list_and_none_is_an_error() {
+    let answer = serde_json::json!({
+        "data": { "ok": true, "successPercent": 0.95, "checks": [{"up": 1}, {"up": 0}] }
+    });
+    // Argo Rollouts' kubectl-style braces, RFC 9535, and kubectl's rootless form.
+    for path in ["{$.data.ok}", "$.data.ok", ".data.ok", " { $.data.ok } "] {
+        assert_eq!(
+            pick_json_path(&answer, path),
+            Ok(serde_json::json!(true)),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        pick_json_path(&answer, "{$.data}").unwrap()["successPercent"],
+        serde_json::json!(0.95)
+    );
+    assert_eq!(
+        pick_json_path(&answer, "$.data.checks[*].up"),
+        Ok(serde_json::json!([1, 0]))
+    );
+    assert_eq!(
+        pick_json_path(&answer, "{$.data.missing}"),
+        Err(JsonPathError::NoMatch {
+            path: "{$.data.missing}".into()
+        })
+    );
+    let err = pick_json_path(&answer, "$.data[").unwrap_err();
+    assert!(matches!(err, JsonPathError::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        JsonPathError::NoMatch { path: "$.x".into() }.to_string(),
+        "jsonPath \"$.x\" matched nothing in the response"
+    );
+}
+
+#[test]
+fn json_results_are_judged_as_cel_values() {
+    let answer =
+        serde_json::json!({ "ok": true, "successPercent": 0.95, "count": 12, "status": "pass" });
+    let value = MetricValue::Json(answer.clone());
+    let cases = [
+        ("result.ok && result.successPercent >= 0.90", Successful),
+        ("result.successPercent >= 0.99", Failed),
+        // An integer compares with an int and a double alike.
+        ("result.count > 10 && result.count >= 11.5", Successful),
+        ("result.status in ['ok', 'pass', 'UP']", Successful),
+        ("result.status == 'fail'", Failed),
+    ];
+    for (success, want) in cases {
+        let (phase, message) = evaluate(&web_metric(Some(success), None), &value);
+        assert_eq!(phase, want, "{success}: {message:?}");
+    }
+    let (phase, message) = evaluate(
+        &web_metric(Some("result.missing == 1"), None),
+        &MetricValue::Json(answer),
+    );
+    assert_eq!(phase, Error, "{message:?}");
+    assert_eq!(
+        evaluate(
+            &web_metric(Some("result == 'pass'"), None),
+            &MetricValue::Json(serde_json::json!("pass"))
+        )
+        .0,
+        Successful
+    );
+    assert_eq!(
+        MetricValue::Json(serde_json::json!({"ok": true})).to_string(),
+        r#"{"ok":true}"#
+    );
+}
+
+#[test]
+fn a_null_json_result_is_never_a_pass() {
+    let (phase, message) = evaluate(
+        &web_metric(None, Some("result == 'fail'")),
+        &MetricValue::Json(serde_json::Value::Null),
+    );
+    assert_eq!(phase, Inconclusive, "{message:?}");
+    assert!(message.unwrap().starts_with("result is null"));
+}
+
+#[test]
+fn a_web_metric_needs_a_condition() {
+    let spec = AnalysisSpec {
+        metrics: vec![web_metric(None, None)],
+        ..Default::default()
+    };
+    assert_eq!(
+        validate_spec(&spec),
+        Err(AnalysisError::NoWebCondition("health".into()))
+    );
 }

@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_api::analysis::{
     AnalysisPhase, AnalysisRun, AnalysisRunArgument, AnalysisRunStatus, AnalysisSpec, JudgeMetric,
-    Measurement, Metric, PrometheusConnection, SequentialMetric,
+    Measurement, Metric, PrometheusConnection, SequentialMetric, WebMetric,
 };
 use tracing::{error, info, warn};
 
@@ -35,6 +35,7 @@ use super::{ReconcileError, Settings, api, backoff, watches};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
 use crate::adapters::slices::{SliceGrid, SliceSource};
+use crate::adapters::web::{WebBody, WebClient, WebRequest, WebTls};
 use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::core::analysis::{self as plan, MetricValue};
@@ -86,14 +87,26 @@ pub fn time_budget(spec: &AnalysisSpec) -> Duration {
             (Some(p), _) => timeout(&p.connection),
             // Two range queries per signal, over one connection.
             (None, Some(j)) => timeout(&j.connection) * (2 * j.signals.len() as u32).max(1),
-            (None, None) => match &m.provider.sequential {
+            (None, None) => match (&m.provider.sequential, &m.provider.web) {
                 // Four counters, or two histograms.
-                Some(s) => timeout(&s.connection) * if s.counts.is_some() { 4 } else { 2 },
-                None => Duration::ZERO,
+                (Some(s), _) => timeout(&s.connection) * if s.counts.is_some() { 4 } else { 2 },
+                (None, Some(w)) => web_timeout(w) + SECRET_READ_TIMEOUT * web_secrets(w),
+                (None, None) => Duration::ZERO,
             },
         })
         .sum();
     RECONCILE_OVERHEAD + SECRET_READ_TIMEOUT * secret_args + queries
+}
+
+fn web_timeout(web: &WebMetric) -> Duration {
+    Duration::from_secs(web.timeout_seconds.clamp(1, 600).unsigned_abs())
+}
+
+fn web_secrets(web: &WebMetric) -> u32 {
+    web.headers
+        .iter()
+        .filter(|h| h.value_from.is_some())
+        .count() as u32
 }
 
 /// Takes measurements: the one implementation used by the AnalysisRun controller and by
@@ -102,6 +115,7 @@ pub struct Measurer {
     /// For Secrets (bearer tokens, secret-valued args).
     pub client: Client,
     pub prometheus: PrometheusClient,
+    pub web: WebClient,
 }
 
 /// Shared state of the AnalysisRun reconciler.
@@ -131,6 +145,13 @@ pub async fn run(
             // Without an HTTP client no metric can be measured; the Rollout controller
             // keeps running and analysis steps stay Pending, which is visible.
             error!(error = %e, "cannot build the Prometheus client: analysis disabled");
+            return;
+        }
+    };
+    let web = match WebClient::new() {
+        Ok(w) => w,
+        Err(e) => {
+            error!(error = %e, "cannot build the web client: analysis disabled");
             return;
         }
     };
@@ -165,6 +186,7 @@ pub async fn run(
         measurer: Measurer {
             client: client.clone(),
             prometheus,
+            web,
         },
         recorder: malformed::recorder(&client),
         runs,
@@ -298,6 +320,8 @@ async fn reconcile_inner(
                     "judge"
                 } else if metric.provider.sequential.is_some() {
                     "sequential"
+                } else if metric.provider.web.is_some() {
+                    "web"
                 } else {
                     "prometheus"
                 };
@@ -522,6 +546,8 @@ impl Measurer {
             measure_judge(self, namespace, metric, judge, args, at).await
         } else if let Some(sequential) = &metric.provider.sequential {
             measure_sequential(self, namespace, metric, sequential, args, at, run).await
+        } else if let Some(web) = &metric.provider.web {
+            measure_web(self, namespace, metric, web, args, at).await
         } else {
             Err("metric has no provider".to_string())
         };
@@ -581,6 +607,71 @@ async fn measure_prometheus(
     Ok(Measurement {
         phase,
         value: Some(result.describe()),
+        started_at: Some(Time(started)),
+        finished_at: Some(Time(Timestamp::now())),
+        message,
+    })
+}
+
+/// One web request: args substituted into the URL, headers and body, header Secrets read
+/// now (never stored), the answer's JSON picked by `jsonPath` and judged by the
+/// conditions. Every failure is the Error measurement's message.
+async fn measure_web(
+    ctx: &Measurer,
+    namespace: &str,
+    metric: &Metric,
+    web: &WebMetric,
+    args: &[AnalysisRunArgument],
+    started: Timestamp,
+) -> Result<Measurement, String> {
+    let substitute = |text: &str| plan::substitute_args(text, args).map_err(|e| e.to_string());
+    let url = substitute(&web.url)?;
+    let mut headers = Vec::with_capacity(web.headers.len());
+    for header in &web.headers {
+        let value = match (&header.value, &header.value_from) {
+            (_, Some(from)) => secret_value(&ctx.client, namespace, &from.secret_key_ref)
+                .await
+                .map_err(|e| format!("header {}: {e}", header.key))?,
+            (Some(value), None) => substitute(value)?,
+            (None, None) => return Err(format!("header {} has no value", header.key)),
+        };
+        headers.push((header.key.clone(), value));
+    }
+    let body = match (&web.body, &web.json_body) {
+        (Some(text), _) => Some(WebBody::Text(substitute(text)?)),
+        (None, Some(json)) => Some(WebBody::Json(json.clone())),
+        (None, None) => None,
+    };
+    let tls = match (&web.ca_bundle, web.insecure) {
+        (Some(pem), _) => WebTls::CaBundle(pem),
+        (None, true) => WebTls::Insecure,
+        (None, false) => WebTls::Platform,
+    };
+    let answer = ctx
+        .web
+        .fetch(&WebRequest {
+            url: &url,
+            method: web.method.unwrap_or_default(),
+            headers: &headers,
+            body,
+            timeout: web_timeout(web),
+            tls,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let value = match &web.json_path {
+        Some(path) => plan::pick_json_path(&answer, path).map_err(|e| e.to_string())?,
+        None => answer,
+    };
+    let value = MetricValue::Json(value);
+    let (phase, message) = plan::evaluate(metric, &value);
+    let mut text = value.to_string();
+    if text.chars().count() > 500 {
+        text = text.chars().take(500).collect::<String>() + "… (truncated)";
+    }
+    Ok(Measurement {
+        phase,
+        value: Some(text),
         started_at: Some(Time(started)),
         finished_at: Some(Time(Timestamp::now())),
         message,
@@ -777,6 +868,7 @@ mod tests {
             measurer: Measurer {
                 client: client.clone(),
                 prometheus: PrometheusClient::new().unwrap(),
+                web: WebClient::new().unwrap(),
             },
             recorder: malformed::recorder(&client),
             runs: kube::runtime::reflector::store::Writer::default().as_reader(),
@@ -844,6 +936,177 @@ mod tests {
             matches!(result, Err(ReconcileError::Timeout(_))),
             "{result:?}"
         );
+    }
+
+    fn measurer(client: Client) -> Measurer {
+        Measurer {
+            client,
+            prometheus: PrometheusClient::new().unwrap(),
+            web: WebClient::without_proxy(),
+        }
+    }
+
+    fn secret_api() -> Client {
+        mock_api::serve(|seen| {
+            if seen.path.ends_with("/secrets/tok") {
+                (
+                    200,
+                    json!({ "apiVersion": "v1", "kind": "Secret",
+                            "metadata": { "name": "tok", "namespace": "shop" },
+                            "data": { "t": "YWJj" } }),
+                )
+            } else {
+                mock_api::not_found("secrets", "other")
+            }
+        })
+        .0
+    }
+
+    fn web_metric(spec: serde_json::Value) -> Metric {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_web_measurement_substitutes_args_reads_header_secrets_and_picks_the_value() {
+        let (address, mut seen) =
+            crate::adapters::web::tests::serve(200, r#"{"data":{"ok":true,"rate":0.97}}"#).await;
+        let metric = web_metric(json!({
+            "name": "health",
+            "successCondition": "result.ok && result.rate >= 0.95",
+            "provider": { "web": {
+                "url": format!("{address}/check?service={{{{args.service}}}}"),
+                "headers": [
+                    { "key": "X-Token", "valueFrom": { "secretKeyRef": { "name": "tok", "key": "t" } } },
+                    { "key": "X-Service", "value": "{{ args.service }}" },
+                ],
+                "jsonPath": "{$.data}",
+            } },
+        }));
+        let args = [AnalysisRunArgument {
+            name: "service".into(),
+            value: Some("shop".into()),
+            value_from: None,
+        }];
+        let now = Timestamp::now();
+        let m = measurer(secret_api())
+            .measure(
+                "shop",
+                &metric,
+                &args,
+                now,
+                (&AnalysisRunStatus::default(), now),
+            )
+            .await;
+        assert_eq!(m.phase, AnalysisPhase::Successful, "{m:?}");
+        assert_eq!(m.value.as_deref(), Some(r#"{"ok":true,"rate":0.97}"#));
+        let seen = seen.recv().await.unwrap();
+        assert_eq!(seen.target, "/check?service=shop");
+        assert_eq!(seen.headers.get("x-token").map(String::as_str), Some("abc"));
+        assert_eq!(
+            seen.headers.get("x-service").map(String::as_str),
+            Some("shop")
+        );
+    }
+
+    #[tokio::test]
+    async fn web_failures_are_error_measurements_that_say_why() {
+        let (ok, _a) = crate::adapters::web::tests::serve(200, r#"{"status":"pass"}"#).await;
+        let (down, _b) = crate::adapters::web::tests::serve(500, "boom").await;
+        let cases = [
+            (
+                json!({ "url": ok.clone(), "jsonPath": "{$.data.ok}" }),
+                r#"jsonPath "{$.data.ok}" matched nothing in the response"#.to_string(),
+            ),
+            (
+                json!({ "url": down.clone() }),
+                format!("web {down}: HTTP 500: boom"),
+            ),
+            (
+                json!({ "url": ok.clone(), "headers": [
+                    { "key": "X-Token", "valueFrom": { "secretKeyRef": { "name": "gone", "key": "t" } } }] }),
+                "header X-Token: ".to_string(),
+            ),
+            (
+                json!({ "url": "{{args.nowhere}}" }),
+                "no arg \"nowhere\"".to_string(),
+            ),
+        ];
+        for (web, want) in cases {
+            let metric = web_metric(json!({
+                "name": "health", "successCondition": "result == 'pass'",
+                "provider": { "web": web.clone() },
+            }));
+            let now = Timestamp::now();
+            let m = measurer(secret_api())
+                .measure(
+                    "shop",
+                    &metric,
+                    &[],
+                    now,
+                    (&AnalysisRunStatus::default(), now),
+                )
+                .await;
+            assert_eq!(m.phase, AnalysisPhase::Error, "{web}: {m:?}");
+            let message = m.message.unwrap_or_default();
+            assert!(message.contains(&want), "{web}: {message:?} lacks {want:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_refuses_a_web_only_analysis_and_leaves_web_metrics_out_of_others() {
+        let web = json!({ "name": "health", "successCondition": "result == 'pass'",
+            "provider": { "web": { "url": "http://127.0.0.1:1/health" } } });
+        let only_web: AnalysisSpec =
+            serde_json::from_value(json!({ "metrics": [web.clone()] })).unwrap();
+        let now = Timestamp::now();
+        let m = measurer(secret_api());
+        let err = crate::runtime::replay::replay(&m, "shop", &only_web, &[], now, now)
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("nothing to replay: metric health: web provider"),
+            "{err}"
+        );
+
+        let (prometheus, _seen) = crate::adapters::web::tests::serve(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}"#,
+        )
+        .await;
+        let mixed: AnalysisSpec = serde_json::from_value(json!({ "metrics": [
+            web,
+            { "name": "rate", "successCondition": "result[0] >= 0.99",
+              "provider": { "prometheus": { "address": prometheus, "query": "up" } } },
+        ] }))
+        .unwrap();
+        let replay = crate::runtime::replay::replay(&m, "shop", &mixed, &[], now, now)
+            .await
+            .unwrap();
+        assert_eq!(replay.measurements.len(), 1);
+        assert_eq!(replay.measurements[0].metric, "rate");
+        assert_eq!(replay.skipped.len(), 1);
+        assert_eq!(replay.skipped[0].0, "health");
+        // The replayed metric passed; the analysis as a whole is not claimed to.
+        assert_eq!(replay.phase, AnalysisPhase::Inconclusive);
+        assert!(
+            replay.message.contains("health could not be replayed"),
+            "{}",
+            replay.message
+        );
+    }
+
+    #[test]
+    fn the_budget_counts_a_web_request_and_its_header_secrets() {
+        let spec: AnalysisSpec = serde_json::from_value(json!({
+            "metrics": [{ "name": "w", "successCondition": "result == 'pass'",
+                "provider": { "web": { "url": "http://h", "timeoutSeconds": 5, "headers": [
+                    { "key": "A", "valueFrom": { "secretKeyRef": { "name": "s", "key": "a" } } },
+                    { "key": "B", "value": "b" },
+                ] } } }],
+        }))
+        .unwrap();
+        // Overhead 30 s, the request 5 s, one Secret-valued header 10 s.
+        assert_eq!(time_budget(&spec), Duration::from_secs(30 + 5 + 10));
     }
 
     #[test]

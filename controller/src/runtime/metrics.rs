@@ -37,7 +37,7 @@ pub struct RolloutLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MeasurementLabels {
-    /// `prometheus`, `judge` or `sequential`.
+    /// `prometheus`, `judge`, `sequential` or `web`.
     pub provider: &'static str,
     /// Successful, Failed, Inconclusive or Error.
     pub phase: String,

@@ -1,11 +1,15 @@
 //! Replaying an analysis over a past time window: the same scheduler, measurements and
 //! verdict as the AnalysisRun controller, with the clock moved through the window instead
 //! of waiting for it. What it prints is what the controller would have decided then.
+//!
+//! Only providers that can answer about the past are replayed: a Prometheus query (and
+//! the judges built on it) is evaluated at a past time; a `web` endpoint answers only
+//! about now, so its metrics are left out and named, never faked (see [`not_replayable`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use sluice_api::analysis::{
-    AnalysisPhase, AnalysisRunArgument, AnalysisRunStatus, AnalysisSpec, Measurement,
+    AnalysisPhase, AnalysisRunArgument, AnalysisRunStatus, AnalysisSpec, Measurement, Metric,
 };
 
 use super::analysis::Measurer;
@@ -28,6 +32,15 @@ pub struct Replay {
     pub message: String,
     /// The run status the controller would have written.
     pub status: AnalysisRunStatus,
+    /// Metrics left out, each with why it cannot be replayed.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Why a metric cannot be replayed over a past window, if it cannot.
+pub fn not_replayable(metric: &Metric) -> Option<String> {
+    metric.provider.web.as_ref().map(|_| {
+        "web provider: an HTTP endpoint answers only about now, not about a past window".to_string()
+    })
 }
 
 /// Evaluates `spec` with `args` as if its run had started at `from`, measuring each metric
@@ -42,6 +55,31 @@ pub async fn replay(
     to: Timestamp,
 ) -> Result<Replay, String> {
     plan::validate_spec(spec).map_err(|e| format!("invalid analysis: {e}"))?;
+    let skipped: Vec<(String, String)> = spec
+        .metrics
+        .iter()
+        .filter_map(|m| not_replayable(m).map(|why| (m.name.clone(), why)))
+        .collect();
+    let kept = AnalysisSpec {
+        metrics: spec
+            .metrics
+            .iter()
+            .filter(|m| not_replayable(m).is_none())
+            .cloned()
+            .collect(),
+        ..spec.clone()
+    };
+    if kept.metrics.is_empty() {
+        return Err(format!(
+            "nothing to replay: {}",
+            skipped
+                .iter()
+                .map(|(name, why)| format!("metric {name}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let spec = &kept;
     let args = measurer.resolve_args(namespace, args).await?;
     let mut status = AnalysisRunStatus::default();
     let mut measurements = Vec::new();
@@ -81,6 +119,21 @@ pub async fn replay(
     } else {
         message
     };
+    // A pass of the replayable metrics is not a pass of the analysis: the skipped ones
+    // could have failed it. A failure stands (any failed metric fails the run).
+    let names = skipped
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (phase, message) = match phase {
+        AnalysisPhase::Successful if !skipped.is_empty() => (
+            AnalysisPhase::Inconclusive,
+            format!("the replayed metrics passed, but {names} could not be replayed ({message})"),
+        ),
+        _ if !skipped.is_empty() => (phase, format!("{message}; not replayed: {names}")),
+        _ => (phase, message),
+    };
     status.phase = Some(phase);
     status.message = Some(message.clone());
     Ok(Replay {
@@ -88,5 +141,6 @@ pub async fn replay(
         phase,
         message,
         status,
+        skipped,
     })
 }
