@@ -137,6 +137,8 @@ const NAMESPACED: &[(&str, &str, &str)] = &[
     ("sluice.dev", "rollouts/finalizers", "update"),
     ("apps", "replicasets", "list,watch,create,patch,delete"),
     ("", "services", "list,watch,patch"),
+    ("", "pods", "list,watch"),
+    ("", "pods/eviction", "create"),
     (
         "networking.k8s.io",
         "ingresses",
@@ -485,6 +487,8 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (ns, "delete", "replicasets.apps"),
         (None, "watch", "replicasets.apps"),
         (ns, "patch", "services"),
+        (None, "watch", "pods"),
+        (ns, "create", "pods/eviction"),
         (ns, "create", "ingresses.networking.k8s.io"),
         (ns, "patch", "httproutes.gateway.networking.k8s.io"),
         (ns, "get", "secrets"),
