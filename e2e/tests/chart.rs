@@ -444,7 +444,7 @@ async fn install_upgrade_uninstall_makes_every_object_and_keeps_the_crds() -> Re
 fn can_i(subject: &str, namespace: Option<&str>, verb: &str, resource: &str) -> Result<bool> {
     // `TYPE/NAME` names an object; a subresource goes in its own flag.
     let (resource, subresource) = match resource.split_once('/') {
-        Some((r, sub)) if sub == "status" || sub == "token" => (r, Some(sub)),
+        Some((r, sub)) if ["status", "token", "eviction"].contains(&sub) => (r, Some(sub)),
         _ => (resource, None),
     };
     let mut args = vec!["auth", "can-i", verb, resource, "--as", subject];
