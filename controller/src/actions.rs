@@ -38,6 +38,8 @@ pub enum UserAction {
     Pause,
     /// `spec.paused = false`.
     Resume,
+    /// `spec.restartAt = now`: every pod is replaced, one at a time.
+    Restart,
 }
 
 impl UserAction {
@@ -50,6 +52,7 @@ impl UserAction {
             "promote-full" => UserAction::PromoteFull,
             "pause" => UserAction::Pause,
             "resume" => UserAction::Resume,
+            "restart" => UserAction::Restart,
             _ => return None,
         })
     }
@@ -63,12 +66,14 @@ impl UserAction {
             UserAction::PromoteFull => "promoted fully: the remaining steps are skipped",
             UserAction::Pause => "paused",
             UserAction::Resume => "resumed",
+            UserAction::Restart => "restarting: its pods are replaced one at a time",
         }
     }
 }
 
 /// The patch an action makes, given the Rollout as it is now: (patch of the status
-/// subresource?, merge patch body).
+/// subresource?, merge patch body). Restart is the one that reads the clock: it asks for
+/// pods newer than now ([`restart_patch`] with a time of one's own, for tests).
 pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
     let rv = rollout.resource_version();
     let status = rollout.status.clone().unwrap_or_default();
@@ -122,6 +127,7 @@ pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
         ),
         UserAction::Pause => (false, json!({ "spec": { "paused": true } })),
         UserAction::Resume => (false, json!({ "spec": { "paused": false } })),
+        UserAction::Restart => (false, restart_patch(Timestamp::now())),
     }
 }
 
@@ -581,6 +587,15 @@ mod tests {
             Some(UserAction::PromoteFull)
         );
         assert_eq!(UserAction::parse("nope"), None);
+        assert_eq!(UserAction::parse("restart"), Some(UserAction::Restart));
+        let (on_status, restart) = patch_for(UserAction::Restart, &r);
+        assert!(!on_status, "restart changes the spec");
+        let at: Timestamp = restart["spec"]["restartAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((Timestamp::now() - at).get_seconds().abs() <= 2, "{at}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use sluice_controller::actions::UserAction;
 use sluice_e2e::rollout_env::{Env, hashes};
 
 /// Runs `kubectl-sluice --kubeconfig ... -n <ns> <args>`.
@@ -158,6 +159,25 @@ async fn restart_replaces_every_pod_within_max_unavailable_and_records_restarted
         .map(|p| p.name_any())
         .collect();
     assert_eq!(later, names, "nothing restarted after restartedAt");
+
+    // The dashboard's restart (the actions module's UserAction::Restart) does the same.
+    env.act(UserAction::Restart).await?;
+    env.wait("a second restart recorded", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.restarted_at.as_ref())
+            .is_some_and(|t| t.0 > restarted_at)
+    })
+    .await?;
+    let again: BTreeSet<String> = pods
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert_eq!(again.len(), 3);
+    assert!(again.is_disjoint(&names), "replaced again: {again:?}");
     env.finish().await
 }
 
