@@ -56,10 +56,13 @@ enum Command {
     Resume { rollout: String },
     /// Show phase, step, weights and conditions.
     Status { rollout: String },
-    /// Restart every pod of the rollout: sets spec.restartAt to now. The controller evicts
-    /// the pods created before it one at a time within maxUnavailable (PodDisruptionBudgets
-    /// are honoured) and records status.restartedAt when done; no steps run.
+    /// Replace every pod of the rollout, one at a time (spec.restartAt).
+    ///
+    /// Sets spec.restartAt to now (or --at). The controller evicts the pods created before
+    /// it one at a time within maxUnavailable (PodDisruptionBudgets are honoured) and
+    /// records status.restartedAt when done; no steps run, no new revision.
     Restart {
+        /// The Rollout's name.
         rollout: String,
         /// Restart at this RFC 3339 time, or after this long (30m, 2h), instead of now.
         #[arg(long, value_name = "TIME|DURATION")]
@@ -68,10 +71,13 @@ enum Command {
     /// Change the pod template (a new revision, rolled out by the strategy's steps).
     #[command(subcommand)]
     Set(SetCommand),
-    /// Roll back to a previous revision's pod template (from its ReplicaSet), like
-    /// `kubectl rollout undo`. It changes spec.template: a GitOps tool syncing the
-    /// rollout puts Git's template back unless Git changes too.
+    /// Roll back to a previous revision's pod template, like `kubectl rollout undo`.
+    ///
+    /// The template comes from that revision's ReplicaSet, which is scaled up again. It
+    /// changes spec.template: a GitOps tool syncing the rollout puts Git's template back
+    /// unless Git changes too.
     Undo {
+        /// The Rollout's name.
         rollout: String,
         /// The revision to go back to (the sluice.dev/revision of its ReplicaSet); by
         /// default the one before the current template's.
@@ -120,9 +126,12 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SetCommand {
-    /// Set container images: `kubectl sluice set image web web=registry/app:v2`. The
-    /// names are those of spec.template's containers (or init containers).
+    /// Set container images: `kubectl sluice set image web web=registry/app:v2`.
+    ///
+    /// The names are those of spec.template's containers (or init containers); a name
+    /// it does not have is refused.
     Image {
+        /// The Rollout's name.
         rollout: String,
         /// CONTAINER=IMAGE, one or more.
         #[arg(required = true, value_name = "CONTAINER=IMAGE", value_parser = parse_image)]
