@@ -1,14 +1,24 @@
 //! User actions on a Rollout, as status or spec patches, so Git stays the owner of the
 //! spec. One implementation used by `kubectl-sluice`, the dashboard and the tests.
 //!
+//! Besides the status actions (promote, abort, ...), three change the spec as their
+//! `kubectl` counterparts do: restart (`spec.restartAt`), set image and undo (the pod
+//! template).
+//!
 //! Status patches carry the `resourceVersion` they were decided on, so two people acting
 //! at once cannot silently undo each other: the second gets a conflict and acts again on
 //! what the first did.
 
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use sluice_api::Rollout;
+use sluice_api::labels::{
+    POD_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL,
+};
 
 /// The field manager of user actions, distinct from the controller's.
 pub const ACTIONS_FIELD_MANAGER: &str = "sluice-actions";
@@ -28,6 +38,8 @@ pub enum UserAction {
     Pause,
     /// `spec.paused = false`.
     Resume,
+    /// `spec.restartAt = now`: every pod is replaced, one at a time.
+    Restart,
 }
 
 impl UserAction {
@@ -40,6 +52,7 @@ impl UserAction {
             "promote-full" => UserAction::PromoteFull,
             "pause" => UserAction::Pause,
             "resume" => UserAction::Resume,
+            "restart" => UserAction::Restart,
             _ => return None,
         })
     }
@@ -53,12 +66,14 @@ impl UserAction {
             UserAction::PromoteFull => "promoted fully: the remaining steps are skipped",
             UserAction::Pause => "paused",
             UserAction::Resume => "resumed",
+            UserAction::Restart => "restarting: its pods are replaced one at a time",
         }
     }
 }
 
 /// The patch an action makes, given the Rollout as it is now: (patch of the status
-/// subresource?, merge patch body).
+/// subresource?, merge patch body). Restart is the one that reads the clock: it asks for
+/// pods newer than now ([`restart_patch`] with a time of one's own, for tests).
 pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
     let rv = rollout.resource_version();
     let status = rollout.status.clone().unwrap_or_default();
@@ -112,6 +127,7 @@ pub fn patch_for(action: UserAction, rollout: &Rollout) -> (bool, Value) {
         ),
         UserAction::Pause => (false, json!({ "spec": { "paused": true } })),
         UserAction::Resume => (false, json!({ "spec": { "paused": false } })),
+        UserAction::Restart => (false, restart_patch(Timestamp::now())),
     }
 }
 
@@ -143,6 +159,314 @@ pub async fn apply(
             other => return other,
         }
     }
+}
+
+/// Why a spec action (restart, set image, undo) cannot be done as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// The request names something the Rollout does not have (a container, a revision).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// `kubectl sluice restart`: `spec.restartAt = at`, in whole seconds (as Argo Rollouts and
+/// pod creation times, which are whole seconds: a pod created later in the same second
+/// is not restarted again). A merge patch of the spec, like pause: Git owns the rest.
+pub fn restart_patch(at: Timestamp) -> Value {
+    let at = Timestamp::from_second(at.as_second()).unwrap_or(at);
+    json!({ "spec": { "restartAt": at.to_string() } })
+}
+
+/// `kubectl sluice set image`: a JSON patch setting each named container's image (a
+/// container or an init container), each guarded by a `test` of the container's name at
+/// that index, so a concurrent edit of the list fails instead of changing the wrong one.
+/// Refused, naming the containers there are, when a name is not one of them.
+pub fn set_image_patch(
+    rollout: &Rollout,
+    images: &[(String, String)],
+) -> Result<Value, ActionError> {
+    let pod = rollout.spec.template.spec.clone().unwrap_or_default();
+    let mut ops = Vec::new();
+    for (container, image) in images {
+        let found = pod
+            .containers
+            .iter()
+            .position(|c| &c.name == container)
+            .map(|i| ("containers", i))
+            .or_else(|| {
+                pod.init_containers
+                    .iter()
+                    .flatten()
+                    .position(|c| &c.name == container)
+                    .map(|i| ("initContainers", i))
+            });
+        let Some((list, i)) = found else {
+            let names: Vec<&str> = pod
+                .containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten())
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(ActionError::Refused(format!(
+                "rollout {} has no container {container:?} (its containers: {})",
+                rollout.name_any(),
+                names.join(", ")
+            )));
+        };
+        let at = format!("/spec/template/spec/{list}/{i}");
+        ops.push(json!({ "op": "test", "path": format!("{at}/name"), "value": container }));
+        ops.push(json!({ "op": "add", "path": format!("{at}/image"), "value": image }));
+    }
+    Ok(Value::Array(ops))
+}
+
+/// One revision a Rollout may be rolled back to: a ReplicaSet of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub number: i64,
+    pub hash: String,
+    pub template: PodTemplateSpec,
+}
+
+/// The revisions of a Rollout from its ReplicaSets (baselines are not revisions), by
+/// number, oldest first.
+pub fn revisions(rollout: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<Revision> {
+    let uid = rollout.uid();
+    let mut out: Vec<Revision> = replica_sets
+        .iter()
+        .filter(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .filter(|rs| rs.labels().get(POD_ROLE_LABEL).is_none())
+        .filter_map(|rs| {
+            let hash = rs.labels().get(POD_TEMPLATE_HASH_LABEL)?.clone();
+            let number = rs.annotations().get(REVISION_ANNOTATION)?.parse().ok()?;
+            let mut template = rs.spec.template.clone()?;
+            // sluice adds the hash label to the pods; the Rollout's template has none.
+            if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+                labels.remove(POD_TEMPLATE_HASH_LABEL);
+            }
+            let template = as_written(template, &hash);
+            Some(Revision {
+                number,
+                hash,
+                template,
+            })
+        })
+        .collect();
+    out.sort_by_key(|r| r.number);
+    out
+}
+
+/// The template a Rollout held, from its ReplicaSet's copy. The apiserver stores a
+/// ReplicaSet's pod template with the defaults of the pod API filled in
+/// (`imagePullPolicy`, `terminationMessagePath`, `dnsPolicy`, ...), which a Rollout's
+/// template does not get; put back as it is, it would hash differently and roll out as a
+/// new revision through every step. So those defaults are taken out again, unless the
+/// template as stored is the one that hashes to the revision (a user who wrote them).
+fn as_written(template: PodTemplateSpec, hash: &str) -> PodTemplateSpec {
+    use crate::core::hash::pod_template_hash;
+    if pod_template_hash(&template) == hash {
+        return template;
+    }
+    let Ok(mut v) = serde_json::to_value(&template) else {
+        return template;
+    };
+    strip_pod_defaults(&mut v);
+    match serde_json::from_value::<PodTemplateSpec>(v) {
+        Ok(stripped) => stripped,
+        Err(_) => template,
+    }
+}
+
+/// Removes the values the apiserver's pod defaulting writes, where they hold the default.
+fn strip_pod_defaults(template: &mut Value) {
+    fn strip(obj: &mut Value, defaults: &[(&str, Value)]) {
+        if let Some(map) = obj.as_object_mut() {
+            for (key, default) in defaults {
+                if map.get(*key) == Some(default) {
+                    map.remove(*key);
+                }
+            }
+        }
+    }
+    let Some(spec) = template.get_mut("spec") else {
+        return;
+    };
+    strip(
+        spec,
+        &[
+            ("restartPolicy", json!("Always")),
+            ("terminationGracePeriodSeconds", json!(30)),
+            ("dnsPolicy", json!("ClusterFirst")),
+            ("securityContext", json!({})),
+            ("schedulerName", json!("default-scheduler")),
+        ],
+    );
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+            // `Always` for an untagged or `:latest` image, `IfNotPresent` otherwise.
+            let tag = image.rsplit('/').next().unwrap_or(image);
+            let pull = if !tag.contains(':') || tag.ends_with(":latest") {
+                "Always"
+            } else {
+                "IfNotPresent"
+            };
+            strip(
+                c,
+                &[
+                    ("terminationMessagePath", json!("/dev/termination-log")),
+                    ("terminationMessagePolicy", json!("File")),
+                    ("imagePullPolicy", json!(pull)),
+                    ("resources", json!({})),
+                ],
+            );
+            for port in c
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                strip(port, &[("protocol", json!("TCP"))]);
+            }
+        }
+    }
+}
+
+/// `kubectl sluice undo`: the revision to go back to (`to`, or by default the newest one
+/// before the current template's), and the JSON patch that puts its template in
+/// `spec.template` (a replace, so no field of the current template survives), guarded
+/// by the Rollout's resourceVersion. Like `kubectl rollout undo`, this changes the spec: a
+/// GitOps tool will put its own template back unless Git changes too.
+pub fn undo_patch(
+    rollout: &Rollout,
+    revisions: &[Revision],
+    to: Option<i64>,
+) -> Result<(Revision, Value), ActionError> {
+    let current = crate::core::hash::pod_template_hash(&rollout.spec.template);
+    let available = || {
+        let list: Vec<String> = revisions
+            .iter()
+            .map(|r| {
+                if r.hash == current {
+                    format!("{} (current)", r.number)
+                } else {
+                    r.number.to_string()
+                }
+            })
+            .collect();
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    let name = rollout.name_any();
+    let target = match to {
+        Some(n) => revisions.iter().find(|r| r.number == n).ok_or_else(|| {
+            ActionError::Refused(format!(
+                "rollout {name} has no revision {n} (revisions: {})",
+                available()
+            ))
+        })?,
+        None => {
+            let now = revisions
+                .iter()
+                .find(|r| r.hash == current)
+                .map(|r| r.number);
+            revisions
+                .iter()
+                .rev()
+                .find(|r| r.hash != current && now.is_none_or(|c| r.number < c))
+                .ok_or_else(|| {
+                    ActionError::Refused(format!(
+                        "rollout {name} has no previous revision (revisions: {})",
+                        available()
+                    ))
+                })?
+        }
+    };
+    if target.hash == current {
+        return Err(ActionError::Refused(format!(
+            "revision {} is the current template of rollout {name}: nothing to undo",
+            target.number
+        )));
+    }
+    let patch = json!([
+        { "op": "test", "path": "/metadata/resourceVersion", "value": rollout.resource_version() },
+        { "op": "replace", "path": "/spec/template", "value": target.template },
+    ]);
+    Ok((target.clone(), patch))
+}
+
+/// A JSON patch as kube sends it (deserialized into its payload type, so that the
+/// json-patch crate need not be named).
+fn json_patch(ops: Value) -> Result<Patch<()>, ActionError> {
+    Ok(Patch::Json(serde_json::from_value(ops).map_err(|e| {
+        ActionError::Refused(format!("building the JSON patch: {e}"))
+    })?))
+}
+
+fn spec_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(ACTIONS_FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
+/// Restarts the named Rollout's pods (`spec.restartAt = at`).
+pub async fn restart(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    at: Timestamp,
+) -> Result<Rollout, ActionError> {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .patch(name, &spec_params(), &Patch::Merge(&restart_patch(at)))
+        .await?)
+}
+
+/// Sets container images in the named Rollout's template (a new revision).
+pub async fn set_image(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    images: &[(String, String)],
+) -> Result<Rollout, ActionError> {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    let rollout = api.get(name).await?;
+    let patch = json_patch(set_image_patch(&rollout, images)?)?;
+    Ok(api.patch(name, &spec_params(), &patch).await?)
+}
+
+/// Rolls the named Rollout back to revision `to` (default: the previous one); returns the
+/// revision gone back to and the Rollout as patched.
+pub async fn undo(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    to: Option<i64>,
+) -> Result<(Revision, Rollout), ActionError> {
+    let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    let rollout = api.get(name).await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let listed = sets
+        .list(&ListParams::default().labels(&format!("{ROLLOUT_LABEL}={name}")))
+        .await?;
+    let (revision, patch) = undo_patch(&rollout, &revisions(&rollout, &listed.items), to)?;
+    let patched = api.patch(name, &spec_params(), &json_patch(patch)?).await?;
+    Ok((revision, patched))
 }
 
 #[cfg(test)]
@@ -263,5 +587,222 @@ mod tests {
             Some(UserAction::PromoteFull)
         );
         assert_eq!(UserAction::parse("nope"), None);
+        assert_eq!(UserAction::parse("restart"), Some(UserAction::Restart));
+        let (on_status, restart) = patch_for(UserAction::Restart, &r);
+        assert!(!on_status, "restart changes the spec");
+        let at: Timestamp = restart["spec"]["restartAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((Timestamp::now() - at).get_seconds().abs() <= 2, "{at}");
+    }
+
+    #[test]
+    fn restart_sets_restart_at_in_whole_seconds_on_the_spec() {
+        let at: Timestamp = "2026-12-01T23:30:00.750Z".parse().unwrap();
+        assert_eq!(
+            restart_patch(at),
+            json!({ "spec": { "restartAt": "2026-12-01T23:30:00Z" } })
+        );
+    }
+
+    fn with_containers(r: &mut Rollout, spec: Value) {
+        r.spec.template.spec = Some(serde_json::from_value(spec).unwrap());
+    }
+
+    #[test]
+    fn set_image_patches_the_named_containers_guarded_by_their_names() {
+        let mut r = rollout(json!({}));
+        with_containers(
+            &mut r,
+            json!({
+                "initContainers": [{ "name": "migrate", "image": "m:1" }],
+                "containers": [{ "name": "web", "image": "app:1" }, { "name": "proxy", "image": "p:1" }],
+            }),
+        );
+        let images = vec![
+            ("proxy".to_string(), "p:2".to_string()),
+            ("migrate".to_string(), "m:2".to_string()),
+        ];
+        let patch = set_image_patch(&r, &images).unwrap();
+        assert_eq!(
+            patch,
+            json!([
+                { "op": "test", "path": "/spec/template/spec/containers/1/name", "value": "proxy" },
+                { "op": "add", "path": "/spec/template/spec/containers/1/image", "value": "p:2" },
+                { "op": "test", "path": "/spec/template/spec/initContainers/0/name", "value": "migrate" },
+                { "op": "add", "path": "/spec/template/spec/initContainers/0/image", "value": "m:2" },
+            ])
+        );
+        // Applied to the Rollout, it changes exactly those images.
+        let mut doc = serde_json::to_value(&r).unwrap();
+        let ops: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        json_patch::patch(&mut doc, &ops).unwrap();
+        assert_eq!(
+            doc["spec"]["template"]["spec"]["containers"][0]["image"],
+            "app:1"
+        );
+        assert_eq!(
+            doc["spec"]["template"]["spec"]["containers"][1]["image"],
+            "p:2"
+        );
+        assert_eq!(
+            doc["spec"]["template"]["spec"]["initContainers"][0]["image"],
+            "m:2"
+        );
+
+        let err = set_image_patch(&r, &[("db".into(), "x".into())]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rollout web has no container \"db\" (its containers: web, proxy, migrate)"
+        );
+    }
+
+    fn replica_set(
+        r: &Rollout,
+        revision: i64,
+        image: &str,
+        extra_label: Option<&str>,
+    ) -> ReplicaSet {
+        let mut template: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": { "labels": { "app": "web" } },
+            "spec": { "containers": [{ "name": "web", "image": image }] },
+        }))
+        .unwrap();
+        if let Some(l) = extra_label {
+            template
+                .metadata
+                .as_mut()
+                .unwrap()
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(l.into(), "yes".into());
+        }
+        let hash = crate::core::hash::pod_template_hash(&template);
+        template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.clone());
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("web-{hash}"),
+                "labels": { POD_TEMPLATE_HASH_LABEL: hash, ROLLOUT_LABEL: "web" },
+                "annotations": { REVISION_ANNOTATION: revision.to_string() },
+                "ownerReferences": [{ "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+                    "name": "web", "uid": r.metadata.uid.clone().unwrap(), "controller": true }],
+            },
+            "spec": { "selector": { "matchLabels": { "app": "web" } }, "template": template },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn undo_takes_the_apiserver_defaults_out_of_the_stored_template() {
+        let written: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": { "labels": { "app": "web" } },
+            "spec": { "containers": [{ "name": "web", "image": "app:1", "ports": [{ "containerPort": 80 }] }] },
+        }))
+        .unwrap();
+        let hash = crate::core::hash::pod_template_hash(&written);
+        let stored: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": { "labels": { "app": "web" } },
+            "spec": {
+                "containers": [{ "name": "web", "image": "app:1",
+                    "ports": [{ "containerPort": 80, "protocol": "TCP" }],
+                    "imagePullPolicy": "IfNotPresent", "resources": {},
+                    "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File" }],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                "dnsPolicy": "ClusterFirst", "securityContext": {}, "schedulerName": "default-scheduler",
+            },
+        }))
+        .unwrap();
+        assert_ne!(crate::core::hash::pod_template_hash(&stored), hash);
+        assert_eq!(as_written(stored, &hash), written);
+        // Written with a default on purpose: kept, since that is what hashes to it.
+        let mut explicit = written.clone();
+        explicit.spec.as_mut().unwrap().dns_policy = Some("ClusterFirst".into());
+        let hash = crate::core::hash::pod_template_hash(&explicit);
+        assert_eq!(as_written(explicit.clone(), &hash), explicit);
+    }
+
+    #[test]
+    fn undo_goes_back_to_the_previous_revision_or_the_one_asked_for() {
+        let mut r = rollout(json!({}));
+        r.metadata.uid = Some("uid-1".into());
+        with_containers(
+            &mut r,
+            json!({ "containers": [{ "name": "web", "image": "app:3" }] }),
+        );
+        let mut foreign = replica_set(&r, 9, "other:1", None);
+        foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "uid-2".into();
+        let sets = vec![
+            replica_set(&r, 2, "app:2", Some("team")),
+            replica_set(&r, 1, "app:1", None),
+            replica_set(&r, 3, "app:3", None),
+            foreign,
+        ];
+        let revs = revisions(&r, &sets);
+        assert_eq!(
+            revs.iter().map(|r| r.number).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "only the Rollout's own ReplicaSets, by number"
+        );
+        assert!(
+            revs.iter().all(|r| {
+                r.template
+                    .metadata
+                    .as_ref()
+                    .unwrap()
+                    .labels
+                    .as_ref()
+                    .unwrap()
+                    .get(POD_TEMPLATE_HASH_LABEL)
+                    .is_none()
+            }),
+            "the hash label sluice added is not part of the template"
+        );
+
+        let (target, patch) = undo_patch(&r, &revs, None).unwrap();
+        assert_eq!(target.number, 2);
+        assert_eq!(
+            patch[0],
+            json!({ "op": "test", "path": "/metadata/resourceVersion", "value": "42" })
+        );
+        assert_eq!(
+            patch[1]["op"], "replace",
+            "the whole template is replaced: {patch}"
+        );
+        assert_eq!(patch[1]["path"], "/spec/template");
+        assert_eq!(patch[1]["value"]["spec"]["containers"][0]["image"], "app:2");
+        assert_eq!(
+            patch[1]["value"]["metadata"]["labels"],
+            json!({ "app": "web", "team": "yes" })
+        );
+        assert_eq!(
+            crate::core::hash::pod_template_hash(&target.template),
+            target.hash,
+            "the template gone back to hashes to its revision: no new ReplicaSet"
+        );
+
+        let (target, _) = undo_patch(&r, &revs, Some(1)).unwrap();
+        assert_eq!(target.number, 1);
+        let err = undo_patch(&r, &revs, Some(7)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rollout web has no revision 7 (revisions: 1, 2, 3 (current))"
+        );
+        let err = undo_patch(&r, &revs, Some(3)).unwrap_err();
+        assert!(err.to_string().contains("nothing to undo"), "{err}");
+        let err = undo_patch(&r, &revs[2..], None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rollout web has no previous revision (revisions: 3 (current))"
+        );
     }
 }

@@ -104,8 +104,12 @@ pub struct RolloutSpec {
     #[serde(default)]
     pub progress_deadline_abort: bool,
 
-    /// Restart every pod created before this time, one batch at a time within the
-    /// `maxUnavailable` budget.
+    /// Restart every pod created before this time (RFC 3339), as Argo Rollouts does: the
+    /// pods of the stable revision, then of a canary in flight, are evicted one at a time,
+    /// only while every other pod is available within `maxUnavailable` (at least one pod at
+    /// a time; blue-green: one), and their ReplicaSet replaces them. A time in the future
+    /// takes effect then. `kubectl sluice restart` sets it to now; `status.restartedAt`
+    /// records when the restart finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<Time>,
 
@@ -545,6 +549,12 @@ pub struct RolloutStatus {
     /// Set by the promote-full action: skip the remaining steps and analysis.
     #[serde(default)]
     pub promote_full: bool,
+
+    /// When the restart asked for by `spec.restartAt` finished: every pod was created
+    /// after `spec.restartAt` and available again. A `spec.restartAt` not after it asks
+    /// for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<Time>,
 
     /// Total pods of all revisions.
     #[serde(default)]

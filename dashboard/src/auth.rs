@@ -97,6 +97,8 @@ impl Access {
         };
         match action {
             UserAction::Pause | UserAction::Resume => vec![patch(Some("status")), patch(None)],
+            // spec.restartAt only.
+            UserAction::Restart => vec![patch(None)],
             _ => vec![patch(Some("status"))],
         }
     }
@@ -280,6 +282,7 @@ pub fn action_word(action: UserAction) -> &'static str {
         UserAction::PromoteFull => "promote-full",
         UserAction::Pause => "pause",
         UserAction::Resume => "resume",
+        UserAction::Restart => "restart",
     }
 }
 

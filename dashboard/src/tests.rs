@@ -316,6 +316,49 @@ async fn a_bearer_token_with_rbac_acts_and_the_action_is_confirmed() {
 }
 
 #[tokio::test]
+async fn restart_needs_patch_on_the_rollout_itself() {
+    let cluster = alice_and_bob().with_user(
+        "carol-token",
+        "carol",
+        &[
+            "list rollouts shop",
+            "get rollouts shop",
+            "patch rollouts shop",
+        ],
+    );
+    let w = world(cluster, vec![rollout("shop", "web", 1, "")], |_| {});
+    let restart = |token: &str| {
+        post("/rollouts/shop/web/actions/restart")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Alice may patch the status only: restart sets spec.restartAt.
+    let (status, _, body) = send(&w.app, restart("alice-token")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body.contains("patch rollouts web in namespace shop"),
+        "{body}"
+    );
+    assert!(w.cluster.acted.lock().unwrap().is_empty());
+    let (status, _, body) = send(&w.app, restart("carol-token")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        "Rollout shop/web restarting: its pods are replaced one at a time."
+    );
+    assert_eq!(
+        *w.cluster.acted.lock().unwrap(),
+        vec![(
+            "shop".into(),
+            "web".into(),
+            UserAction::Restart,
+            "carol".into()
+        )]
+    );
+}
+
+#[tokio::test]
 async fn a_session_acts_only_from_its_own_origin_with_its_csrf_token() {
     let w = world(alice_and_bob(), vec![rollout("shop", "web", 1, "")], |_| {});
     let (cookie, csrf) = sign_in(&w, "alice-token").await;

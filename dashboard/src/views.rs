@@ -669,7 +669,7 @@ pub enum ActionsState {
     Hidden(String),
 }
 
-/// Buttons for the six actions. Outside the live part, so that keyboard focus stays put
+/// Buttons for the seven actions. Outside the live part, so that keyboard focus stays put
 /// while the page updates.
 fn action_forms(ns: &str, name: &str, state: &ActionsState) -> Markup {
     let actions = [
@@ -703,6 +703,12 @@ fn action_forms(ns: &str, name: &str, state: &ActionsState) -> Markup {
             "Retry",
             "Resume an aborted rollout at the step it was on",
             None,
+        ),
+        (
+            UserAction::Restart,
+            "Restart",
+            "Replace every pod, one at a time within maxUnavailable (spec.restartAt)",
+            Some("Restart: replace every pod of this rollout, one at a time?"),
         ),
     ];
     match state {

@@ -137,6 +137,8 @@ const NAMESPACED: &[(&str, &str, &str)] = &[
     ("sluice.dev", "rollouts/finalizers", "update"),
     ("apps", "replicasets", "list,watch,create,patch,delete"),
     ("", "services", "list,watch,patch"),
+    ("", "pods", "list,watch"),
+    ("", "pods/eviction", "create"),
     (
         "networking.k8s.io",
         "ingresses",
@@ -442,7 +444,7 @@ async fn install_upgrade_uninstall_makes_every_object_and_keeps_the_crds() -> Re
 fn can_i(subject: &str, namespace: Option<&str>, verb: &str, resource: &str) -> Result<bool> {
     // `TYPE/NAME` names an object; a subresource goes in its own flag.
     let (resource, subresource) = match resource.split_once('/') {
-        Some((r, sub)) if sub == "status" || sub == "token" => (r, Some(sub)),
+        Some((r, sub)) if ["status", "token", "eviction"].contains(&sub) => (r, Some(sub)),
         _ => (resource, None),
     };
     let mut args = vec!["auth", "can-i", verb, resource, "--as", subject];
@@ -485,6 +487,8 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (ns, "delete", "replicasets.apps"),
         (None, "watch", "replicasets.apps"),
         (ns, "patch", "services"),
+        (None, "watch", "pods"),
+        (ns, "create", "pods/eviction"),
         (ns, "create", "ingresses.networking.k8s.io"),
         (ns, "patch", "httproutes.gateway.networking.k8s.io"),
         (ns, "get", "secrets"),

@@ -18,12 +18,16 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
 #[command(
     name = "kubectl-sluice",
     version,
-    about = "Act on sluice Rollouts (promote, abort, retry, pause, resume, status), replay analyses, and run the dashboard locally"
+    about = "Act on sluice Rollouts (promote, abort, retry, pause, resume, restart, set image, undo, status), replay analyses, and run the dashboard locally"
 )]
 struct Args {
     /// Kubeconfig to use (default: $KUBECONFIG or ~/.kube/config).
     #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, global = true)]
+    context: Option<String>,
 
     /// Namespace of the Rollout.
     #[arg(long, short = 'n', global = true, default_value = "default")]
@@ -52,6 +56,36 @@ enum Command {
     Resume { rollout: String },
     /// Show phase, step, weights and conditions.
     Status { rollout: String },
+    /// Replace every pod of the rollout, one at a time (spec.restartAt).
+    ///
+    /// Sets spec.restartAt to now (or --at). The controller evicts the pods created before
+    /// it one at a time within maxUnavailable (PodDisruptionBudgets are honoured) and
+    /// records status.restartedAt when done; no steps run, no new revision.
+    Restart {
+        /// The Rollout's name.
+        rollout: String,
+        /// Restart at this RFC 3339 time, or after this long (30m, 2h), instead of now.
+        #[arg(long, value_name = "TIME|DURATION")]
+        at: Option<String>,
+    },
+    /// Change the pod template (a new revision, rolled out by the strategy's steps).
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Roll back to a previous revision's pod template, like `kubectl rollout undo`.
+    ///
+    /// The template comes from that revision's ReplicaSet, which is scaled up again. It
+    /// changes spec.template: a GitOps tool syncing the rollout puts Git's template back
+    /// unless Git changes too.
+    Undo {
+        /// The Rollout's name.
+        rollout: String,
+        /// The revision to go back to (the sluice.dev/revision of its ReplicaSet); by
+        /// default the one before the current template's.
+        #[arg(long, value_name = "N")]
+        to_revision: Option<i64>,
+    },
+    /// Print the plugin's version.
+    Version,
     /// Serve the dashboard locally, against this kubeconfig, for every namespace. Users
     /// sign in with a bearer token unless --no-auth; the dashboard acts with this
     /// kubeconfig's credentials.
@@ -90,6 +124,38 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum SetCommand {
+    /// Set container images: `kubectl sluice set image web web=registry/app:v2`.
+    ///
+    /// The names are those of spec.template's containers (or init containers); a name
+    /// it does not have is refused.
+    Image {
+        /// The Rollout's name.
+        rollout: String,
+        /// CONTAINER=IMAGE, one or more.
+        #[arg(required = true, value_name = "CONTAINER=IMAGE", value_parser = parse_image)]
+        images: Vec<(String, String)>,
+    },
+}
+
+fn parse_image(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, i)) if !c.is_empty() && !i.is_empty() => Ok((c.to_string(), i.to_string())),
+        _ => Err(format!("expected CONTAINER=IMAGE, got {s:?}")),
+    }
+}
+
+/// `--at`: an RFC 3339 time, or a duration from now.
+fn parse_at(s: &str) -> anyhow::Result<Timestamp> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let later = humantime::parse_duration(s)
+        .with_context(|| format!("{s:?} is neither an RFC 3339 time nor a duration"))?;
+    Ok(Timestamp::now() + k8s_openapi::jiff::SignedDuration::try_from(later)?)
+}
+
 fn parse_arg(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -111,9 +177,52 @@ fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = runtime::client(args.kubeconfig.as_deref()).await?;
+    if let Command::Version = args.command {
+        println!("kubectl-sluice {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let client =
+        runtime::client_in_context(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     let ns = &args.namespace;
     let (name, action) = match &args.command {
+        Command::Version => unreachable!("handled before connecting"),
+        Command::Restart { rollout, at } => {
+            let at = match at {
+                Some(at) => parse_at(at)?,
+                None => Timestamp::now(),
+            };
+            let r = actions::restart(&client, ns, rollout, at)
+                .await
+                .with_context(|| format!("rollout {ns}/{rollout}"))?;
+            let at = r
+                .spec
+                .restart_at
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            println!("rollout {ns}/{rollout} restarting: pods created before {at} are replaced");
+            return Ok(());
+        }
+        Command::Set(SetCommand::Image { rollout, images }) => {
+            actions::set_image(&client, ns, rollout, images)
+                .await
+                .with_context(|| format!("rollout {ns}/{rollout}"))?;
+            let set: Vec<String> = images.iter().map(|(c, i)| format!("{c}={i}")).collect();
+            println!("rollout {ns}/{rollout} image updated: {}", set.join(" "));
+            return Ok(());
+        }
+        Command::Undo {
+            rollout,
+            to_revision,
+        } => {
+            let (revision, _) = actions::undo(&client, ns, rollout, *to_revision)
+                .await
+                .with_context(|| format!("rollout {ns}/{rollout}"))?;
+            println!(
+                "rollout {ns}/{rollout} rolled back to revision {} ({})",
+                revision.number, revision.hash
+            );
+            return Ok(());
+        }
         Command::Promote {
             rollout,
             full: false,

@@ -44,6 +44,8 @@ impl AdapterError {
         match self {
             AdapterError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             AdapterError::Kube(kube::Error::Api(s)) if s.code == 404 => "not_found",
+            // Only evictions are answered 429 by the apiserver (a PodDisruptionBudget).
+            AdapterError::Kube(kube::Error::Api(s)) if s.code == 429 => "disruption_budget",
             AdapterError::Kube(kube::Error::Api(_)) => "api",
             AdapterError::Kube(_) => "transport",
             AdapterError::NotFound { .. } => "reference_not_found",

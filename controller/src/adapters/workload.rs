@@ -255,6 +255,27 @@ pub async fn delete_replica_set(
     }
 }
 
+/// Evicts a pod for `spec.restartAt`, through the Eviction API rather than a delete, so
+/// that a PodDisruptionBudget over the Rollout's pods is honoured (a refusal, 429, is an
+/// error of category `disruption_budget`, retried with backoff) and the pod gets its
+/// grace period. `resource_version` is the pod's as cached: the cache shows the eviction
+/// by any later version (terminating) or by the pod's absence.
+pub async fn evict_pod(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    resource_version: Option<&str>,
+) -> Result<Option<Written>, AdapterError> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    match api.evict(name, &kube::api::EvictParams::default()).await {
+        Ok(_) => Ok(Written::past(Cache::Pod, namespace, name, resource_version)),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Some(Written::gone(Cache::Pod, namespace, name)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What a Service is to the Rollout naming it: missing (a missing reference), unusable
 /// (an ExternalName Service selects no pods), or the revision hash its selector pins
 /// (`Pins(None)` when it pins none yet).

@@ -16,6 +16,7 @@ pub enum Cache {
     Service,
     Ingress,
     HttpRoute,
+    Pod,
 }
 
 /// What a write left in the API: an object at a resourceVersion, or no object.
@@ -26,6 +27,9 @@ pub enum Version {
     At(u64),
     /// Deleted; a cache shows the deletion once the object is gone from it.
     Gone,
+    /// Changed by a write whose answer holds no version (an eviction): a cache shows it
+    /// once it holds a version later than this one, or no object.
+    Past(u64),
 }
 
 /// One object a reconcile wrote.
@@ -64,6 +68,22 @@ impl Written {
         }
     }
 
+    /// The object `name` in `namespace`, changed or deleted since `resource_version`;
+    /// None when that version is not a comparable integer.
+    pub fn past(
+        cache: Cache,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Option<Self> {
+        Some(Written {
+            cache,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            version: Version::Past(parse(resource_version)?),
+        })
+    }
+
     /// True when a cache holding the object at `cached` (its resourceVersion, or None when
     /// the cache does not hold it) already shows this write.
     pub fn shown_by(&self, cached: Option<Option<&str>>) -> bool {
@@ -76,6 +96,8 @@ impl Written {
             // after our write, it never shows; the runtime bounds every wait.)
             (Version::At(_), None) => false,
             (Version::At(written), Some(rv)) => parse(rv).is_none_or(|cached| cached >= *written),
+            (Version::Past(_), None) => true,
+            (Version::Past(before), Some(rv)) => parse(rv).is_none_or(|cached| cached > *before),
         }
     }
 }
@@ -110,6 +132,14 @@ mod tests {
     fn a_version_that_is_not_a_number_is_not_waited_for() {
         assert_eq!(Written::at(Cache::Rollout, "shop", "web", Some("x1")), None);
         assert_eq!(Written::at(Cache::Rollout, "shop", "web", None), None);
+    }
+
+    #[test]
+    fn an_eviction_is_shown_by_any_later_version_or_the_pod_gone() {
+        let w = Written::past(Cache::Pod, "shop", "web-abc-x1", Some("300")).unwrap();
+        assert!(!w.shown_by(Some(Some("300"))), "the pod as it was evicted");
+        assert!(w.shown_by(Some(Some("301"))), "terminating");
+        assert!(w.shown_by(None), "already gone");
     }
 
     #[test]

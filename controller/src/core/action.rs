@@ -47,6 +47,9 @@ pub enum Action {
     TerminateAnalysisRun { name: String },
     /// Delete a finished AnalysisRun past the history limit.
     DeleteAnalysisRun { name: String },
+    /// Evict a pod (the Eviction API, so PodDisruptionBudgets are honoured); its
+    /// ReplicaSet replaces it. For `spec.restartAt`.
+    EvictPod { name: String },
 }
 
 /// A Kubernetes Event to record.

@@ -15,6 +15,9 @@ pub mod judge;
 pub mod observed;
 mod phase;
 pub mod replicas;
+pub mod restart;
+#[cfg(test)]
+mod restart_tests;
 pub mod sequential;
 
 #[cfg(test)]
@@ -35,7 +38,7 @@ use k8s_openapi::jiff::Timestamp;
 use sluice_api::rollout::{Rollout, RolloutPhase, RolloutStatus, StrategyKind};
 
 pub use action::{Action, PlannedEvent};
-pub use observed::{AnalysisRunState, BaselineState, Observed, ReplicaSetState};
+pub use observed::{AnalysisRunState, BaselineState, Observed, PodState, ReplicaSetState};
 
 /// The outcome of planning one reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,11 +75,11 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
         (Some(canary), None) => {
             let steps_hash = hash::value_hash(&canary.steps);
             let p = canary::plan(rollout, canary, observed, &template_hash, &steps_hash, now);
-            finish(rollout, observed, p, StrategyKind::Canary)
+            finish(rollout, observed, p, StrategyKind::Canary, now)
         }
         (None, Some(blue_green)) => {
             let p = bluegreen::plan(rollout, blue_green, observed, &template_hash, now);
-            finish(rollout, observed, p, StrategyKind::BlueGreen)
+            finish(rollout, observed, p, StrategyKind::BlueGreen, now)
         }
         _ => invalid(
             rollout,
@@ -88,9 +91,22 @@ pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
 }
 
 /// What every strategy's plan gets: run housekeeping and the common status fields.
-fn finish(rollout: &Rollout, observed: &Observed, mut p: Plan, strategy: StrategyKind) -> Plan {
+fn finish(
+    rollout: &Rollout,
+    observed: &Observed,
+    mut p: Plan,
+    strategy: StrategyKind,
+    now: Timestamp,
+) -> Plan {
     let housekeeping = analysis_housekeeping(&p.status, observed, &p.actions);
     p.actions.extend(housekeeping);
+    let restart = restart::plan(rollout, observed, &p.status, now);
+    p.actions.extend(restart.actions);
+    p.status.restarted_at = restart.restarted_at;
+    p.requeue_after = match (p.requeue_after, restart.requeue_after) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     p.status.observed_generation = rollout.metadata.generation;
     p.status.strategy = Some(strategy);
     p.status.selector = Some(selector_string(&rollout.spec.selector));

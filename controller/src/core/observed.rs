@@ -30,6 +30,21 @@ pub struct Observed {
     pub baselines: Vec<BaselineState>,
     /// The pod template of the ReplicaSet of `status.stableRS`: what a baseline runs.
     pub stable_template: Option<PodTemplateSpec>,
+    /// The pods of the Rollout's revisions (from a metadata-only cache), for
+    /// `spec.restartAt`.
+    pub pods: Vec<PodState>,
+}
+
+/// One pod of a revision, as `spec.restartAt` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodState {
+    pub name: String,
+    /// The ReplicaSet that controls it.
+    pub replica_set: String,
+    /// `metadata.creationTimestamp` (None is taken as older than any restart).
+    pub created: Option<Timestamp>,
+    /// True once `metadata.deletionTimestamp` is set: on its way out.
+    pub terminating: bool,
 }
 
 /// One dedicated baseline ReplicaSet of the Rollout.

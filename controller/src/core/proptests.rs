@@ -1442,6 +1442,7 @@ fn describe(actions: &[Action]) -> String {
         .iter()
         .map(|a| match a {
             Action::CreateReplicaSet { hash, replicas, .. } => format!("create {hash}×{replicas}"),
+            Action::EvictPod { name } => format!("evict {name}"),
             Action::ScaleReplicaSet {
                 name,
                 replicas,

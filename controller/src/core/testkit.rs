@@ -12,7 +12,9 @@ use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::hash::pod_template_hash;
-use super::{Action, AnalysisRunState, BaselineState, Observed, Plan, ReplicaSetState, plan};
+use super::{
+    Action, AnalysisRunState, BaselineState, Observed, Plan, PodState, ReplicaSetState, plan,
+};
 
 pub(super) fn t0() -> Timestamp {
     Timestamp::from_second(1_800_000_000).unwrap()
@@ -44,6 +46,8 @@ pub(super) struct World {
     pub(super) stable: Option<String>,
     /// The reasons of every Event planned by [`settle`], in order.
     pub(super) events: Vec<String>,
+    /// Pods, for the restart tests only (the others count pods in the ReplicaSets).
+    pub(super) pods: Vec<PodState>,
 }
 
 impl World {
@@ -81,6 +85,7 @@ impl World {
                 .as_ref()
                 .and_then(|h| self.templates.get(h))
                 .cloned(),
+            pods: self.pods.clone(),
         }
     }
 
@@ -194,6 +199,15 @@ impl World {
                     created: None,
                     terminating: false,
                 }),
+                Action::EvictPod { name } => {
+                    let pod = self
+                        .pods
+                        .iter_mut()
+                        .find(|p| &p.name == name)
+                        .expect("evicted pod exists");
+                    assert!(!pod.terminating, "evicted twice: {name}");
+                    pod.terminating = true;
+                }
                 Action::TerminateAnalysisRun { name } => {
                     if let Some(run) = self.runs.iter_mut().find(|r| &r.name == name) {
                         run.terminating = true;

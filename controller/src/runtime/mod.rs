@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use sluice_api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
-use sluice_api::labels::{CONTROLLER_INSTANCE_LABEL, ROLLOUT_LABEL};
+use sluice_api::labels::{CONTROLLER_INSTANCE_LABEL, POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
 use sluice_api::rollout::Rollout;
 use tracing::{debug, info, warn};
 
@@ -30,7 +30,7 @@ use crate::adapters::router::gateway::http_route_resource;
 use crate::adapters::workload;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, analysis as runs, status};
-use crate::core::{self, Action, AnalysisRunState, Observed};
+use crate::core::{self, Action, AnalysisRunState, Observed, PodState};
 use expectations::Expectations;
 use references::Referenced;
 
@@ -68,6 +68,32 @@ pub async fn limited_client(
         Some(limit) => builder.with_layer(&limit).build(),
         None => builder.build(),
     })
+}
+
+/// As [`client`], with a kubeconfig context other than the current one (`--context`);
+/// the kubeconfig is `kubeconfig`, or `$KUBECONFIG` / `~/.kube/config`.
+pub async fn client_in_context(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<Client> {
+    use anyhow::Context as _;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let Some(context) = context else {
+        return client(kubeconfig).await;
+    };
+    let kc = match kubeconfig {
+        Some(path) => Kubeconfig::read_from(path)
+            .with_context(|| format!("reading kubeconfig {}", path.display()))?,
+        None => Kubeconfig::read().context("reading the kubeconfig")?,
+    };
+    let options = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .with_context(|| format!("kubeconfig context {context}"))?;
+    Ok(Client::try_from(config)?)
 }
 
 async fn config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
@@ -133,6 +159,8 @@ struct Context {
     /// sluice's own last status write.
     rollouts: Store<DeserializeGuard<Rollout>>,
     replica_sets: Store<ReplicaSet>,
+    /// The pods of sluice's revisions, metadata only, for `spec.restartAt`.
+    pods: Store<PartialObjectMeta<Pod>>,
     /// Guarded like the Rollouts: one run that does not deserialize must not keep this
     /// cache from ever listing, which would stall every Rollout's reconcile.
     analysis_runs: Store<DeserializeGuard<AnalysisRun>>,
@@ -185,6 +213,7 @@ impl Context {
             Cache::Service => version(self.caches.service(ns, name)),
             Cache::Ingress => version(self.caches.ingress(ns, name)),
             Cache::HttpRoute => version(self.caches.http_route(ns, name)),
+            Cache::Pod => version(self.pods.get(&ObjectRef::new(name).within(ns))),
         }
     }
 }
@@ -239,6 +268,14 @@ pub async fn run(
         api::<ReplicaSet>(&client, ns),
         watcher::Config::default().labels(ROLLOUT_LABEL),
         rs_writer,
+    );
+    // The pods of the revisions (they carry the hash label), metadata only: what
+    // `spec.restartAt` needs is names, owners and creation and deletion times.
+    let (pods, pod_writer) = reflector::store();
+    let pod_stream = watches::cached_touched(
+        api::<PartialObjectMeta<Pod>>(&client, ns),
+        watcher::Config::default().labels(POD_TEMPLATE_HASH_LABEL),
+        pod_writer,
     );
     let (analysis_runs, run_writer) = reflector::store();
     let run_stream = watches::cached_touched(
@@ -329,8 +366,10 @@ pub async fn run(
     );
     let caches_ready = {
         let (rs, runs, c) = (replica_sets.clone(), analysis_runs.clone(), caches.clone());
+        let pods = pods.clone();
         async move {
             rs.wait_until_ready().await.is_ok()
+                && pods.wait_until_ready().await.is_ok()
                 && runs.wait_until_ready().await.is_ok()
                 && c.services.wait_until_ready().await.is_ok()
                 && c.ingresses.wait_until_ready().await.is_ok()
@@ -356,7 +395,8 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         rollouts: rollouts.clone(),
-        replica_sets,
+        replica_sets: replica_sets.clone(),
+        pods,
         analysis_runs,
         caches,
         caches_ready,
@@ -384,6 +424,24 @@ pub async fn run(
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
+        // A pod's owner is its ReplicaSet, whose owner is the Rollout: a pod going or
+        // coming brings back a restart waiting for it.
+        .watches_stream(pod_stream, {
+            let (sets, queue) = (replica_sets, queue.clone());
+            move |pod: PartialObjectMeta<Pod>| {
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                let owners = pod
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|o| o.kind == "ReplicaSet")
+                    .filter_map(|o| sets.get(&ObjectRef::new(&o.name).within(&ns)))
+                    .flat_map(|rs| owning_rollouts(&rs.metadata))
+                    .collect();
+                queue.triggered(owners)
+            }
+        })
         // An object a Rollout refers to appearing, vanishing or being edited is a reason
         // to look again: a missing reference resolves, a hand-edited selector is restored,
         // a weight another writer (a GitOps sync) put back is re-asserted. A canary
@@ -599,7 +657,31 @@ fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
             workload::observe_replica_set(rs).is_some_and(|r| Some(r.hash.as_str()) == stable_hash)
         })
         .and_then(|rs| rs.spec.template.clone());
+    // The pods of the revisions, by their controlling ReplicaSet.
+    let revision_names: std::collections::BTreeSet<String> =
+        replica_sets.iter().map(|rs| rs.name.clone()).collect();
+    let pods = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .filter_map(|p| {
+            let owner = p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
+            revision_names.contains(&owner.name).then(|| PodState {
+                name: p.name_any(),
+                replica_set: owner.name.clone(),
+                created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                terminating: p.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect();
     let mut observed = Observed {
+        pods,
         replica_sets,
         baselines: owned_sets
             .iter()
@@ -786,6 +868,11 @@ async fn execute(
             runs::terminate_run(client, &namespace, name).await?
         }
         Action::DeleteAnalysisRun { name } => runs::delete_run(client, &namespace, name).await?,
+        Action::EvictPod { name } => {
+            let cached = ctx.pods.get(&ObjectRef::new(name).within(&namespace));
+            let version = cached.and_then(|p| p.metadata.resource_version.clone());
+            workload::evict_pod(client, &namespace, name, version.as_deref()).await?
+        }
     })
 }
 

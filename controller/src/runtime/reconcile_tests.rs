@@ -115,6 +115,7 @@ fn context_with_rollouts(
         client: client.clone(),
         rollouts: rollout_writer.as_reader(),
         replica_sets: rs_store,
+        pods: reflector::store::Writer::default().as_reader(),
         analysis_runs: run_store,
         caches: caches(Vec::new()),
         caches_ready: async { true }.boxed().shared(),
