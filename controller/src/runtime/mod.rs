@@ -424,11 +424,17 @@ pub async fn run(
     controller
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
-        // A pod's owner is its ReplicaSet, whose owner is the Rollout: a pod going or
-        // coming brings back a restart waiting for it.
+        // A pod's owner is its ReplicaSet, whose owner is the Rollout: a pod on its way
+        // out brings back a restart waiting for it. Only those: a pod created, scheduled
+        // or getting ready changes its ReplicaSet's status, which brings the Rollout back
+        // already, while the end of a termination (counted out of that status when it
+        // began) does not. Every other pod update would be a reconcile for nothing.
         .watches_stream(pod_stream, {
             let (sets, queue) = (replica_sets, queue.clone());
             move |pod: PartialObjectMeta<Pod>| {
+                if pod.metadata.deletion_timestamp.is_none() {
+                    return Vec::new();
+                }
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
                 let owners = pod
                     .metadata
