@@ -88,6 +88,15 @@ async fn paused_rollout(env: &Env) -> Result<()> {
     env.wait_healthy_on_new_revision().await?;
     env.set_version("v2").await?;
     env.wait_step(1, RolloutPhase::Paused).await?;
+    // The step's Event is written after the status that shows the pause: wait for it too,
+    // or a leader stopped right after the status could not have told it (an Event lost
+    // with the leader is not a step skipped, and each_step_once counts Events).
+    wait_for(
+        "the first StepCompleted",
+        Duration::from_secs(10),
+        || async { Ok(!env.steps_completed().await?.is_empty()) },
+    )
+    .await?;
     Ok(())
 }
 
