@@ -53,3 +53,29 @@ impl AdapterError {
         }
     }
 }
+
+/// An error with its sources, `a: b: c`, without repeating a source already in the text:
+/// the reason of a failed request in a measurement's message.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A response body's start as text, at most `max_chars` characters, for messages.
+pub(crate) fn body_start(body: &[u8], max_chars: usize) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}… (truncated)", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

@@ -15,6 +15,8 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::{body_start, error_chain};
+
 /// Largest body kept in an [`PrometheusError::Http`] message, in characters.
 const MAX_ERROR_BODY_CHARS: usize = 500;
 
@@ -180,7 +182,9 @@ impl PrometheusClient {
             .tls_backend_preconfigured(tls)
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| setup_error(format!("cannot build the HTTP client: {}", chain(&e))))?;
+            .map_err(|e| {
+                setup_error(format!("cannot build the HTTP client: {}", error_chain(&e)))
+            })?;
         Ok(Self { http })
     }
 
@@ -238,18 +242,18 @@ impl PrometheusClient {
                     address: address.clone(),
                     reason: format!(
                         "invalid request (check the address and headers): {}",
-                        chain(&e)
+                        error_chain(&e)
                     ),
                 }
             } else if e.is_connect() {
                 PrometheusError::Transport {
                     address: address.clone(),
-                    reason: format!("cannot connect: {}", chain(&e)),
+                    reason: format!("cannot connect: {}", error_chain(&e)),
                 }
             } else {
                 PrometheusError::Transport {
                     address: address.clone(),
-                    reason: format!("request failed: {}", chain(&e)),
+                    reason: format!("request failed: {}", error_chain(&e)),
                 }
             }
         };
@@ -324,14 +328,14 @@ fn decode(
         Err(e) if success => {
             return Err(decode_error(format!(
                 "not a Prometheus API response ({e}); body: {}",
-                truncate(body)
+                body_start(body, MAX_ERROR_BODY_CHARS)
             )));
         }
         Err(_) => {
             return Err(PrometheusError::Http {
                 address: address.to_owned(),
                 status,
-                body: truncate(body),
+                body: body_start(body, MAX_ERROR_BODY_CHARS),
             });
         }
     };
@@ -348,7 +352,7 @@ fn decode(
         return Err(PrometheusError::Http {
             address: address.to_owned(),
             status,
-            body: truncate(body),
+            body: body_start(body, MAX_ERROR_BODY_CHARS),
         });
     }
     if envelope.status != "success" {
@@ -488,17 +492,6 @@ fn seconds(d: Duration) -> String {
     }
 }
 
-/// The body's start as text, at most [`MAX_ERROR_BODY_CHARS`] characters.
-fn truncate(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut chars = text.char_indices();
-    match chars.nth(MAX_ERROR_BODY_CHARS) {
-        Some((cut, _)) => format!("{}… (truncated)", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 /// The address with any `user:password@` hidden, for messages.
 fn redact(address: &str) -> String {
     let address = address.trim_end_matches('/');
@@ -511,21 +504,6 @@ fn redact(address: &str) -> String {
         Some(at) => format!("{}***@{}", &address[..scheme_end + 3], &rest[at + 1..]),
         None => address.to_owned(),
     }
-}
-
-/// An error with its sources, `a: b: c`, without repeating a source already in the text.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -975,7 +953,7 @@ mod tests {
     #[test]
     fn truncate_respects_char_boundaries() {
         let long = "é".repeat(600);
-        let cut = truncate(long.as_bytes());
+        let cut = body_start(long.as_bytes(), MAX_ERROR_BODY_CHARS);
         assert!(cut.starts_with(&"é".repeat(MAX_ERROR_BODY_CHARS)));
         assert!(!cut.starts_with(&"é".repeat(MAX_ERROR_BODY_CHARS + 1)));
     }

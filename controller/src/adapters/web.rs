@@ -15,6 +15,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
+
+use super::{body_start, error_chain};
 use sluice_api::analysis::WebMethod;
 
 /// Largest body kept in an error message, in characters.
@@ -162,17 +164,20 @@ impl WebClient {
             } else if e.is_builder() {
                 WebError::Transport {
                     url,
-                    reason: format!("invalid request (check the url and headers): {}", chain(&e)),
+                    reason: format!(
+                        "invalid request (check the url and headers): {}",
+                        error_chain(&e)
+                    ),
                 }
             } else if e.is_connect() {
                 WebError::Transport {
                     url,
-                    reason: format!("cannot connect: {}", chain(&e)),
+                    reason: format!("cannot connect: {}", error_chain(&e)),
                 }
             } else {
                 WebError::Transport {
                     url,
-                    reason: format!("request failed: {}", chain(&e)),
+                    reason: format!("request failed: {}", error_chain(&e)),
                 }
             }
         };
@@ -195,7 +200,7 @@ impl WebClient {
             return Err(WebError::Http {
                 url,
                 status: status.as_u16(),
-                body: truncate(&body),
+                body: body_start(&body, MAX_ERROR_BODY_CHARS),
             });
         }
         serde_json::from_slice(&body).map_err(|e| WebError::NotJson {
@@ -204,7 +209,7 @@ impl WebClient {
             body: if body.iter().all(u8::is_ascii_whitespace) {
                 "(empty body)".into()
             } else {
-                truncate(&body)
+                body_start(&body, MAX_ERROR_BODY_CHARS)
             },
         })
     }
@@ -250,7 +255,7 @@ fn build(tls: WebTls<'_>, no_proxy: bool) -> Result<reqwest::Client, WebError> {
     }
     builder
         .build()
-        .map_err(|e| setup_error(format!("cannot build the HTTP client: {}", chain(&e))))
+        .map_err(|e| setup_error(format!("cannot build the HTTP client: {}", error_chain(&e))))
 }
 
 /// `insecure: true`: any certificate is accepted, but the handshake's signatures are still
@@ -310,31 +315,6 @@ fn redact(url: &str) -> String {
         None => path_and_query.to_owned(),
     };
     format!("{}{authority}{path}", &url[..scheme_end + 3])
-}
-
-/// The body's start as text, at most [`MAX_ERROR_BODY_CHARS`] characters.
-fn truncate(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(MAX_ERROR_BODY_CHARS) {
-        Some((cut, _)) => format!("{}… (truncated)", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error with its sources, `a: b: c`, without repeating a source already in the text.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
