@@ -30,7 +30,7 @@ use tracing::{error, info, warn};
 use super::expectations::Expectations;
 use super::malformed::{self, Shape};
 use super::metrics;
-use super::queue::Queue;
+use super::queue::{Gate, Queue};
 use super::{ReconcileError, Settings, api, backoff, watches};
 use crate::adapters::AdapterError;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
@@ -131,6 +131,8 @@ struct Context {
     failures: backoff::Failures<ObjectRef<DeserializeGuard<AnalysisRun>>>,
     /// When each run became due, for the queue metrics.
     queue: Arc<Queue<ObjectRef<DeserializeGuard<AnalysisRun>>>>,
+    /// `--concurrency` reconciles at once, in the queue's order.
+    gate: Arc<Gate>,
 }
 
 /// Runs the AnalysisRun controller until `shutdown` resolves.
@@ -182,6 +184,14 @@ pub async fn run(
         })
     };
     let controller = Controller::for_stream(trigger, runs.clone());
+    let gate = Gate::new(settings.concurrency);
+    let shutdown = {
+        let gate = gate.clone();
+        async move {
+            shutdown.await;
+            gate.close();
+        }
+    };
     let ctx = Arc::new(Context {
         measurer: Measurer {
             client: client.clone(),
@@ -193,9 +203,12 @@ pub async fn run(
         expectations: Expectations::default(),
         failures: backoff::Failures::default(),
         queue,
+        gate,
     });
     controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        // Every due run is handed over at once; the gate limits and orders them, a due
+        // measurement ahead of watch events (see `queue`).
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         // The watch retries by itself and passes no error on (see `watches`).
         .trigger_backoff(super::backoff::WatchBackoff::default())
         .graceful_shutdown_on(shutdown)
@@ -226,8 +239,13 @@ async fn reconcile(
         Err(_) => RECONCILE_OVERHEAD,
     };
     let key = ObjectRef::from_obj(&*guard);
+    let Some(_place) = ctx.gate.enter(ctx.queue.order(&key, Instant::now())).await else {
+        return Ok(Requeue::await_change());
+    };
     let waited = ctx.queue.started(&key, Instant::now());
     metrics::metrics().queue_waited("analysisrun", waited);
+    // The run as it is now, not as it was when it joined the line.
+    let guard = ctx.runs.get(&key).unwrap_or(guard);
     if let Some(wait) = ctx.expectations.wait(&key, Instant::now(), |w| {
         ctx.runs
             .get(&ObjectRef::new(&w.name).within(&w.namespace))
@@ -254,7 +272,7 @@ async fn reconcile(
         ctx.failures.forget(&key);
     }
     Ok(match outcome? {
-        Some(after) => ctx.queue.requeue(&key, after),
+        Some(after) => ctx.queue.deadline(&key, after),
         None => Requeue::await_change(),
     })
 }
@@ -875,6 +893,7 @@ mod tests {
             expectations: Expectations::default(),
             failures: backoff::Failures::default(),
             queue: Arc::default(),
+            gate: Gate::new(1),
         })
     }
 

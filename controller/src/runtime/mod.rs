@@ -179,8 +179,10 @@ struct Context {
     failures: backoff::Failures<ObjectRef<DeserializeGuard<Rollout>>>,
     /// What each Rollout's last reconcile wrote that the caches have not shown yet.
     expectations: Expectations<ObjectRef<DeserializeGuard<Rollout>>>,
-    /// When each Rollout became due, for the queue metrics.
+    /// When each Rollout became due: its place in line, and the queue metrics.
     queue: Arc<RolloutQueue>,
+    /// `--concurrency` reconciles at once, in the queue's order.
+    gate: Arc<queue::Gate>,
 }
 
 type RolloutKey = ObjectRef<DeserializeGuard<Rollout>>;
@@ -252,13 +254,22 @@ where
     }
 }
 
-/// Runs the Rollout controller until `shutdown` resolves (in-flight reconciles finish).
+/// Runs the Rollout controller until `shutdown` resolves (in-flight reconciles finish;
+/// those still waiting for a place are not started).
 pub async fn run(
     client: Client,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = settings.namespace.as_deref();
+    let gate = queue::Gate::new(settings.concurrency);
+    let shutdown = {
+        let gate = gate.clone();
+        async move {
+            shutdown.await;
+            gate.close();
+        }
+    };
 
     // Only sluice's own ReplicaSets and AnalysisRuns are cached: label-selected watches
     // keep memory proportional to what sluice manages, not to the cluster. Revisions and
@@ -361,9 +372,9 @@ pub async fn run(
             }),
         )
     };
-    let controller = Controller::for_stream(rollout_stream, rollouts.clone()).with_config(
-        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
-    );
+    // Every due Rollout is handed over at once; the gate limits and orders them.
+    let controller = Controller::for_stream(rollout_stream, rollouts.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(0));
     let caches_ready = {
         let (rs, runs, c) = (replica_sets.clone(), analysis_runs.clone(), caches.clone());
         let pods = pods.clone();
@@ -405,6 +416,7 @@ pub async fn run(
         failures: backoff::Failures::default(),
         expectations: Expectations::default(),
         queue: queue.clone(),
+        gate,
     });
 
     let referring = |kind: Referenced| {
@@ -505,9 +517,15 @@ async fn reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,
     ctx: Arc<Context>,
 ) -> Result<Requeue, ReconcileError> {
+    let key = ObjectRef::from_obj(&*guard);
+    let Some(_place) = ctx.gate.enter(ctx.queue.order(&key, Instant::now())).await else {
+        return Ok(Requeue::await_change());
+    };
     let started = Instant::now();
-    let waited = ctx.queue.started(&ObjectRef::from_obj(&*guard), started);
+    let waited = ctx.queue.started(&key, started);
     metrics::metrics().queue_waited("rollout", waited);
+    // The object as it is now, not as it was when it joined the line.
+    let guard = ctx.rollouts.get(&key).unwrap_or(guard);
     let result = tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_inner(guard, ctx))
         .await
         .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)));
@@ -592,7 +610,7 @@ async fn reconcile_inner(
     Ok(match plan.requeue_after {
         Some(after) => ctx
             .queue
-            .requeue(&key, after.max(Duration::from_millis(50))),
+            .deadline(&key, after.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
     })
 }

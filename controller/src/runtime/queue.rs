@@ -1,44 +1,84 @@
-//! When each object's next reconcile became due, for the queue metrics
-//! (`sluice_queue_depth`, `sluice_queue_wait_seconds`).
+//! Which object's reconcile goes next, and when each became due (for the queue metrics
+//! `sluice_queue_depth`, `sluice_queue_wait_seconds`).
 //!
 //! kube-runtime's Controller keeps its work queue to itself, so this mirrors it from the
 //! outside: every trigger the Controller is fed (a watch event of the object, of an
 //! object it owns or refers to) and every requeue it is given is recorded here with the
 //! time it became due, and a reconcile starting takes its object's entry out. Like the
 //! Controller's scheduler, one entry per object, keeping the earliest time: several
-//! triggers before a reconcile are one reconcile. An object that is due but not yet
-//! started is waiting for a free worker (`--concurrency`) or for the rate limit: the
-//! depth is how many wait, the wait how long.
+//! triggers before a reconcile are one reconcile.
+//!
+//! The Controller itself runs every due object at once (unbounded concurrency); the
+//! [`Gate`] holds them to `--concurrency` and decides the order, which the Controller's
+//! scheduler cannot: it hands out due objects in hash order. The order is the time each
+//! became due, except that a deadline the plan named (a pause ending, an analysis
+//! interval, a scale-down delay) counts as due [`DEADLINE_PRIORITY`] earlier: when every
+//! template changes at once, the thousands of reconciles that wave brings would otherwise
+//! hold back the Rollout whose pause just ended, and its next weight, for minutes. The
+//! bound keeps it fair: a watch event that has waited longer than that goes first.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
+use tokio::sync::oneshot;
+
+/// How much sooner than a watch event a due deadline of the plan's is served.
+pub const DEADLINE_PRIORITY: Duration = Duration::from_secs(60);
+
+/// When one object became due: by a trigger (a watch event, a retry), and by a deadline
+/// of its plan's (possibly in the future).
+#[derive(Debug, Clone, Copy, Default)]
+struct Due {
+    trigger: Option<Instant>,
+    deadline: Option<Instant>,
+}
+
+impl Due {
+    /// The earliest time it is due, of either kind.
+    fn earliest(&self) -> Option<Instant> {
+        match (self.trigger, self.deadline) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
+        }
+    }
+}
 
 /// The due objects of one controller, keyed as its Controller keys them.
 #[derive(Debug)]
 pub struct Queue<K> {
-    due: Mutex<HashMap<K, Instant>>,
+    due: Mutex<HashMap<K, Due>>,
+    /// Orders are counted from here, so a deadline's priority can reach before it.
+    epoch: Instant,
 }
 
 impl<K> Default for Queue<K> {
     fn default() -> Self {
         Queue {
             due: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
         }
     }
 }
 
 impl<K: Hash + Eq + Clone> Queue<K> {
-    /// `key` is due at `at` (a trigger: now; a requeue: its deadline), unless it already
-    /// is earlier.
-    pub fn due(&self, key: K, at: Instant) {
+    fn record(&self, key: K, at: Instant, deadline: bool) {
         let mut due = self.due.lock().expect("queue lock poisoned");
-        due.entry(key)
-            .and_modify(|t| *t = (*t).min(at))
-            .or_insert(at);
+        let entry = due.entry(key).or_default();
+        let slot = if deadline {
+            &mut entry.deadline
+        } else {
+            &mut entry.trigger
+        };
+        *slot = Some(slot.map_or(at, |t| t.min(at)));
+    }
+
+    /// `key` was triggered at `at` (a watch event), unless it already is earlier.
+    pub fn due(&self, key: K, at: Instant) {
+        self.record(key, at, false);
     }
 
     /// Records that `keys` were triggered now, and passes them on (for trigger mappers).
@@ -50,18 +90,46 @@ impl<K: Hash + Eq + Clone> Queue<K> {
         keys
     }
 
-    /// The Controller's requeue of `key` after `after`, recorded.
+    /// The Controller's requeue of `key` after `after`, recorded as an ordinary trigger
+    /// (a retry after an error, a bound on a wait that a watch event normally ends).
     pub fn requeue(&self, key: &K, after: Duration) -> Action {
         self.due(key.clone(), Instant::now() + after);
         Action::requeue(after)
     }
 
+    /// The Controller's requeue of `key` at a deadline its plan named, served ahead of
+    /// watch events once due (see the module's comment).
+    pub fn deadline(&self, key: &K, after: Duration) -> Action {
+        self.record(key.clone(), Instant::now() + after, true);
+        Action::requeue(after)
+    }
+
+    /// Where `key` stands in line at `now`: the lower, the sooner it runs. Its first
+    /// trigger's time, or its deadline's (once due) less [`DEADLINE_PRIORITY`], whichever
+    /// is earlier; `now` when nothing is recorded (the Controller has reasons of its own).
+    pub fn order(&self, key: &K, now: Instant) -> i128 {
+        let since = |t: Instant| t.saturating_duration_since(self.epoch).as_nanos() as i128;
+        let due = self.due.lock().expect("queue lock poisoned");
+        let Some(entry) = due.get(key) else {
+            return since(now);
+        };
+        let trigger = entry.trigger.map(since);
+        let deadline = entry
+            .deadline
+            .filter(|d| *d <= now)
+            .map(|d| since(d) - DEADLINE_PRIORITY.as_nanos() as i128);
+        match (trigger, deadline) {
+            (Some(t), Some(d)) => t.min(d),
+            (t, d) => t.or(d).unwrap_or_else(|| since(now)),
+        }
+    }
+
     /// A reconcile of `key` starts at `now`: how long it was due (zero when it started
-    /// before it was due, or was not known to be due: the Controller has reasons of its
-    /// own, such as a trigger this mirror does not see).
+    /// before it was due, or was not known to be due).
     pub fn started(&self, key: &K, now: Instant) -> Duration {
         let mut due = self.due.lock().expect("queue lock poisoned");
         due.remove(key)
+            .and_then(|d| d.earliest())
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
     }
 
@@ -71,7 +139,133 @@ impl<K: Hash + Eq + Clone> Queue<K> {
     pub fn depth(&self, now: Instant, exists: impl Fn(&K) -> bool) -> usize {
         let mut due = self.due.lock().expect("queue lock poisoned");
         due.retain(|key, _| exists(key));
-        due.values().filter(|at| **at <= now).count()
+        due.values()
+            .filter(|d| d.earliest().is_some_and(|at| at <= now))
+            .count()
+    }
+}
+
+/// At most `permits` reconciles at once, the waiting ones let in lowest order first
+/// (ties: first come). tokio's Semaphore is first-come only, and no well-kept crate has
+/// a priority semaphore; this is one lock, a heap and a oneshot per waiter.
+#[derive(Debug)]
+pub struct Gate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug)]
+struct GateState {
+    free: usize,
+    waiting: BinaryHeap<Waiter>,
+    arrivals: u64,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    rank: Reverse<(i128, u64)>,
+    admit: oneshot::Sender<Permit>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank == other.rank
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank.cmp(&other.rank)
+    }
+}
+
+/// A place in the gate; dropping it lets the next waiter in.
+#[derive(Debug)]
+pub struct Permit {
+    gate: Option<Arc<Gate>>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            Gate::release(&gate);
+        }
+    }
+}
+
+impl Gate {
+    /// A gate of `permits` places (0: no limit).
+    pub fn new(permits: u16) -> Arc<Self> {
+        Arc::new(Gate {
+            state: Mutex::new(GateState {
+                free: if permits == 0 {
+                    usize::MAX
+                } else {
+                    permits.into()
+                },
+                waiting: BinaryHeap::new(),
+                arrivals: 0,
+                closed: false,
+            }),
+        })
+    }
+
+    /// Waits for a place, in `order`; None once the gate is closed (shutting down: what
+    /// waits then is not started).
+    pub async fn enter(self: &Arc<Self>, order: i128) -> Option<Permit> {
+        let admitted = {
+            let mut state = self.state.lock().expect("gate lock poisoned");
+            if state.closed {
+                return None;
+            }
+            if state.free > 0 && state.waiting.is_empty() {
+                state.free -= 1;
+                return Some(Permit {
+                    gate: Some(self.clone()),
+                });
+            }
+            let (admit, admitted) = oneshot::channel();
+            state.arrivals += 1;
+            let rank = Reverse((order, state.arrivals));
+            state.waiting.push(Waiter { rank, admit });
+            admitted
+        };
+        // A waiter dropped after being admitted drops its Permit with the channel, which
+        // lets the next one in: no place is lost to a cancelled wait.
+        admitted.await.ok()
+    }
+
+    /// Lets no one in any more; those waiting get None. Places in use stay in use.
+    pub fn close(&self) {
+        let mut state = self.state.lock().expect("gate lock poisoned");
+        state.closed = true;
+        state.waiting.clear();
+    }
+
+    /// How many wait for a place.
+    pub fn waiting(&self) -> usize {
+        self.state.lock().expect("gate lock poisoned").waiting.len()
+    }
+
+    fn release(gate: &Arc<Gate>) {
+        let mut state = gate.state.lock().expect("gate lock poisoned");
+        while let Some(waiter) = state.waiting.pop() {
+            let permit = Permit {
+                gate: Some(gate.clone()),
+            };
+            match waiter.admit.send(permit) {
+                Ok(()) => return,
+                // That waiter was cancelled: disarm the permit (its drop would take the
+                // lock held here) and try the next.
+                Err(mut unused) => unused.gate = None,
+            }
+        }
+        state.free = state.free.saturating_add(1);
     }
 }
 
@@ -137,5 +331,138 @@ mod tests {
         q.due("kept", t0);
         assert_eq!(q.depth(t0, |k| *k == "kept"), 1);
         assert_eq!(q.depth(t0, |_| true), 1, "forgotten for good");
+    }
+
+    #[test]
+    fn a_due_deadline_goes_ahead_of_recent_triggers_but_not_of_old_ones() {
+        let q = Queue::default();
+        let t0 = q.epoch + secs(1_000);
+        q.due("old", t0);
+        q.due("recent", t0 + secs(50));
+        q.record("paused", t0 + secs(70), true);
+        let now = t0 + secs(90);
+        let mut line = ["recent", "paused", "old"];
+        line.sort_by_key(|k| q.order(k, now));
+        assert_eq!(
+            line,
+            ["old", "paused", "recent"],
+            "the deadline goes ahead of a trigger 20 s older than it, behind one 70 s older"
+        );
+    }
+
+    #[test]
+    fn a_deadline_not_yet_due_gives_no_priority() {
+        let q = Queue::default();
+        let t0 = q.epoch + secs(1_000);
+        q.due("a", t0 + secs(5));
+        q.record("a", t0 + secs(100), true);
+        q.due("b", t0 + secs(4));
+        let now = t0 + secs(10);
+        assert!(q.order(&"b", now) < q.order(&"a", now));
+        assert_eq!(q.started(&"a", now), secs(5), "waited since its trigger");
+    }
+
+    #[test]
+    fn a_retry_is_an_ordinary_trigger() {
+        let q = Queue::default();
+        let before = Instant::now();
+        q.requeue(&"retry", Duration::ZERO);
+        q.deadline(&"pause", Duration::ZERO);
+        let now = Instant::now() + secs(1);
+        assert!(q.order(&"pause", now) < q.order(&"retry", now));
+        assert!(q.order(&"retry", now) >= before.duration_since(q.epoch).as_nanos() as i128);
+    }
+
+    mod gate {
+        use super::super::*;
+        use std::sync::Mutex as StdMutex;
+
+        /// One task per (name, order) enters the gate while its only place is held,
+        /// records its name when let in and gives the place on.
+        #[tokio::test]
+        async fn waiters_are_let_in_lowest_order_first_then_first_come() {
+            let gate = Gate::new(1);
+            let first = gate.enter(0).await.expect("a free place");
+            let admitted = Arc::new(StdMutex::new(Vec::new()));
+            let mut tasks = Vec::new();
+            for (name, order) in [("c", 30), ("a", 10), ("b1", 20), ("b2", 20)] {
+                let (entering, admitted) = (gate.clone(), admitted.clone());
+                tasks.push(tokio::spawn(async move {
+                    let permit = entering.enter(order).await.expect("admitted");
+                    admitted.lock().unwrap().push(name);
+                    tokio::task::yield_now().await;
+                    drop(permit);
+                }));
+                // Arrive in this order.
+                while gate.waiting() < tasks.len() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            drop(first);
+            for task in tasks {
+                task.await.unwrap();
+            }
+            assert_eq!(*admitted.lock().unwrap(), ["a", "b1", "b2", "c"]);
+        }
+
+        #[tokio::test]
+        async fn at_most_permits_are_in_at_once() {
+            let gate = Gate::new(2);
+            let a = gate.enter(0).await;
+            let b = gate.enter(0).await;
+            assert!(a.is_some() && b.is_some());
+            let third = tokio::spawn({
+                let gate = gate.clone();
+                async move { gate.enter(0).await.is_some() }
+            });
+            while gate.waiting() == 0 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!third.is_finished(), "two places, both taken");
+            drop(a);
+            assert!(third.await.unwrap());
+        }
+
+        #[tokio::test]
+        async fn a_cancelled_waiter_loses_no_place() {
+            let gate = Gate::new(1);
+            let held = gate.enter(0).await.unwrap();
+            let cancelled = tokio::spawn({
+                let gate = gate.clone();
+                async move { gate.enter(0).await.is_some() }
+            });
+            while gate.waiting() == 0 {
+                tokio::task::yield_now().await;
+            }
+            cancelled.abort();
+            let _ = cancelled.await;
+            drop(held);
+            let next = tokio::time::timeout(Duration::from_secs(1), gate.enter(0)).await;
+            assert!(next.expect("the place came back").is_some());
+        }
+
+        #[tokio::test]
+        async fn closing_turns_waiters_away_and_refuses_newcomers() {
+            let gate = Gate::new(1);
+            let held = gate.enter(0).await.unwrap();
+            let waiter = tokio::spawn({
+                let gate = gate.clone();
+                async move { gate.enter(0).await.is_some() }
+            });
+            while gate.waiting() == 0 {
+                tokio::task::yield_now().await;
+            }
+            gate.close();
+            assert!(!waiter.await.unwrap(), "turned away");
+            assert!(gate.enter(0).await.is_none(), "refused");
+            drop(held);
+        }
+
+        #[tokio::test]
+        async fn zero_permits_means_no_limit() {
+            let gate = Gate::new(0);
+            let permits: Vec<_> = futures::future::join_all((0..100).map(|_| gate.enter(0))).await;
+            assert!(permits.iter().all(Option::is_some));
+        }
     }
 }

@@ -124,6 +124,7 @@ fn context_with_rollouts(
         failures: backoff::Failures::default(),
         expectations: Default::default(),
         queue: Arc::default(),
+        gate: super::queue::Gate::new(1),
     });
     (ctx, rollout_writer)
 }
