@@ -58,6 +58,7 @@ pub struct Metrics {
     pub reconcile_duration: Histograms<ControllerLabels>,
     /// Reconciles that waited for the caches to show the last reconcile's own writes.
     cache_waits: Family<ControllerLabels, Counter>,
+    stale_reads: Family<ControllerLabels, Counter>,
     pub measurements: Family<MeasurementLabels, Counter>,
     pub measurement_duration: Histograms<ProviderLabels>,
     pub leader: Gauge,
@@ -97,6 +98,12 @@ impl Metrics {
             "cache_waits",
             "Reconciles deferred until the caches showed the previous reconcile's own writes",
             cache_waits.clone(),
+        );
+        let stale_reads = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "stale_reads",
+            "Objects read from the API because their cache was known to be behind (a 409, or a watch later than the wait bound)",
+            stale_reads.clone(),
         );
         let measurements = Family::<MeasurementLabels, Counter>::default();
         registry.register(
@@ -142,6 +149,9 @@ impl Metrics {
             cache_waits
                 .get_or_create(&ControllerLabels { controller })
                 .inc_by(0);
+            stale_reads
+                .get_or_create(&ControllerLabels { controller })
+                .inc_by(0);
             reconciles
                 .get_or_create(&ReconcileLabels {
                     controller,
@@ -154,6 +164,7 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             cache_waits,
+            stale_reads,
             measurements,
             measurement_duration,
             leader,
@@ -185,6 +196,13 @@ impl Metrics {
     /// A reconcile of `controller` was deferred until the caches show its last writes.
     pub fn cache_waited(&self, controller: &'static str) {
         self.cache_waits
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+    }
+
+    /// An object of `controller` was read from the API: its cache was behind.
+    pub fn stale_read(&self, controller: &'static str) {
+        self.stale_reads
             .get_or_create(&ControllerLabels { controller })
             .inc();
     }
@@ -253,6 +271,7 @@ mod tests {
         for line in [
             "sluice_cache_waits_total{controller=\"rollout\"} 0",
             "sluice_cache_waits_total{controller=\"analysisrun\"} 0",
+            "sluice_stale_reads_total{controller=\"rollout\"} 0",
             "sluice_reconciles_total{controller=\"rollout\",result=\"success\"} 0",
             "sluice_reconciles_total{controller=\"analysisrun\",result=\"success\"} 0",
         ] {
@@ -275,6 +294,7 @@ mod tests {
         m.queue_depth_source("rollout", Box::new(|| 7));
         m.queue_waited("rollout", Duration::from_millis(500));
         m.cache_waited("rollout");
+        m.stale_read("rollout");
         m.rollout_phase("shop/web".into(), Some(("Paused".into(), "canary")));
         m.rollout_phase("shop/api".into(), Some(("Paused".into(), "canary")));
         m.rollout_phase("shop/old".into(), Some(("Healthy".into(), "blueGreen")));
@@ -289,6 +309,7 @@ mod tests {
             "sluice_queue_depth{controller=\"rollout\"} 7",
             "sluice_queue_wait_seconds_count{controller=\"rollout\"} 1",
             "sluice_cache_waits_total{controller=\"rollout\"} 1",
+            "sluice_stale_reads_total{controller=\"rollout\"} 1",
             "sluice_rollouts{phase=\"Paused\",strategy=\"canary\"} 2",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

@@ -31,7 +31,7 @@ use crate::adapters::workload;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, analysis as runs, status};
 use crate::core::{self, Action, AnalysisRunState, Observed, PodState};
-use expectations::Expectations;
+use expectations::{Expectations, Waiting};
 use references::Referenced;
 
 pub mod analysis;
@@ -179,6 +179,8 @@ struct Context {
     failures: backoff::Failures<ObjectRef<DeserializeGuard<Rollout>>>,
     /// What each Rollout's last reconcile wrote that the caches have not shown yet.
     expectations: Expectations<ObjectRef<DeserializeGuard<Rollout>>>,
+    /// Rollouts whose cached copy is known to be behind: read from the API next time.
+    stale: expectations::Stale<ObjectRef<DeserializeGuard<Rollout>>>,
     /// When each Rollout became due: its place in line, and the queue metrics.
     queue: Arc<RolloutQueue>,
     /// `--concurrency` reconciles at once, in the queue's order.
@@ -415,6 +417,7 @@ pub async fn run(
         reporter,
         failures: backoff::Failures::default(),
         expectations: Expectations::default(),
+        stale: Default::default(),
         queue: queue.clone(),
         gate,
     });
@@ -561,14 +564,36 @@ async fn reconcile_inner(
     // Planning before the caches show this Rollout's own last writes would repeat what
     // that reconcile decided, and its status write would conflict. The watch event that
     // brings the last of them runs this again; the requeue only bounds the wait.
-    if let Some(wait) = ctx
+    let mut stale = ctx.stale.take(&key);
+    match ctx
         .expectations
-        .wait(&key, Instant::now(), |w| ctx.cached_version(w))
+        .waiting(&key, Instant::now(), |w| ctx.cached_version(w))
     {
-        debug!(rollout = %rollout.name_any(), ?wait, "waiting for the caches to show our last writes");
-        metrics::metrics().cache_waited("rollout");
-        return Ok(ctx.queue.requeue(&key, wait));
+        Waiting::For(wait) => {
+            debug!(rollout = %rollout.name_any(), ?wait, "waiting for the caches to show our last writes");
+            metrics::metrics().cache_waited("rollout");
+            if stale {
+                ctx.stale.mark(key.clone());
+            }
+            return Ok(ctx.queue.requeue(&key, wait));
+        }
+        Waiting::GaveUp(unshown) => stale |= unshown.iter().any(|w| w.cache == Cache::Rollout),
+        Waiting::Done => {}
     }
+    // A cached Rollout known to be behind the stored one would plan a status write that
+    // can only conflict: read it once from the API (see `expectations::Stale`).
+    let fresh;
+    let rollout = if stale {
+        metrics::metrics().stale_read("rollout");
+        let api: Api<Rollout> = Api::namespaced(
+            ctx.client.clone(),
+            &key.namespace.clone().unwrap_or_default(),
+        );
+        fresh = api.get(&key.name).await.map_err(AdapterError::from)?;
+        &fresh
+    } else {
+        rollout
+    };
     debug!(rollout = %rollout.name_any(), "observing");
     let observed = observe(&ctx, rollout);
     debug!(rollout = %rollout.name_any(), ?observed, "planning");
@@ -956,6 +981,8 @@ fn error_policy(
     let category = error.category();
     if category == "conflict" {
         // Expected now and then (a user action raced our write); not a failure to alarm on.
+        // The stored Rollout is newer than the cache: the retry reads it.
+        ctx.stale.mark(key.clone());
         info!(%rollout, category, attempt, retry_in = ?delay, error = %error, "reconcile conflicted");
     } else {
         warn!(%rollout, category, attempt, retry_in = ?delay, error = %error, "reconcile failed");

@@ -123,6 +123,7 @@ fn context_with_rollouts(
         reporter: reporter(),
         failures: backoff::Failures::default(),
         expectations: Default::default(),
+        stale: Default::default(),
         queue: Arc::default(),
         gate: super::queue::Gate::new(1),
     });
@@ -240,6 +241,49 @@ async fn a_status_planned_from_a_stale_cache_cannot_overwrite_the_users_abort() 
     );
     assert_eq!(body["status"]["abort"], true, "the user's abort is kept");
     assert_eq!(body["status"]["phase"], "Degraded");
+}
+
+#[tokio::test]
+async fn after_a_conflict_the_retry_reads_the_stored_rollout_instead_of_conflicting_again() {
+    let scene = scene();
+    let mut fresh = scene.cached.clone();
+    fresh.metadata.resource_version = Some("2".into());
+    fresh.status.as_mut().unwrap().abort = true;
+    let (client, log) = mock_api::serve(cluster(fresh.clone(), scene.replica_sets.clone(), 200));
+    let ctx = context(client, scene.replica_sets.clone());
+    let cached = Arc::new(DeserializeGuard(Ok(scene.cached.clone())));
+    let error = reconcile_inner(cached.clone(), ctx.clone())
+        .await
+        .expect_err("refused");
+    let _ = super::error_policy(cached.clone(), &error, ctx.clone());
+    log.lock().unwrap().clear();
+
+    // The watch has not brought the abort yet: the retry still gets the cached copy, and
+    // reads the stored one rather than sending version 1 again.
+    let result = reconcile_inner(cached.clone(), ctx.clone()).await;
+    assert!(result.is_ok(), "{result:?}");
+    {
+        let log = log.lock().unwrap();
+        let reads = log
+            .iter()
+            .filter(|s| s.method == "GET" && s.path == rollout_path())
+            .count();
+        assert_eq!(reads, 1, "{log:#?}");
+        let writes = status_writes(&log);
+        assert_eq!(writes.len(), 1, "{log:#?}");
+        let body = writes[0].body.as_ref().unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], "2");
+        assert_eq!(body["status"]["abort"], true, "the user's abort is kept");
+    }
+    // Once: the next reconcile plans from the cache again (and waits for it to show the
+    // write just made).
+    log.lock().unwrap().clear();
+    let _ = reconcile_inner(cached, ctx).await;
+    let log = log.lock().unwrap();
+    assert!(
+        log.iter().all(|s| s.path != rollout_path()),
+        "no second read: {log:#?}"
+    );
 }
 
 #[tokio::test]
