@@ -312,6 +312,30 @@ async fn list_rollouts_in_a_namespace_and_in_all() -> Result<()> {
         .context("no row for the test's namespace")?;
     assert_eq!(row.split_whitespace().nth(1), Some("web"), "{row}");
 
+    // Without -n, the kubeconfig context's namespace, as kubectl does.
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(sluice_e2e::kubeconfig_path())?)?;
+    for context in config["contexts"]
+        .as_sequence_mut()
+        .context("kubeconfig contexts")?
+    {
+        context["context"]["namespace"] = env.ns().into();
+    }
+    let kubeconfig = std::env::temp_dir().join(format!("{}-kubeconfig", env.ns()));
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&config)?)?;
+    let out = std::process::Command::new(plugin_bin()?)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["list", "rollouts"])
+        .output()?;
+    std::fs::remove_file(&kubeconfig)?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
+        "not the context's namespace: {text}"
+    );
+
     let empty = plugin("default-empty-ns-for-cli", &["list", "rollouts"])?;
     assert!(empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("No Rollouts found"));

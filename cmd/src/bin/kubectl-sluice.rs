@@ -37,9 +37,9 @@ struct Args {
     #[arg(long, global = true)]
     context: Option<String>,
 
-    /// Namespace of the Rollout.
-    #[arg(long, short = 'n', global = true, default_value = "default")]
-    namespace: String,
+    /// Namespace of the Rollout (default: the kubeconfig context's, else `default`).
+    #[arg(long, short = 'n', global = true)]
+    namespace: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -125,8 +125,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         words: Vec<String>,
     },
-    /// Serve the dashboard locally, against this kubeconfig, for every namespace. Users
-    /// sign in with a bearer token unless --no-auth; the dashboard acts with this
+    /// Serve the dashboard locally, against this kubeconfig, for every namespace.
+    ///
+    /// Users sign in with a bearer token unless --no-auth; the dashboard acts with this
     /// kubeconfig's credentials.
     Dashboard {
         /// Address to listen on.
@@ -140,8 +141,10 @@ enum Command {
         #[arg(long)]
         no_auth: bool,
     },
-    /// Replay an analysis over a past window: every measurement the controller would
-    /// have taken, and its verdict. Exit 0 Successful, 1 Failed or Error, 3 otherwise.
+    /// Replay an analysis over a past window, and give its verdict.
+    ///
+    /// Prints every measurement the controller would have taken, and the verdict. Exit 0
+    /// Successful, 1 Failed or Error, 3 otherwise.
     Analyze {
         /// The AnalysisTemplate (with --cluster, the ClusterAnalysisTemplate) to replay.
         template: String,
@@ -308,7 +311,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let client =
         runtime::client_in_context(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-    let ns = &args.namespace;
+    let ns = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let ns = &ns;
     let (name, action) = match &args.command {
         Command::Version | Command::Completion { .. } | Command::Complete { .. } => {
             unreachable!("handled before connecting")
