@@ -189,7 +189,7 @@ fn strategy(r: &Rollout) -> &'static str {
 
 /// The rollout's timeline: a canary's steps, or the blue-green stages its spec uses (the
 /// planner's own list, so the index in the status points into it).
-fn step_labels(r: &Rollout) -> Vec<String> {
+pub fn step_labels(r: &Rollout) -> Vec<String> {
     match (&r.spec.strategy.canary, &r.spec.strategy.blue_green) {
         (Some(c), _) => c.steps.iter().map(describe_step).collect(),
         (None, Some(bg)) => sluice_controller::core::bluegreen::stages(bg)
@@ -398,7 +398,8 @@ pub fn overview_page(
     )
 }
 
-fn describe_step(step: &CanaryStep) -> String {
+/// A canary step in words, as the dashboard and `kubectl sluice get rollout` show it.
+pub fn describe_step(step: &CanaryStep) -> String {
     if let Some(w) = step.set_weight {
         return format!("Set weight {w}%");
     }

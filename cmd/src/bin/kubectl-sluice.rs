@@ -1,5 +1,6 @@
 //! `kubectl sluice`: act on Rollouts (promote, abort, ...) and see where they stand.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -17,8 +18,15 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
 #[derive(Debug, Parser)]
 #[command(
     name = "kubectl-sluice",
+    bin_name = "kubectl sluice",
     version,
-    about = "Act on sluice Rollouts (promote, abort, retry, pause, resume, restart, set image, undo, status), replay analyses, and run the dashboard locally"
+    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; replay analyses; run the dashboard locally",
+    after_help = "Examples:
+  kubectl sluice list rollouts -A
+  kubectl sluice get rollout web --watch
+  kubectl sluice promote web
+  kubectl sluice set image web web=registry.example/app:v2
+  kubectl sluice completion bash > /etc/bash_completion.d/kubectl-sluice"
 )]
 struct Args {
     /// Kubeconfig to use (default: $KUBECONFIG or ~/.kube/config).
@@ -29,9 +37,9 @@ struct Args {
     #[arg(long, global = true)]
     context: Option<String>,
 
-    /// Namespace of the Rollout.
-    #[arg(long, short = 'n', global = true, default_value = "default")]
-    namespace: String,
+    /// Namespace of the Rollout (default: the kubeconfig context's, else `default`).
+    #[arg(long, short = 'n', global = true)]
+    namespace: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -39,6 +47,12 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show a Rollout as a tree: steps, weights, revisions, ReplicaSets, pods, analyses.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// List Rollouts with their phase, step and weight.
+    #[command(subcommand)]
+    List(ListCommand),
     /// Continue past the current pause, or skip the current step.
     Promote {
         rollout: String,
@@ -86,8 +100,34 @@ enum Command {
     },
     /// Print the plugin's version.
     Version,
-    /// Serve the dashboard locally, against this kubeconfig, for every namespace. Users
-    /// sign in with a bearer token unless --no-auth; the dashboard acts with this
+    /// Print a shell completion script.
+    ///
+    /// bash: `source <(kubectl sluice completion bash)`, or save it in
+    /// /etc/bash_completion.d/. zsh: save it as `_kubectl-sluice` on $fpath. fish: save it in
+    /// ~/.config/fish/completions/kubectl-sluice.fish. These complete `kubectl-sluice`
+    /// (and `kubectl sluice` in bash); for `kubectl sluice <TAB>` through kubectl's own
+    /// completion (kubectl 1.26 or later), put `kubectl_complete-sluice` on PATH beside
+    /// the plugin.
+    #[command(after_help = "Examples:
+  source <(kubectl sluice completion bash)
+  kubectl sluice completion zsh > \"${fpath[1]}/_kubectl-sluice\"
+  kubectl sluice completion fish > ~/.config/fish/completions/kubectl-sluice.fish")]
+    Completion {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
+    /// Completions for the words typed so far, in the format kubectl's plugin completion
+    /// (kubectl 1.26 or later) reads from `kubectl_complete-sluice`: one candidate a line
+    /// (TAB, description), then `:4` (no file names).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words after `kubectl sluice`; the last is the one being typed (may be empty).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+    /// Serve the dashboard locally, against this kubeconfig, for every namespace.
+    ///
+    /// Users sign in with a bearer token unless --no-auth; the dashboard acts with this
     /// kubeconfig's credentials.
     Dashboard {
         /// Address to listen on.
@@ -101,8 +141,10 @@ enum Command {
         #[arg(long)]
         no_auth: bool,
     },
-    /// Replay an analysis over a past window: every measurement the controller would
-    /// have taken, and its verdict. Exit 0 Successful, 1 Failed or Error, 3 otherwise.
+    /// Replay an analysis over a past window, and give its verdict.
+    ///
+    /// Prints every measurement the controller would have taken, and the verdict. Exit 0
+    /// Successful, 1 Failed or Error, 3 otherwise.
     Analyze {
         /// The AnalysisTemplate (with --cluster, the ClusterAnalysisTemplate) to replay.
         template: String,
@@ -125,6 +167,52 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum GetCommand {
+    /// Show a Rollout as a tree, once or (--watch) live.
+    ///
+    /// The summary gives the phase and its message, the strategy, the current step (with
+    /// the steps list, the current one marked ▶), the weight the step asks for and the one
+    /// set (and whether the router shows it), images and replica counts. The tree below
+    /// lists revisions, newest first, with their ReplicaSets (stable, canary, baseline,
+    /// active, preview), pods, and AnalysisRuns with the latest measurements per metric.
+    #[command(
+        alias = "ro",
+        after_help = "Examples:
+  kubectl sluice get rollout web
+  kubectl sluice get rollout web -n shop --watch
+  kubectl sluice get rollout web --watch --timeout 10m | tee rollout.log"
+    )]
+    Rollout {
+        /// The Rollout's name.
+        rollout: String,
+        /// Keep the view up to date until Ctrl-C, --timeout, or the Rollout is deleted:
+        /// redrawn in place on a terminal, printed again on each change otherwise.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// With --watch, stop after this long (30s, 10m).
+        #[arg(long, requires = "watch", value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ListCommand {
+    /// List the Rollouts of a namespace (-n) or of all (-A).
+    #[command(
+        alias = "ro",
+        after_help = "Examples:
+  kubectl sluice list rollouts
+  kubectl sluice list rollouts -n shop
+  kubectl sluice list rollouts -A"
+    )]
+    Rollouts {
+        /// Every namespace (adds a NAMESPACE column).
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum SetCommand {
     /// Set container images: `kubectl sluice set image web web=registry/app:v2`.
     ///
@@ -137,6 +225,32 @@ enum SetCommand {
         #[arg(required = true, value_name = "CONTAINER=IMAGE", value_parser = parse_image)]
         images: Vec<(String, String)>,
     },
+}
+
+/// Candidates for the last of `words`, in cobra's `__complete` format.
+fn complete(words: &[String]) -> anyhow::Result<String> {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    let mut args: Vec<std::ffi::OsString> = vec!["kubectl-sluice".into()];
+    args.extend(words.iter().map(Into::into));
+    if words.is_empty() {
+        args.push("".into());
+    }
+    let index = args.len() - 1;
+    let candidates = clap_complete::engine::complete(&mut cmd, args, index, None)?;
+    let mut out = String::new();
+    for c in candidates {
+        out.push_str(&c.get_value().to_string_lossy());
+        if let Some(help) = c.get_help() {
+            let help = help.to_string();
+            let first = help.lines().next().unwrap_or_default();
+            out.push('\t');
+            out.push_str(first);
+        }
+        out.push('\n');
+    }
+    // ShellCompDirectiveNoFileComp: nothing here takes a file name.
+    out.push_str(":4\n");
+    Ok(out)
 }
 
 fn parse_image(s: &str) -> Result<(String, String), String> {
@@ -177,15 +291,72 @@ fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Command::Version = args.command {
-        println!("kubectl-sluice {}", env!("CARGO_PKG_VERSION"));
-        return Ok(());
+    match &args.command {
+        Command::Version => {
+            println!("kubectl-sluice {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Command::Completion { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "kubectl-sluice", &mut script);
+            std::io::stdout().write_all(&script)?;
+            return Ok(());
+        }
+        Command::Complete { words } => {
+            print!("{}", complete(words)?);
+            return Ok(());
+        }
+        _ => {}
     }
     let client =
         runtime::client_in_context(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-    let ns = &args.namespace;
+    let ns = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let ns = &ns;
     let (name, action) = match &args.command {
-        Command::Version => unreachable!("handled before connecting"),
+        Command::Version | Command::Completion { .. } | Command::Complete { .. } => {
+            unreachable!("handled before connecting")
+        }
+        Command::Get(GetCommand::Rollout {
+            rollout,
+            watch,
+            timeout,
+        }) => {
+            if *watch {
+                let ended = sluice::get::watch(&client, ns, rollout, *timeout).await?;
+                if ended == sluice::get::Ended::Deleted {
+                    eprintln!("rollout {ns}/{rollout} was deleted");
+                }
+            } else {
+                let tree = sluice::get::fetch(&client, ns, rollout).await?;
+                for line in sluice::view::render_tree(&tree, Timestamp::now()) {
+                    println!("{line}");
+                }
+            }
+            return Ok(());
+        }
+        Command::List(ListCommand::Rollouts { all_namespaces }) => {
+            let api: Api<Rollout> = if *all_namespaces {
+                Api::all(client)
+            } else {
+                Api::namespaced(client, ns)
+            };
+            let list = api.list(&Default::default()).await?.items;
+            if list.is_empty() {
+                match all_namespaces {
+                    true => eprintln!("No Rollouts found."),
+                    false => eprintln!("No Rollouts found in namespace {ns}."),
+                }
+                return Ok(());
+            }
+            for line in sluice::view::render_list(&list, *all_namespaces, Timestamp::now()) {
+                println!("{line}");
+            }
+            return Ok(());
+        }
         Command::Restart { rollout, at } => {
             let at = match at {
                 Some(at) => parse_at(at)?,
@@ -428,5 +599,62 @@ fn print_status(r: &Rollout) {
             "  {:<12} {:<7} {:<26} {}",
             c.type_, c.status, c.reason, c.message
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// kubectl's plugin completion reads cobra's format: candidates, then the directive.
+    #[test]
+    fn complete_prints_candidates_then_the_no_file_directive() {
+        let out = complete(&words(&["get", "r"])).unwrap();
+        assert_eq!(
+            out,
+            "rollout\tShow a Rollout as a tree, once or (--watch) live\n:4\n"
+        );
+        let out = complete(&words(&["list", "rollouts", "--all"])).unwrap();
+        assert_eq!(
+            out,
+            "--all-namespaces\tEvery namespace (adds a NAMESPACE column)\n:4\n"
+        );
+        let top = complete(&[]).unwrap();
+        for command in ["get", "list", "promote", "completion"] {
+            assert!(
+                top.lines().any(|l| l.starts_with(&format!("{command}\t"))),
+                "{command} in {top}"
+            );
+        }
+        assert!(
+            !top.contains("__complete"),
+            "the hidden command is offered: {top}"
+        );
+        assert!(top.ends_with(":4\n"));
+    }
+
+    #[test]
+    fn every_shell_gets_a_script_for_kubectl_sluice() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "kubectl-sluice", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            assert!(script.contains("kubectl-sluice"), "{shell}");
+            assert!(script.contains("rollouts"), "{shell}: no `list rollouts`");
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        <Args as clap::CommandFactory>::command().debug_assert();
     }
 }

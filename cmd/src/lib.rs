@@ -1,0 +1,6 @@
+//! The parts of `kubectl sluice` worth testing on their own: what `get rollout` and
+//! `list rollouts` print (pure functions of the objects and the time), and the watch
+//! that feeds them.
+
+pub mod get;
+pub mod view;
