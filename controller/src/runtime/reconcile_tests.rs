@@ -124,6 +124,8 @@ fn context_with_rollouts(
         failures: backoff::Failures::default(),
         expectations: Default::default(),
         queue: Arc::default(),
+        deployments: reflector::store::Writer::default().as_reader(),
+        want_deployments: tokio::sync::watch::channel(false).0,
     });
     (ctx, rollout_writer)
 }
