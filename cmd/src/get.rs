@@ -22,9 +22,18 @@ use sluice_api::labels::ROLLOUT_LABEL;
 
 use crate::view::{RolloutTree, render_tree};
 
-/// The pods of a Rollout: its selector.
-fn pod_selector(r: &Rollout) -> anyhow::Result<Selector> {
-    Selector::try_from(r.spec.selector.clone()).context("the Rollout's spec.selector")
+/// The pods of a Rollout: its selector, or (a `workloadRef` Rollout that takes its
+/// Deployment's) the one its status reports.
+fn pod_selector(r: &Rollout) -> anyhow::Result<String> {
+    if r.spec.selector != Default::default() {
+        let selector =
+            Selector::try_from(r.spec.selector.clone()).context("the Rollout's spec.selector")?;
+        return Ok(selector.to_string());
+    }
+    match r.status.as_ref().and_then(|s| s.selector.clone()) {
+        Some(selector) if !selector.is_empty() => Ok(selector),
+        _ => bail!("rollout has no selector yet (its workloadRef is not resolved)"),
+    }
 }
 
 /// Reads the Rollout and what it owns once.
@@ -43,7 +52,7 @@ pub async fn fetch(client: &Client, ns: &str, name: &str) -> anyhow::Result<Roll
         .await?
         .items;
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels_from(&pod_selector(&rollout)?))
+        .list(&ListParams::default().labels(&pod_selector(&rollout)?))
         .await?
         .items;
     Ok(RolloutTree {
@@ -178,7 +187,7 @@ pub async fn watch(
     );
     let (pods, c4) = reflect(
         Api::<Pod>::namespaced(client.clone(), ns),
-        watcher::Config::default().labels_from(&pod_selector(&first)?),
+        watcher::Config::default().labels(&pod_selector(&first)?),
     );
     let mut changes = stream::select_all([c1.boxed(), c2.boxed(), c3.boxed(), c4.boxed()]);
     let stdout = std::io::stdout();

@@ -179,6 +179,20 @@ pub fn restart_patch(at: Timestamp) -> Value {
     json!({ "spec": { "restartAt": at.to_string() } })
 }
 
+/// A Rollout with `workloadRef` has no template of its own to change: a change written
+/// into `spec.template` would be refused by admission (one of the two), and the Deployment
+/// is where the template lives.
+fn refuse_workload_ref(rollout: &Rollout, what: &str) -> Result<(), ActionError> {
+    match &rollout.spec.workload_ref {
+        Some(r) => Err(ActionError::Refused(format!(
+            "{what}: rollout {} takes its pod template from Deployment {} (workloadRef): change the Deployment instead",
+            rollout.metadata.name.as_deref().unwrap_or_default(),
+            r.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `kubectl sluice set image`: a JSON patch setting each named container's image (a
 /// container or an init container), each guarded by a `test` of the container's name at
 /// that index, so a concurrent edit of the list fails instead of changing the wrong one.
@@ -187,6 +201,7 @@ pub fn set_image_patch(
     rollout: &Rollout,
     images: &[(String, String)],
 ) -> Result<Value, ActionError> {
+    refuse_workload_ref(rollout, "set image")?;
     let pod = rollout.spec.template.spec.clone().unwrap_or_default();
     let mut ops = Vec::new();
     for (container, image) in images {
@@ -353,6 +368,7 @@ pub fn undo_patch(
     revisions: &[Revision],
     to: Option<i64>,
 ) -> Result<(Revision, Value), ActionError> {
+    refuse_workload_ref(rollout, "undo")?;
     let current = crate::core::hash::pod_template_hash(&rollout.spec.template);
     let available = || {
         let list: Vec<String> = revisions

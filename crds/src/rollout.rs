@@ -64,7 +64,9 @@ fn default_nginx_annotation_prefix() -> String {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.template.metadata) || !has(self.template.metadata.labels) || !('sluice.dev/role' in self.template.metadata.labels)").message("spec.template.metadata.labels must not set sluice.dev/role: sluice sets it on baseline pods to tell them from the stable ones"))]
+#[x_kube(validation = Rule::new("!has(self.template) || !has(self.template.metadata) || !has(self.template.metadata.labels) || !('sluice.dev/role' in self.template.metadata.labels)").message("spec.template.metadata.labels must not set sluice.dev/role: sluice sets it on baseline pods to tell them from the stable ones"))]
+#[x_kube(validation = Rule::new("has(self.template) != has(self.workloadRef)").message("set exactly one of template and workloadRef: the pod template comes from one place"))]
+#[x_kube(validation = Rule::new("has(self.selector) || has(self.workloadRef)").message("selector is required unless workloadRef names a Deployment to take it from"))]
 pub struct RolloutSpec {
     /// Number of desired pods of the stable version once a rollout completes. Defaults to 1.
     /// Scaled by `kubectl scale` and HorizontalPodAutoscalers through the scale subresource.
@@ -73,10 +75,21 @@ pub struct RolloutSpec {
     pub replicas: i32,
 
     /// Label query over the pods the Rollout manages. Must match the labels of `template`.
+    /// Required, unless `workloadRef` is set and this is left out: then the Deployment's.
+    #[serde(default, skip_serializing_if = "is_empty_selector")]
     pub selector: LabelSelector,
 
-    /// The pod template, as in a Deployment. Changing it starts a new rollout.
+    /// The pod template, as in a Deployment. Changing it starts a new rollout. Exactly one
+    /// of this and `workloadRef`.
+    #[serde(default, skip_serializing_if = "is_empty_template")]
     pub template: PodTemplateSpec,
+
+    /// Take the pod template (and, when `selector` is left out, the selector) from an
+    /// existing Deployment instead of `template`, the migration path from a Deployment
+    /// that Argo Rollouts users know. A change of the Deployment's template starts a new
+    /// rollout; `scaleDown` says what becomes of the Deployment's own pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<WorkloadRef>,
 
     /// Minimum seconds a new pod must be ready, without any container crashing, to count
     /// as available. Defaults to 0.
@@ -120,6 +133,45 @@ pub struct RolloutSpec {
     /// How a new pod template replaces the current one: exactly one of `canary` and
     /// `blueGreen`.
     pub strategy: RolloutStrategy,
+}
+
+fn is_empty_selector(s: &LabelSelector) -> bool {
+    *s == LabelSelector::default()
+}
+
+fn is_empty_template(t: &PodTemplateSpec) -> bool {
+    *t == PodTemplateSpec::default()
+}
+
+/// The Deployment a Rollout takes its pod template from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.apiVersion == 'apps/v1' && self.kind == 'Deployment'").message("workloadRef must name an apps/v1 Deployment (apiVersion: apps/v1, kind: Deployment)"))]
+pub struct WorkloadRef {
+    /// `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`.
+    pub kind: String,
+    /// The Deployment, in the Rollout's namespace.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("workloadRef.name must not be empty"))]
+    pub name: String,
+    /// What becomes of the Deployment's pods: `never` (the default: left as they are),
+    /// `onsuccess` (scaled to zero once the Rollout is Healthy) or `progressively`
+    /// (scaled down as the Rollout's pods become ready, to zero once it is Healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<WorkloadScaleDown>,
+}
+
+/// `workloadRef.scaleDown`, with Argo Rollouts' values.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WorkloadScaleDown {
+    #[default]
+    #[serde(rename = "never")]
+    Never,
+    #[serde(rename = "onsuccess")]
+    OnSuccess,
+    #[serde(rename = "progressively")]
+    Progressively,
 }
 
 /// How far back a template change may go and still be rolled back at once.

@@ -196,6 +196,69 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
             "spec.template.metadata.labels must not set sluice.dev/role",
         ),
         (
+            "template and workloadRef",
+            with(
+                canary(),
+                &[(
+                    "/spec/workloadRef",
+                    json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" }),
+                )],
+            ),
+            "set exactly one of template and workloadRef",
+        ),
+        (
+            "neither template nor workloadRef",
+            with(canary(), &[("/spec/template", Value::Null)]),
+            "set exactly one of template and workloadRef",
+        ),
+        (
+            "no selector without workloadRef",
+            with(canary(), &[("/spec/selector", Value::Null)]),
+            "selector is required unless workloadRef names a Deployment",
+        ),
+        (
+            "workloadRef to a StatefulSet",
+            with(
+                canary(),
+                &[
+                    ("/spec/template", Value::Null),
+                    (
+                        "/spec/workloadRef",
+                        json!({ "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web" }),
+                    ),
+                ],
+            ),
+            "workloadRef must name an apps/v1 Deployment",
+        ),
+        (
+            "workloadRef without a name",
+            with(
+                canary(),
+                &[
+                    ("/spec/template", Value::Null),
+                    (
+                        "/spec/workloadRef",
+                        json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "" }),
+                    ),
+                ],
+            ),
+            "workloadRef.name must not be empty",
+        ),
+        (
+            "workloadRef scaleDown unknown",
+            with(
+                canary(),
+                &[
+                    ("/spec/template", Value::Null),
+                    (
+                        "/spec/workloadRef",
+                        json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "scaleDown": "always" }),
+                    ),
+                ],
+            ),
+            "Unsupported value: \"always\"",
+        ),
+        (
             "negative rollback window",
             with(canary(), &[("/spec/rollbackWindow/revisions", json!(-1))]),
             "rollbackWindow.revisions must not be negative",

@@ -12,6 +12,7 @@ pub mod slices;
 pub mod status;
 pub mod web;
 pub mod workload;
+pub mod workload_ref;
 pub mod written;
 
 use kube::api::PatchParams;

@@ -50,6 +50,9 @@ pub enum Action {
     /// Evict a pod (the Eviction API, so PodDisruptionBudgets are honoured); its
     /// ReplicaSet replaces it. For `spec.restartAt`.
     EvictPod { name: String },
+    /// Set the `spec.replicas` of the Deployment named by `workloadRef` (its scale
+    /// subresource), for `workloadRef.scaleDown`.
+    ScaleDeployment { name: String, replicas: i32 },
 }
 
 /// A Kubernetes Event to record.

@@ -19,6 +19,9 @@ pub mod restart;
 #[cfg(test)]
 mod restart_tests;
 pub mod sequential;
+pub mod workload_ref;
+#[cfg(test)]
+mod workload_ref_tests;
 
 #[cfg(test)]
 mod analysis_tests;
@@ -38,7 +41,9 @@ use k8s_openapi::jiff::Timestamp;
 use sluice_api::rollout::{Rollout, RolloutPhase, RolloutStatus, StrategyKind};
 
 pub use action::{Action, PlannedEvent};
-pub use observed::{AnalysisRunState, BaselineState, Observed, PodState, ReplicaSetState};
+pub use observed::{
+    AnalysisRunState, BaselineState, Observed, PodState, ReplicaSetState, WorkloadState,
+};
 
 /// The outcome of planning one reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +61,16 @@ pub struct Plan {
 
 /// Plans one reconcile of a Rollout.
 pub fn plan(rollout: &Rollout, observed: &Observed, now: Timestamp) -> Plan {
+    // Without its Deployment a workloadRef Rollout has no template to check.
+    if let (Some(reference), None) = (&rollout.spec.workload_ref, &observed.workload) {
+        let mut missing = observed.missing.clone();
+        let deployment = format!("Deployment {}", reference.name);
+        if !missing.contains(&deployment) {
+            missing.insert(0, deployment);
+        }
+        let message = format!("not found: {}", missing.join(", "));
+        return invalid(rollout, "ReferenceNotFound", &message, now);
+    }
     if let Some(problem) = spec_problem(rollout) {
         return invalid(rollout, "InvalidSpec", &problem, now);
     }
@@ -107,6 +122,9 @@ fn finish(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    let (scale, scaled_down) = workload_ref::plan(rollout, observed, &p.status);
+    p.actions.extend(scale);
+    p.events.extend(scaled_down);
     p.status.observed_generation = rollout.metadata.generation;
     p.status.strategy = Some(strategy);
     p.status.selector = Some(selector_string(&rollout.spec.selector));

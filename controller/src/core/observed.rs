@@ -33,6 +33,17 @@ pub struct Observed {
     /// The pods of the Rollout's revisions (from a metadata-only cache), for
     /// `spec.restartAt`.
     pub pods: Vec<PodState>,
+    /// The Deployment `workloadRef` names, when it exists (its template is already in the
+    /// Rollout the planner is given: the runtime resolves it).
+    pub workload: Option<WorkloadState>,
+}
+
+/// The Deployment a Rollout takes its template from, as `workloadRef.scaleDown` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadState {
+    pub name: String,
+    /// `spec.replicas` (1 when unset, as the Deployment controller takes it).
+    pub replicas: i32,
 }
 
 /// One pod of a revision, as `spec.restartAt` needs it.

@@ -1443,6 +1443,7 @@ fn describe(actions: &[Action]) -> String {
         .map(|a| match a {
             Action::CreateReplicaSet { hash, replicas, .. } => format!("create {hash}×{replicas}"),
             Action::EvictPod { name } => format!("evict {name}"),
+            Action::ScaleDeployment { name, replicas } => format!("deployment {name}→{replicas}"),
             Action::ScaleReplicaSet {
                 name,
                 replicas,

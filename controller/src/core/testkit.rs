@@ -13,7 +13,8 @@ use sluice_api::rollout::{PauseReason, Rollout, RolloutPhase};
 
 use super::hash::pod_template_hash;
 use super::{
-    Action, AnalysisRunState, BaselineState, Observed, Plan, PodState, ReplicaSetState, plan,
+    Action, AnalysisRunState, BaselineState, Observed, Plan, PodState, ReplicaSetState,
+    WorkloadState, plan,
 };
 
 pub(super) fn t0() -> Timestamp {
@@ -48,6 +49,8 @@ pub(super) struct World {
     pub(super) events: Vec<String>,
     /// Pods, for the restart tests only (the others count pods in the ReplicaSets).
     pub(super) pods: Vec<PodState>,
+    /// The Deployment of `workloadRef`, for its tests only.
+    pub(super) workload: Option<WorkloadState>,
 }
 
 impl World {
@@ -86,6 +89,7 @@ impl World {
                 .and_then(|h| self.templates.get(h))
                 .cloned(),
             pods: self.pods.clone(),
+            workload: self.workload.clone(),
         }
     }
 
@@ -214,6 +218,11 @@ impl World {
                     }
                 }
                 Action::DeleteAnalysisRun { name } => self.runs.retain(|r| &r.name != name),
+                Action::ScaleDeployment { name, replicas } => {
+                    let deployment = self.workload.as_mut().expect("the Deployment exists");
+                    assert_eq!(&deployment.name, name);
+                    deployment.replicas = *replicas;
+                }
             }
         }
     }

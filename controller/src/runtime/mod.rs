@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
@@ -27,9 +27,9 @@ use tracing::{debug, info, warn};
 use crate::adapters::cache::Caches;
 use crate::adapters::router::Router;
 use crate::adapters::router::gateway::http_route_resource;
-use crate::adapters::workload;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, analysis as runs, status};
+use crate::adapters::{workload, workload_ref};
 use crate::core::{self, Action, AnalysisRunState, Observed, PodState};
 use expectations::{Expectations, Waiting};
 use references::Referenced;
@@ -185,6 +185,10 @@ struct Context {
     queue: Arc<RolloutQueue>,
     /// `--concurrency` reconciles at once, in the queue's order.
     gate: Arc<queue::Gate>,
+    /// The Deployments `workloadRef`s name: watched from the first reconcile of a Rollout
+    /// that has one (set `want_deployments`), never before.
+    deployments: Store<Deployment>,
+    want_deployments: tokio::sync::watch::Sender<bool>,
 }
 
 type RolloutKey = ObjectRef<DeserializeGuard<Rollout>>;
@@ -231,6 +235,8 @@ pub enum ReconcileError {
     CacheClosed,
     #[error("reconcile took longer than {0:?}")]
     Timeout(Duration),
+    #[error("the {0} cache has not listed them yet")]
+    CacheSyncing(&'static str),
 }
 
 impl ReconcileError {
@@ -240,6 +246,7 @@ impl ReconcileError {
             ReconcileError::Adapter(e) => e.category(),
             ReconcileError::CacheClosed => "shutdown",
             ReconcileError::Timeout(_) => "timeout",
+            ReconcileError::CacheSyncing(_) => "cache_syncing",
         }
     }
 }
@@ -330,6 +337,18 @@ pub async fn run(
         watcher::Config::default(),
         cluster_template_writer,
     );
+    // Deployments only once a Rollout names one (`workloadRef`): most Rollouts never do,
+    // and every Deployment of the cluster would otherwise sit in this cache.
+    let (deployments, deployment_writer) = reflector::store();
+    let (want_deployments, mut deployments_wanted) = tokio::sync::watch::channel(false);
+    let deployment_stream = {
+        let api = api::<Deployment>(&client, ns);
+        futures::stream::once(async move {
+            let _ = deployments_wanted.wait_for(|wanted| *wanted).await;
+            watches::cached_touched(api, watcher::Config::default(), deployment_writer)
+        })
+        .flatten()
+    };
     let caches = Caches {
         services,
         ingresses,
@@ -420,6 +439,8 @@ pub async fn run(
         stale: Default::default(),
         queue: queue.clone(),
         gate,
+        deployments,
+        want_deployments,
     });
 
     let referring = |kind: Referenced| {
@@ -428,6 +449,7 @@ pub async fn run(
             queue.triggered(references::referring(&rollouts, kind, namespace, &name))
         }
     };
+    let deployment_refs = referring(Referenced::Deployment);
     let (service_refs, ingress_refs, route_refs, template_refs, cluster_template_refs) = (
         referring(Referenced::Service),
         referring(Referenced::Ingress),
@@ -467,6 +489,11 @@ pub async fn run(
         // to look again: a missing reference resolves, a hand-edited selector is restored,
         // a weight another writer (a GitOps sync) put back is re-asserted. A canary
         // Ingress brings back the Rollout that owns it.
+        // A change of a Deployment's template is a new revision of the Rollouts taking
+        // their template from it.
+        .watches_stream(deployment_stream, move |d: Deployment| {
+            deployment_refs(d.namespace(), d.name_any())
+        })
         .watches_stream(service_stream, move |svc: Service| {
             service_refs(svc.namespace(), svc.name_any())
         })
@@ -515,6 +542,10 @@ fn http_routes_api(client: &Client, namespace: Option<&str>) -> Api<kube::api::D
 /// for ever (the controller never runs two reconciles of one object at once); timing out
 /// turns it into an error that is retried with backoff.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a reconcile waits for a cache started on demand (the Deployments') to list;
+/// then it fails and is retried with backoff.
+const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 async fn reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,
@@ -594,8 +625,23 @@ async fn reconcile_inner(
     } else {
         rollout
     };
+    // A template from a Deployment is resolved into a copy: everything below sees an
+    // ordinary Rollout.
+    let (rollout, workload) = if rollout.spec.workload_ref.is_some() {
+        ctx.want_deployments
+            .send_if_modified(|wanted| !std::mem::replace(wanted, true));
+        tokio::time::timeout(CACHE_SYNC_WAIT, ctx.deployments.wait_until_ready())
+            .await
+            .map_err(|_| ReconcileError::CacheSyncing("Deployment"))?
+            .map_err(|_| ReconcileError::CacheClosed)?;
+        workload_ref::resolve(rollout, &ctx.deployments)
+    } else {
+        (std::borrow::Cow::Borrowed(rollout), None)
+    };
+    let rollout = rollout.as_ref();
     debug!(rollout = %rollout.name_any(), "observing");
-    let observed = observe(&ctx, rollout);
+    let mut observed = observe(&ctx, rollout);
+    observed.workload = workload;
     debug!(rollout = %rollout.name_any(), ?observed, "planning");
     let plan = core::plan(rollout, &observed, Timestamp::now());
     let strategy = if rollout.spec.strategy.blue_green.is_some() {
@@ -921,6 +967,10 @@ async fn execute(
             let cached = ctx.pods.get(&ObjectRef::new(name).within(&namespace));
             let version = cached.and_then(|p| p.metadata.resource_version.clone());
             workload::evict_pod(client, &namespace, name, version.as_deref()).await?
+        }
+        Action::ScaleDeployment { name, replicas } => {
+            workload_ref::scale_deployment(client, &namespace, name, *replicas).await?;
+            None
         }
     })
 }

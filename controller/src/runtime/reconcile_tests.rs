@@ -126,6 +126,8 @@ fn context_with_rollouts(
         stale: Default::default(),
         queue: Arc::default(),
         gate: super::queue::Gate::new(1),
+        deployments: reflector::store::Writer::default().as_reader(),
+        want_deployments: tokio::sync::watch::channel(false).0,
     });
     (ctx, rollout_writer)
 }
@@ -429,6 +431,7 @@ fn error_categories_are_stable_labels() {
         (AdapterError::Invalid("bad".into()).into(), "invalid"),
         (ReconcileError::CacheClosed, "shutdown"),
         (ReconcileError::Timeout(Duration::from_secs(30)), "timeout"),
+        (ReconcileError::CacheSyncing("Deployment"), "cache_syncing"),
     ];
     for (error, category) in cases {
         assert_eq!(error.category(), category, "{error}");

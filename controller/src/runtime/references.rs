@@ -15,6 +15,8 @@ pub enum Referenced {
     HttpRoute,
     AnalysisTemplate,
     ClusterAnalysisTemplate,
+    /// The Deployment of `workloadRef`.
+    Deployment,
 }
 
 /// Every analysis a Rollout names (steps, background, blue-green's pre and post).
@@ -68,6 +70,9 @@ pub fn refers_to(rollout: &Rollout, kind: Referenced, namespace: &str, name: &st
                     .unwrap_or(&own_namespace);
                 g.http_route == name && route_namespace == namespace
             }),
+        Referenced::Deployment => {
+            crate::adapters::workload_ref::refers_to(rollout, namespace, name)
+        }
         Referenced::AnalysisTemplate | Referenced::ClusterAnalysisTemplate => {
             let cluster = kind == Referenced::ClusterAnalysisTemplate;
             (cluster || own_namespace == namespace)
