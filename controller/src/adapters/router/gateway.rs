@@ -951,4 +951,138 @@ mod tests {
             Vec::<String>::new()
         );
     }
+
+    fn header_route() -> RouteSetting {
+        RouteSetting {
+            name: "testers".into(),
+            kind: RouteKind::Header {
+                matches: vec![HeaderRoutingMatch {
+                    header_name: "X-Canary".into(),
+                    header_value: StringMatch {
+                        prefix: Some("be.ta".into()),
+                        ..StringMatch::default()
+                    },
+                }],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn set_routes_inserts_sluices_rules_first_and_reads_them_back() {
+        let current = split_route(json!(0), json!(100));
+        let r = header_route();
+        let (result, seen) = exchange(vec![(200, current.clone())], |c| {
+            let current = current.clone();
+            let r = r.clone();
+            async move { router(c, vec![current]).set_routes(&[r]).await }
+        })
+        .await;
+        result.expect("set_routes");
+        let body = seen[0].body.clone().expect("a patch");
+        let ops = body.as_array().unwrap();
+        assert_eq!(ops.len(), 1, "nothing to remove, one rule to add: {ops:#?}");
+        assert_eq!(ops[0]["op"], "add");
+        assert_eq!(ops[0]["path"], "/spec/rules/0");
+        let rule = &ops[0]["value"];
+        assert_eq!(
+            rule["matches"],
+            json!([{"headers": [{"name": "X-Canary", "type": "RegularExpression", "value": "^be\\.ta.*"}]}]),
+            "the user rule's (empty) match, narrowed by the header"
+        );
+        assert_eq!(
+            rule["backendRefs"],
+            json!([{"name": "web-canary", "port": 80}])
+        );
+
+        // Read back: the route as patched (the rule in front) is in place, with the
+        // setting's fingerprint; the user's first rule is still the weight reading.
+        let mut patched = split_route(json!(0), json!(100));
+        patched["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, rule.clone());
+        let reader = reading(vec![patched.clone()]);
+        assert_eq!(
+            reader.current_routes().unwrap(),
+            BTreeMap::from([("testers".to_string(), r.fingerprint())])
+        );
+        assert_eq!(reader.current_weight().unwrap(), Some(0));
+
+        // The user changes the rule the copy was made from: the route reads as absent.
+        patched["spec"]["rules"][2]["matches"] =
+            json!([{"path": {"type": "PathPrefix", "value": "/v2"}}]);
+        assert!(
+            reading(vec![patched.clone()])
+                .current_routes()
+                .unwrap()
+                .is_empty()
+        );
+
+        // Removing: a `test` of the name, then the removal; the user's rules untouched.
+        let mut in_place = split_route(json!(0), json!(100));
+        in_place["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, rule.clone());
+        let (result, seen) = exchange(vec![(200, in_place.clone())], |c| async move {
+            router(c, vec![in_place]).set_routes(&[]).await
+        })
+        .await;
+        result.expect("set_routes");
+        assert_eq!(
+            seen[0].body,
+            Some(json!([
+                {"op": "test", "path": "/spec/rules/0/name", "value": rule["name"]},
+                {"op": "remove", "path": "/spec/rules/0"}
+            ]))
+        );
+    }
+
+    #[tokio::test]
+    async fn set_routes_sends_nothing_when_in_place_and_mirrors_keep_the_weights() {
+        let mirror = RouteSetting {
+            name: "mirror".into(),
+            kind: RouteKind::Mirror {
+                percentage: 25,
+                matches: vec![RouteMatch {
+                    method: Some(StringMatch {
+                        exact: Some("GET".into()),
+                        ..StringMatch::default()
+                    }),
+                    ..RouteMatch::default()
+                }],
+            },
+        };
+        let current = split_route(json!(20), json!(80));
+        let user = current["spec"]["rules"][1].clone();
+        let built = reading(vec![current.clone()])
+            .managed_rule(&mirror, &user, 0)
+            .unwrap();
+        assert_eq!(built["matches"], json!([{"method": "GET"}]));
+        assert_eq!(
+            built["backendRefs"], user["backendRefs"],
+            "served as the user's rule"
+        );
+        assert_eq!(
+            built["filters"],
+            json!([{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": "web-canary", "port": 80}, "percent": 25}}])
+        );
+        let mut with_rule = current.clone();
+        with_rule["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, built.clone());
+        let (result, seen) = exchange(vec![], |c| {
+            let with_rule = with_rule.clone();
+            let mirror = mirror.clone();
+            async move { router(c, vec![with_rule]).set_routes(&[mirror]).await }
+        })
+        .await;
+        assert_eq!(result.expect("set_routes"), None);
+        assert!(seen.is_empty(), "in place: no request");
+        // A mirror rule whose weights lag behind makes the weight read as not in place.
+        with_rule["spec"]["rules"][0]["backendRefs"][2]["weight"] = json!(50);
+        assert_eq!(reading(vec![with_rule]).current_weight().unwrap(), None);
+    }
 }

@@ -928,4 +928,106 @@ mod tests {
         assert!(a.starts_with(&"r".repeat(100)));
         assert!(a.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()));
     }
+
+    fn header_route() -> RouteSetting {
+        use sluice_api::rollout::{HeaderRoutingMatch, StringMatch};
+        RouteSetting {
+            name: "testers".into(),
+            kind: RouteKind::Header {
+                matches: vec![HeaderRoutingMatch {
+                    header_name: "X-Canary".into(),
+                    header_value: StringMatch {
+                        exact: Some("yes".into()),
+                        ..StringMatch::default()
+                    },
+                }],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_route_rides_on_the_canary_ingress_and_keeps_it_at_weight_zero() {
+        let route = header_route();
+        let print = route.fingerprint();
+        let (result, seen) = exchange(vec![(200, built_canary(30))], |client| {
+            let route = route.clone();
+            async move {
+                router(client, vec![stable_ingress(), built_canary(30)], config())
+                    .set_routes(&[route])
+                    .await
+            }
+        })
+        .await;
+        result.expect("set_routes");
+        assert_eq!(seen[0].method, Method::PATCH);
+        let annotations = seen[0].body.as_ref().unwrap()["metadata"]["annotations"].clone();
+        assert_eq!(
+            annotations,
+            json!({
+                "kubernetes.io/ingress.class": "nginx",
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "30",
+                "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+                "nginx.ingress.kubernetes.io/canary-by-header-value": "yes",
+                "sluice.dev/managed-routes": format!("testers={print}"),
+            }),
+            "the weight in place is kept"
+        );
+
+        // Read back, and the weight going to 0 keeps the Ingress for the route.
+        let mut stored = built_canary(0);
+        stored["metadata"]["annotations"] = annotations.clone();
+        stored["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("0");
+        let reader = reading(vec![stable_ingress(), stored.clone()]);
+        assert_eq!(
+            reader.current_routes().unwrap(),
+            BTreeMap::from([("testers".to_string(), print.clone())])
+        );
+        let mut at_30 = stored.clone();
+        at_30["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("30");
+        let (result, seen) = exchange(vec![(200, stored.clone())], |client| async move {
+            router(client, vec![stable_ingress(), at_30], config())
+                .set_weight(0)
+                .await
+        })
+        .await;
+        result.expect("set_weight(0)");
+        assert_eq!(seen[0].method, Method::PATCH, "an apply, not a delete");
+        assert_eq!(
+            seen[0].body.as_ref().unwrap()["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"],
+            "X-Canary"
+        );
+
+        // No route and no weight: the canary Ingress goes.
+        let (result, seen) = exchange(vec![(200, stored.clone())], |client| async move {
+            router(client, vec![stable_ingress(), stored], config())
+                .set_routes(&[])
+                .await
+        })
+        .await;
+        result.expect("set_routes([])");
+        assert_eq!(seen[0].method, Method::DELETE);
+    }
+
+    #[tokio::test]
+    async fn header_annotations_the_user_configured_are_not_a_managed_route() {
+        let mut cfg = config();
+        cfg.additional_ingress_annotations = BTreeMap::from([(
+            "nginx.ingress.kubernetes.io/canary-by-header".to_string(),
+            "X-Mine".to_string(),
+        )]);
+        let mut canary = built_canary(30);
+        canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"] =
+            json!("X-Mine");
+        let r = router(
+            mock_api::client().0,
+            vec![stable_ingress(), canary.clone()],
+            cfg,
+        );
+        assert!(r.current_routes().unwrap().is_empty());
+        // So removing "all" routes has nothing to do: no write, no tug of war.
+        let (result, seen) = exchange(vec![], |_| async move { r.set_routes(&[]).await }).await;
+        assert_eq!(result.expect("set_routes"), None);
+        assert!(seen.is_empty());
+    }
 }
