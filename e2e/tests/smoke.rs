@@ -550,7 +550,7 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
         ),
         (
             "background analysis from a step that does not exist",
-            with(canary(), &[(&p("/analysis/startingStep"), json!(7))]),
+            with(canary(), &[(&p("/analysis/startingStep"), json!(8))]),
             "analysis.startingStep must be the index of a step",
         ),
         (
