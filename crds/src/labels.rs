@@ -41,6 +41,11 @@ pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "sluice.dev/scale-down-deadline
 /// made for.
 pub const BASELINE_FOR_ANNOTATION: &str = "sluice.dev/baseline-for";
 
+/// Annotation of the canary Ingress sluice owns (NGINX router): the managed header route
+/// it carries, as `<route name>=<fingerprint of the step's setting>`, so the route can be
+/// verified after a restart and told apart from a changed one.
+pub const MANAGED_ROUTES_ANNOTATION: &str = "sluice.dev/managed-routes";
+
 /// Whether a key is a label or an annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -123,6 +128,14 @@ pub const CONTRACT: &[Key] = &[
         on: "the baseline ReplicaSet",
         set_by: "sluice",
         value: "the canary revision's pod-template hash the baseline was made for",
+    },
+    Key {
+        key: MANAGED_ROUTES_ANNOTATION,
+        kind: KeyKind::Annotation,
+        on: "canary Ingresses (NGINX router) while a `setHeaderRoute` is in force",
+        set_by: "sluice",
+        value: "`<route>=<fingerprint>`: the managed route the Ingress's canary-by-header \
+                annotations implement",
     },
 ];
 

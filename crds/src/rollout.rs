@@ -208,7 +208,10 @@ pub struct RolloutStrategy {
     validation = Rule::new("!(type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') || !(type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%')").message("maxSurge and maxUnavailable must not both be zero"),
     validation = Rule::new("!self.dynamicStableScale || has(self.trafficRouting)").message("dynamicStableScale needs trafficRouting: without a router the stable size is what splits traffic"),
     validation = Rule::new("!has(self.steps) || !self.steps.exists(s, has(s.setCanaryScale)) || has(self.trafficRouting)").message("setCanaryScale needs trafficRouting: without a router the replica counts are what split traffic, so the canary's size cannot be set apart from its weight"),
-    validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (self.analysis.startingStep >= 0 && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of a step")
+    validation = Rule::new("!has(self.analysis) || !has(self.analysis.startingStep) || (self.analysis.startingStep >= 0 && self.analysis.startingStep < size(self.steps))").message("analysis.startingStep must be the index of a step"),
+    validation = Rule::new("!has(self.steps) || !self.steps.exists(s, has(s.setHeaderRoute) || has(s.setMirrorRoute)) || has(self.trafficRouting)").message("setHeaderRoute and setMirrorRoute need trafficRouting: without a router there is no route to set"),
+    validation = Rule::new("!has(self.steps) || self.steps.all(s, !has(s.setHeaderRoute) || (has(self.trafficRouting) && has(self.trafficRouting.managedRoutes) && self.trafficRouting.managedRoutes.exists(r, r.name == s.setHeaderRoute.name)))").message("every setHeaderRoute must name a route listed in trafficRouting.managedRoutes"),
+    validation = Rule::new("!has(self.steps) || self.steps.all(s, !has(s.setMirrorRoute) || (has(self.trafficRouting) && has(self.trafficRouting.managedRoutes) && self.trafficRouting.managedRoutes.exists(r, r.name == s.setMirrorRoute.name)))").message("every setMirrorRoute must name a route listed in trafficRouting.managedRoutes")
 )]
 pub struct CanaryStrategy {
     /// Service whose selector sluice points at the new version's pods.
@@ -309,6 +312,13 @@ pub struct TrafficRouting {
         skip_serializing_if = "Option::is_none"
     )]
     pub gateway_api: Option<GatewayApiTrafficRouting>,
+
+    /// The routes `setHeaderRoute` and `setMirrorRoute` steps may create, in order of
+    /// precedence (the first wins where two match the same request), as in Argo Rollouts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub managed_routes: Vec<ManagedRoute>,
 }
 
 /// NGINX Ingress canary routing.
@@ -346,7 +356,7 @@ pub struct GatewayApiTrafficRouting {
 /// One canary step: exactly one of `setWeight`, `pause`, `setCanaryScale`, `analysis`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1").message("each step must set exactly one of setWeight, pause, setCanaryScale and analysis"))]
+#[x_kube(validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) + (has(self.setMirrorRoute) ? 1 : 0) == 1").message("each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute and setMirrorRoute"))]
 pub struct CanaryStep {
     /// Percentage of traffic (0 to 100) to send to the new version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,6 +374,111 @@ pub struct CanaryStep {
     /// Run an analysis and wait for its verdict before the next step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RolloutAnalysis>,
+
+    /// Send the requests that match these headers to the canary, whatever its weight,
+    /// through the managed route `name` (see `trafficRouting.managedRoutes`). Without
+    /// `match` the route is removed. A route stays in place for the following steps and
+    /// goes when the rollout completes or aborts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_header_route: Option<SetHeaderRoute>,
+
+    /// Mirror (copy) a share of the requests that match to the canary; the responses of
+    /// the copies are discarded, so users are always served by the normal split. Without
+    /// `match` the route is removed. Gateway API only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_mirror_route: Option<SetMirrorRoute>,
+}
+
+/// A `setHeaderRoute` step, as in Argo Rollouts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SetHeaderRoute {
+    /// The managed route to set; it must be listed in `trafficRouting.managedRoutes`.
+    #[schemars(length(max = 63))]
+    pub name: String,
+
+    /// Requests matching all of these go to the canary. Empty: remove the route.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub matches: Vec<HeaderRoutingMatch>,
+}
+
+/// One header a request must carry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderRoutingMatch {
+    /// The header's name, such as `X-Canary`.
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9!#$%&*+.^_`|~-]+$')").message("headerName must be an HTTP header name"))]
+    pub header_name: String,
+
+    /// How its value must match.
+    pub header_value: StringMatch,
+}
+
+/// A string condition: exactly one of `exact`, `prefix` and `regex`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.exact) ? 1 : 0) + (has(self.prefix) ? 1 : 0) + (has(self.regex) ? 1 : 0) == 1").message("a string match must set exactly one of exact, prefix and regex"))]
+pub struct StringMatch {
+    /// The value, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub exact: Option<String>,
+    /// A value starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub prefix: Option<String>,
+    /// A value matching this regular expression (the router's dialect: RE2 for most
+    /// Gateway API implementations, PCRE for ingress-nginx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub regex: Option<String>,
+}
+
+/// A `setMirrorRoute` step, as in Argo Rollouts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SetMirrorRoute {
+    /// The managed route to set; it must be listed in `trafficRouting.managedRoutes`.
+    #[schemars(length(max = 63))]
+    pub name: String,
+
+    /// Requests matching any of these are mirrored. Empty: remove the route.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub matches: Vec<RouteMatch>,
+
+    /// Percentage (0 to 100) of the matching requests to mirror. Defaults to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("setMirrorRoute.percentage must be between 0 and 100"))]
+    pub percentage: Option<i32>,
+}
+
+/// A request condition of a mirror route: all that are set must hold.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteMatch {
+    /// The HTTP method (`exact` only with Gateway API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    /// The request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<StringMatch>,
+    /// Headers, by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 8))]
+    pub headers: std::collections::BTreeMap<String, StringMatch>,
+}
+
+/// A route sluice may create on the router, besides the weights.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRoute {
+    /// The route's name, used by `setHeaderRoute` and `setMirrorRoute` steps.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("managedRoutes[].name must be lowercase letters, digits and -, starting and ending with a letter or digit"))]
+    pub name: String,
 }
 
 /// A pause step.
@@ -665,6 +780,23 @@ pub struct CanaryStatus {
     /// The dedicated baseline ReplicaSet of the current canary, while it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineStatus>,
+
+    /// The managed routes (`setHeaderRoute`, `setMirrorRoute`) in force at the current
+    /// step, in precedence order; empty once the rollout completes or aborts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_routes: Vec<ManagedRouteStatus>,
+}
+
+/// A managed route in force.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRouteStatus {
+    /// The route's name (an entry of `trafficRouting.managedRoutes`).
+    pub name: String,
+    /// `header` or `mirror`.
+    pub kind: String,
+    /// True once the router was read back and shows the route as sluice set it.
+    pub verified: bool,
 }
 
 /// The dedicated baseline ReplicaSet of a canary.

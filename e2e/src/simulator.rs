@@ -85,7 +85,23 @@ struct State {
     counters: BTreeMap<String, VersionCounters>,
     /// Share of traffic per version at the last tick, for test diagnostics.
     split: BTreeMap<String, f64>,
+    /// Share of traffic mirrored to each version at the last tick.
+    mirror_split: BTreeMap<String, f64>,
+    /// Mirrored copies each version received: not served responses, so not in
+    /// `http_requests_total`.
+    mirrored: BTreeMap<String, f64>,
+    /// The testers: a share of the stream that carries a header.
+    testers: Option<Testers>,
     noise: u64,
+}
+
+/// A share of the synthetic requests that carry header `name: value` (all requests are
+/// `GET /`).
+#[derive(Debug, Clone)]
+pub struct Testers {
+    pub header: String,
+    pub value: String,
+    pub share: f64,
 }
 
 impl State {
@@ -145,7 +161,8 @@ impl Simulator {
             let mut interval = tokio::time::interval(TICK);
             loop {
                 interval.tick().await;
-                if let Ok(split) = routing_split(&client, &ns, &name).await {
+                let testers = tick_state.lock().expect("not poisoned").testers.clone();
+                if let Ok(split) = routing_split(&client, &ns, &name, testers.as_ref()).await {
                     advance(&mut tick_state.lock().expect("not poisoned"), split);
                 }
             }
@@ -189,6 +206,25 @@ impl Simulator {
     pub fn split(&self) -> BTreeMap<String, f64> {
         self.state.lock().expect("not poisoned").split.clone()
     }
+
+    /// From now on, `testers.share` of the requests carry `testers.header`.
+    pub fn send_testers(&self, testers: Testers) {
+        self.state.lock().expect("not poisoned").testers = Some(testers);
+    }
+
+    /// The share of the stream mirrored to each version at the last tick.
+    pub fn mirror_split(&self) -> BTreeMap<String, f64> {
+        self.state
+            .lock()
+            .expect("not poisoned")
+            .mirror_split
+            .clone()
+    }
+
+    /// Mirrored copies each version has received so far.
+    pub fn mirrored(&self) -> BTreeMap<String, f64> {
+        self.state.lock().expect("not poisoned").mirrored.clone()
+    }
 }
 
 impl Drop for Simulator {
@@ -216,10 +252,129 @@ struct Share {
     service: String,
     canary: bool,
     share: f64,
+    /// Share of the stream copied to these pods by a mirror route.
+    mirrored: f64,
+}
+
+/// Where one kind of request goes, by an HTTPRoute: the canary's share of it, and the
+/// share of it mirrored to the canary.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Outcome {
+    canary: f64,
+    mirrored: f64,
+}
+
+/// A header value against an HTTPHeaderMatch. Regular expressions: the forms sluice
+/// writes for exact and prefix values (`^lit$`, `^lit.*`) are understood; any other
+/// matches nothing here (the e2e crate has no regex engine).
+fn header_value_matches(kind: &str, pattern: &str, value: &str) -> bool {
+    let unescape = |s: &str| -> Option<String> {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.push(chars.next()?),
+                c if "\\.+*?()|[]{}^$".contains(c) => return None,
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    };
+    match kind {
+        "RegularExpression" => {
+            if let Some(lit) = pattern.strip_prefix('^').and_then(|p| p.strip_suffix(".*")) {
+                unescape(lit).is_some_and(|l| value.starts_with(&l))
+            } else if let Some(lit) = pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$')) {
+                unescape(lit).is_some_and(|l| value == l)
+            } else {
+                false
+            }
+        }
+        _ => pattern == value,
+    }
+}
+
+/// Which rule of `rules` serves `GET /` with `headers`, by Gateway API precedence as far
+/// as these requests can tell rules apart (the most header matches wins, then rule
+/// order), and where that rule sends and mirrors it.
+fn gateway_outcome(rules: &[serde_json::Value], canary: &str, headers: &[(&str, &str)]) -> Outcome {
+    let matches_request = |m: &serde_json::Value| -> Option<usize> {
+        let path_ok = match (m["path"]["type"].as_str(), m["path"]["value"].as_str()) {
+            (None, _) => true,
+            (Some("PathPrefix"), Some(v)) => v == "/",
+            (Some("Exact"), Some(v)) => v == "/",
+            _ => false,
+        };
+        let method_ok = m["method"].as_str().is_none_or(|v| v == "GET");
+        let wanted = m["headers"].as_array().cloned().unwrap_or_default();
+        let headers_ok = wanted.iter().all(|h| {
+            let name = h["name"].as_str().unwrap_or_default();
+            let kind = h["type"].as_str().unwrap_or("Exact");
+            let pattern = h["value"].as_str().unwrap_or_default();
+            headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case(name) && header_value_matches(kind, pattern, v)
+            })
+        });
+        let query_ok = m["queryParams"].as_array().is_none_or(Vec::is_empty);
+        (path_ok && method_ok && headers_ok && query_ok).then_some(wanted.len())
+    };
+    let mut best: Option<(usize, &serde_json::Value)> = None;
+    for rule in rules {
+        let ms = rule["matches"].as_array().cloned().unwrap_or_default();
+        let score = if ms.is_empty() {
+            Some(0)
+        } else {
+            ms.iter().filter_map(matches_request).max()
+        };
+        if let Some(score) = score
+            && best.is_none_or(|(b, _)| score > b)
+        {
+            best = Some((score, rule));
+        }
+    }
+    let Some((_, rule)) = best else {
+        return Outcome::default();
+    };
+    let (mut c, mut total) = (0.0, 0.0);
+    for r in rule["backendRefs"].as_array().cloned().unwrap_or_default() {
+        let w = r["weight"].as_f64().unwrap_or(1.0);
+        total += w;
+        if r["name"] == canary {
+            c += w;
+        }
+    }
+    let mirrored = rule["filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            f["type"] == "RequestMirror" && f["requestMirror"]["backendRef"]["name"] == canary
+        })
+        .map(|f| {
+            let m = &f["requestMirror"];
+            if let Some(p) = m["percent"].as_f64() {
+                p / 100.0
+            } else if let Some(n) = m["fraction"]["numerator"].as_f64() {
+                n / m["fraction"]["denominator"].as_f64().unwrap_or(100.0)
+            } else {
+                1.0
+            }
+        })
+        .fold(0.0, f64::max);
+    Outcome {
+        canary: if total > 0.0 { c / total } else { 0.0 },
+        mirrored,
+    }
 }
 
 /// Each version's share of the traffic right now, from what sluice wrote.
-async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<Share>> {
+async fn routing_split(
+    client: &Client,
+    ns: &str,
+    rollout: &str,
+    testers: Option<&Testers>,
+) -> Result<Vec<Share>> {
+    let tester_share = testers.map_or(0.0, |t| t.share);
     let ro = Api::<Rollout>::namespaced(client.clone(), ns)
         .get(rollout)
         .await?;
@@ -288,6 +443,7 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
         .canary
         .as_ref()
         .and_then(|c| c.traffic_routing.clone());
+    let mut mirrored = 0.0;
     let canary_share = match &routing {
         _ if current == stable => 0.0,
         Some(r) if r.nginx.is_some() => {
@@ -295,14 +451,28 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
             let canary = Api::<Ingress>::namespaced(client.clone(), ns)
                 .get_opt(&format!("{rollout}-{stable_ingress}-canary"))
                 .await?;
-            canary
-                .and_then(|i| {
+            let annotation = |key: &str| {
+                canary.as_ref().and_then(|i| {
                     i.annotations()
-                        .get("nginx.ingress.kubernetes.io/canary-weight")
-                        .and_then(|w| w.parse::<f64>().ok())
+                        .get(&format!("nginx.ingress.kubernetes.io/{key}"))
+                        .cloned()
                 })
+            };
+            let weight = annotation("canary-weight")
+                .and_then(|w| w.parse::<f64>().ok())
                 .unwrap_or(0.0)
-                / 100.0
+                / 100.0;
+            // ingress-nginx: a request whose header matches goes to the canary whatever
+            // the weight; any other request is split by the weight.
+            let testers_match = testers.is_some_and(|t| {
+                annotation("canary-by-header").is_some_and(|h| h.eq_ignore_ascii_case(&t.header))
+                    && (annotation("canary-by-header-value").as_deref() == Some(t.value.as_str())
+                        || annotation("canary-by-header-pattern").is_some_and(|p| {
+                            header_value_matches("RegularExpression", &p, &t.value)
+                        }))
+            });
+            let tester_canary = if testers_match { 1.0 } else { weight };
+            (1.0 - tester_share) * weight + tester_share * tester_canary
         }
         Some(r) if r.gateway_api.is_some() => {
             let route_name = &r.gateway_api.as_ref().expect("checked").http_route;
@@ -321,19 +491,17 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
                 .as_ref()
                 .and_then(|c| c.canary_service.clone())
                 .unwrap_or_default();
-            let refs = route.data["spec"]["rules"][0]["backendRefs"]
+            let rules = route.data["spec"]["rules"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            let (mut c, mut total) = (0.0, 0.0);
-            for r in refs {
-                let w = r["weight"].as_f64().unwrap_or(1.0);
-                total += w;
-                if r["name"] == canary.as_str() {
-                    c += w;
-                }
-            }
-            if total > 0.0 { c / total } else { 0.0 }
+            let plain = gateway_outcome(&rules, &canary, &[]);
+            let tester = match testers {
+                Some(t) => gateway_outcome(&rules, &canary, &[(&t.header, &t.value)]),
+                None => plain,
+            };
+            mirrored = (1.0 - tester_share) * plain.mirrored + tester_share * tester.mirrored;
+            (1.0 - tester_share) * plain.canary + tester_share * tester.canary
         }
         _ => {
             // Replica ratio: every available pod takes an equal share.
@@ -369,6 +537,7 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
             service: service(false),
             canary: false,
             share: (1.0 - canary_share) * (1.0 - baseline_fraction),
+            mirrored: 0.0,
         });
         if baseline_fraction > 0.0 {
             split.push(Share {
@@ -378,6 +547,7 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
                 service: service(false),
                 canary: false,
                 share: (1.0 - canary_share) * baseline_fraction,
+                mirrored: 0.0,
             });
         }
     }
@@ -391,6 +561,7 @@ async fn routing_split(client: &Client, ns: &str, rollout: &str) -> Result<Vec<S
             service: service(true),
             canary: true,
             share: canary_share,
+            mirrored,
         });
     }
     Ok(split)
@@ -426,6 +597,7 @@ async fn blue_green_split(
             canary: hash == current && current != stable,
             baseline: false,
             share: 1.0,
+            mirrored: 0.0,
         });
     }
     if let Some(preview_service) = &bg.preview_service {
@@ -441,6 +613,7 @@ async fn blue_green_split(
                 service: preview_service.clone(),
                 baseline: false,
                 share: PREVIEW_SHARE,
+                mirrored: 0.0,
             });
         }
     }
@@ -461,8 +634,16 @@ impl Share {
 fn advance(state: &mut State, split: Vec<Share>) {
     let per_tick = REQUESTS_PER_SECOND * TICK.as_secs_f64();
     state.split = split.iter().map(|s| (s.key(), s.share)).collect();
+    state.mirror_split = split
+        .iter()
+        .filter(|s| s.mirrored > 0.0)
+        .map(|s| (s.key(), s.mirrored))
+        .collect();
     for s in split {
         let key = s.key();
+        if s.mirrored > 0.0 {
+            *state.mirrored.entry(key.clone()).or_default() += per_tick * s.mirrored;
+        }
         // Baseline pods run the stable version: they behave like it unless a test says.
         let behaviour = state
             .behaviours
@@ -616,6 +797,7 @@ mod tests {
                         service: "web-stable".into(),
                         canary: false,
                         share: 0.75,
+                        mirrored: 0.0,
                     },
                     Share {
                         version: "v2".into(),
@@ -624,6 +806,7 @@ mod tests {
                         service: "web-canary".into(),
                         canary: true,
                         share: 0.25,
+                        mirrored: 0.0,
                     },
                 ],
             );
@@ -673,6 +856,7 @@ mod tests {
             service: "web-stable".into(),
             canary: false,
             share,
+            mirrored: 0.0,
         };
         for _ in 0..10 {
             advance(&mut state, vec![share(false, 0.5), share(true, 0.5)]);

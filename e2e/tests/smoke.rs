@@ -59,7 +59,10 @@ fn valid_canary() -> Value {
             "strategy": { "canary": {
                 "canaryService": "web-canary",
                 "stableService": "web-stable",
-                "trafficRouting": { "nginx": { "stableIngress": "web" } },
+                "trafficRouting": {
+                    "nginx": { "stableIngress": "web" },
+                    "managedRoutes": [{ "name": "testers" }],
+                },
                 "maxSurge": 1,
                 "maxUnavailable": "0%",
                 "baseline": {},
@@ -76,6 +79,9 @@ fn valid_canary() -> Value {
                     } },
                     { "setWeight": 50 },
                     { "pause": { "duration": 30 } },
+                    { "setHeaderRoute": { "name": "testers", "match": [
+                        { "headerName": "X-Canary", "headerValue": { "exact": "yes" } },
+                    ] } },
                     { "pause": {} },
                 ],
                 "analysis": {
@@ -343,12 +349,98 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
                 canary(),
                 &[(&p("/steps/0"), json!({ "setWeight": 20, "pause": {} }))],
             ),
-            "each step must set exactly one of setWeight, pause, setCanaryScale and analysis",
+            "each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute and setMirrorRoute",
         ),
         (
             "step with no action",
             with(canary(), &[(&p("/steps/0"), json!({}))]),
-            "each step must set exactly one of setWeight, pause, setCanaryScale and analysis",
+            "each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute and setMirrorRoute",
+        ),
+        (
+            "step with a weight and a header route",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/0"),
+                    json!({ "setWeight": 20, "setHeaderRoute": { "name": "testers" } }),
+                )],
+            ),
+            "each step must set exactly one of setWeight, pause, setCanaryScale, analysis, setHeaderRoute and setMirrorRoute",
+        ),
+        (
+            "route step without router",
+            with(canary(), &[(&p("/trafficRouting"), Value::Null)]),
+            "setHeaderRoute and setMirrorRoute need trafficRouting",
+        ),
+        (
+            "header route not in managedRoutes",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/0"),
+                    json!({ "setHeaderRoute": { "name": "other" } }),
+                )],
+            ),
+            "every setHeaderRoute must name a route listed in trafficRouting.managedRoutes",
+        ),
+        (
+            "mirror route not in managedRoutes",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/0"),
+                    json!({ "setMirrorRoute": { "name": "other", "match": [{ "path": { "prefix": "/" } }] } }),
+                )],
+            ),
+            "every setMirrorRoute must name a route listed in trafficRouting.managedRoutes",
+        ),
+        (
+            "header value with two matches",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/0"),
+                    json!({ "setHeaderRoute": { "name": "testers", "match": [
+                    { "headerName": "X-Canary", "headerValue": { "exact": "yes", "prefix": "y" } },
+                ] } }),
+                )],
+            ),
+            "a string match must set exactly one of exact, prefix and regex",
+        ),
+        (
+            "bad header name",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/0"),
+                    json!({ "setHeaderRoute": { "name": "testers", "match": [
+                    { "headerName": "X Canary", "headerValue": { "exact": "yes" } },
+                ] } }),
+                )],
+            ),
+            "headerName must be an HTTP header name",
+        ),
+        (
+            "mirror percentage above 100",
+            with(
+                canary(),
+                &[(
+                    &p("/steps/0"),
+                    json!({ "setMirrorRoute": { "name": "testers", "percentage": 101, "match": [{ "path": { "prefix": "/" } }] } }),
+                )],
+            ),
+            "setMirrorRoute.percentage must be between 0 and 100",
+        ),
+        (
+            "bad managed route name",
+            with(
+                canary(),
+                &[(
+                    &p("/trafficRouting/managedRoutes"),
+                    json!([{ "name": "Testers" }]),
+                )],
+            ),
+            "managedRoutes[].name must be lowercase letters, digits and -",
         ),
         (
             "weight above 100",
@@ -521,7 +613,7 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
         ),
         (
             "background analysis from a step that does not exist",
-            with(canary(), &[(&p("/analysis/startingStep"), json!(7))]),
+            with(canary(), &[(&p("/analysis/startingStep"), json!(8))]),
             "analysis.startingStep must be the index of a step",
         ),
         (

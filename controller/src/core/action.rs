@@ -5,6 +5,8 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::rollout::RolloutAnalysis;
 
+use super::routes::RouteSetting;
+
 /// One change to make in the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -36,6 +38,9 @@ pub enum Action {
     SetServiceSelector { service: String, hash: String },
     /// Set the traffic router's weights: `weight`% to the canary, the rest to stable.
     SetCanaryWeight { weight: i32 },
+    /// Make the router hold exactly these managed routes (in precedence order) besides the
+    /// weights: the ones sluice holds and this list leaves out are removed.
+    SetManagedRoutes { routes: Vec<RouteSetting> },
     /// Start an AnalysisRun.
     CreateAnalysisRun {
         name: String,

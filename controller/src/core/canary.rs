@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
 use sluice_api::rollout::{
-    BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, PauseCondition, PauseReason,
-    Rollout, RolloutStatus, StrategyKind, TrafficWeights,
+    BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, ManagedRouteStatus,
+    PauseCondition, PauseReason, Rollout, RolloutStatus, StrategyKind, TrafficWeights,
 };
 
 use super::Plan;
@@ -27,6 +27,7 @@ use super::common::{
 use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::phase::{PhaseInput, with_phase};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
+use super::routes::{self, RouteSetting};
 
 /// The traffic weight and canary size in force at a position in the steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,6 +36,9 @@ pub struct StepSetting {
     pub weight: i32,
     /// Canary size set by the last `setCanaryScale` (None: follow the weight).
     pub canary_scale: Option<CanaryScale>,
+    /// True when a managed route (`setHeaderRoute`, `setMirrorRoute`) is in force: it
+    /// sends requests to the canary whatever the weight, so the canary needs a pod.
+    pub routed: bool,
 }
 
 /// A `setCanaryScale` in force.
@@ -48,7 +52,22 @@ pub enum CanaryScale {
 /// itself when it is a `setWeight` or `setCanaryScale`).
 pub fn setting_at(steps: &[CanaryStep], index: usize) -> StepSetting {
     let mut setting = StepSetting::default();
+    let mut routes: Vec<&str> = Vec::new();
     for step in steps.iter().take(index + 1) {
+        let route = [
+            step.set_header_route
+                .as_ref()
+                .map(|h| (h.name.as_str(), h.matches.is_empty())),
+            step.set_mirror_route
+                .as_ref()
+                .map(|m| (m.name.as_str(), m.matches.is_empty())),
+        ];
+        for (name, removed) in route.into_iter().flatten() {
+            routes.retain(|r| *r != name);
+            if !removed {
+                routes.push(name);
+            }
+        }
         if let Some(w) = step.set_weight {
             setting.weight = w;
         }
@@ -62,6 +81,7 @@ pub fn setting_at(steps: &[CanaryStep], index: usize) -> StepSetting {
             };
         }
     }
+    setting.routed = !routes.is_empty();
     setting
 }
 
@@ -89,9 +109,10 @@ pub fn targets(
         Some(CanaryScale::Weight(w)) => replicas_for_weight(w, replicas),
         None => by_weight,
     };
-    // A router sends `weight`% to the canary; it needs at least one pod to take it, however
-    // the canary is sized (a setCanaryScale of 0 beside a weight would send it to none).
-    let canary = if has_router && setting.weight > 0 {
+    // A router sends `weight`% (and what a managed route matches) to the canary; it needs at
+    // least one pod to take it, however the canary is sized (a setCanaryScale of 0 beside a
+    // weight would send it to none).
+    let canary = if has_router && (setting.weight > 0 || setting.routed) {
         canary.max(1)
     } else {
         canary
@@ -199,6 +220,7 @@ pub fn plan(
             rollout: &name,
             template_hash,
             steps,
+            managed: routes::managed(canary),
             observed,
             current_rs,
             stable_rs,
@@ -377,6 +399,29 @@ pub fn plan(
         }
     }
 
+    // Managed routes: those in force at the step while the canary runs and has a pod to
+    // take what they send; none once it completes or aborts.
+    let desired_routes: Vec<RouteSetting> = match mode {
+        Mode::Canary if current_rs.is_some_and(|rs| rs.available > 0) => {
+            routes::routes_at(steps, routes::managed(canary), index)
+        }
+        _ => Vec::new(),
+    };
+    let desired_prints = routes::fingerprints(&desired_routes);
+    let routes_action = (has_router && observed.router_routes != desired_prints).then(|| {
+        drifted_routes(&old, &desired_prints, observed, &mut events);
+        Action::SetManagedRoutes {
+            routes: desired_routes.clone(),
+        }
+    });
+    // Routes are removed before canaryService points elsewhere, and added after it points
+    // at the canary, like the weight.
+    let (routes_before, routes_after) = match routes_action {
+        Some(a) if desired_routes.is_empty() => (Some(a), None),
+        a => (None, a),
+    };
+    actions.extend(routes_before);
+
     // Services: stable at the stable revision, canary at the new one (or at stable when
     // nothing is in flight).
     let canary_service_hash = if mode == Mode::Stable || current_rs.is_none() {
@@ -397,6 +442,7 @@ pub fn plan(
     let raise = raise.map(|i| actions.remove(i));
     point_services(observed, pairs, &mut actions);
     actions.extend(raise);
+    actions.extend(routes_after);
 
     // --- ReplicaSets ---------------------------------------------------------------------
     let delay_applies = has_router || canary.stable_service.is_some();
@@ -450,6 +496,14 @@ pub fn plan(
         verified: Some(verified),
     });
     canary_status.baseline = baseline.status;
+    canary_status.managed_routes = desired_routes
+        .iter()
+        .map(|r| ManagedRouteStatus {
+            name: r.name.clone(),
+            kind: r.kind_name().into(),
+            verified: observed.router_routes.get(&r.name) == Some(&r.fingerprint()),
+        })
+        .collect();
 
     // A revision draining behind its scale-down deadline does not keep the rollout from
     // being done: it serves no new traffic and goes away on its own.
@@ -496,6 +550,8 @@ struct Revisions<'a> {
     /// The canary's (the template's) pod-template hash.
     template_hash: &'a str,
     steps: &'a [CanaryStep],
+    /// `trafficRouting.managedRoutes`: the routes route steps may set, in precedence order.
+    managed: &'a [sluice_api::rollout::ManagedRoute],
     observed: &'a Observed,
     current_rs: Option<&'a ReplicaSetState>,
     stable_rs: Option<&'a ReplicaSetState>,
@@ -522,6 +578,7 @@ fn walk_steps(
         rollout,
         template_hash,
         steps,
+        managed,
         observed,
         current_rs,
         stable_rs,
@@ -559,7 +616,10 @@ fn walk_steps(
                 || (t.canary == 0 && current_rs.is_none_or(|rs| rs.current == 0));
             let stable_ready =
                 stable_rs.is_some_and(|rs| rs.replicas == t.stable && rs.available >= t.stable);
-            let traffic_ready = !has_router || observed.router_weight == Some(t.weight);
+            let traffic_ready = !has_router
+                || (observed.router_weight == Some(t.weight)
+                    && observed.router_routes
+                        == routes::fingerprints(&routes::routes_at(steps, managed, index)));
             // The baseline must be up beside the canary before the steps that measure it.
             let baseline_ready = baseline::ready(baseline, t.canary);
             canary_ready && stable_ready && traffic_ready && baseline_ready
@@ -569,7 +629,10 @@ fn walk_steps(
             paused_at_step: false,
             abort_reason: None,
         };
-        let done = if step.set_weight.is_some() || step.set_canary_scale.is_some() {
+        let done = if step.set_weight.is_some()
+            || step.set_canary_scale.is_some()
+            || routes::is_route_step(step)
+        {
             setting_in_place()
         } else if let Some(pause) = &step.pause {
             // Only entering the pause waits for the setting: once paused, a canary pod
@@ -811,10 +874,10 @@ fn scale_actions(scaling: &Scaling, actions: &mut Vec<Action>, wake: &mut Wake) 
     let next_revision = next_revision(observed);
 
     // Traffic returns to stable before anything is scaled down: while the router still
-    // sends the canary a share, no non-stable ReplicaSet shrinks.
+    // sends the canary a share or holds a managed route, no non-stable ReplicaSet shrinks.
     let hold_non_stable = has_router
         && matches!(mode, Mode::Stable | Mode::Aborted)
-        && observed.router_weight.is_some_and(|w| w > 0);
+        && (observed.router_weight.is_some_and(|w| w > 0) || !observed.router_routes.is_empty());
 
     // Target of every ReplicaSet, and the order in which scale-ups are served.
     let mut plan: Vec<(Option<&ReplicaSetState>, i32, Option<Timestamp>)> = Vec::new();
@@ -923,4 +986,33 @@ fn scale_actions(scaling: &Scaling, actions: &mut Vec<Action>, wake: &mut Wake) 
         |rs| rs.hash == template_hash || rs.hash == stable_hash,
         actions,
     );
+}
+
+/// A managed route the status says was verified, still wanted as it was, that the router
+/// no longer holds so: another writer changed it. Said once, as the status turns
+/// unverified; the action that comes with it puts the route back.
+fn drifted_routes(
+    old: &RolloutStatus,
+    desired: &std::collections::BTreeMap<String, String>,
+    observed: &Observed,
+    events: &mut Vec<PlannedEvent>,
+) {
+    let verified = old.canary.iter().flat_map(|c| c.managed_routes.iter());
+    for route in verified.filter(|r| r.verified) {
+        let Some(want) = desired.get(&route.name) else {
+            continue;
+        };
+        if observed.router_routes.get(&route.name) != Some(want) {
+            events.push(PlannedEvent {
+                warning: true,
+                reason: "TrafficDrift".into(),
+                action: format!("RestoreRoute-{}", route.name),
+                message: format!(
+                    "the router no longer held managed route {} as sluice set it: another \
+                     writer changed it; sluice sets it back",
+                    route.name
+                ),
+            });
+        }
+    }
 }

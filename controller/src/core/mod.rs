@@ -18,6 +18,9 @@ pub mod replicas;
 pub mod restart;
 #[cfg(test)]
 mod restart_tests;
+pub mod routes;
+#[cfg(test)]
+mod routes_tests;
 pub mod sequential;
 pub mod workload_ref;
 #[cfg(test)]
@@ -185,8 +188,18 @@ fn analysis_housekeeping(
     actions
 }
 
-/// What admission cannot check: the selector must select the template's pods.
+/// What admission cannot check: the selector must select the template's pods, and the
+/// managed routes must be ones the router can hold.
 fn spec_problem(rollout: &Rollout) -> Option<String> {
+    if let Some(problem) = rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(routes::spec_problem)
+    {
+        return Some(problem);
+    }
     let labels = rollout
         .spec
         .template

@@ -17,6 +17,11 @@ pub struct Observed {
     /// The canary weight the traffic router reports now (None without a router, or when
     /// the router has not been set up yet).
     pub router_weight: Option<i32>,
+    /// The managed routes (`setHeaderRoute`, `setMirrorRoute`) the router holds now, by
+    /// name, with the fingerprint sluice recorded when it wrote each
+    /// (`routes::RouteSetting::fingerprint`). A route another writer changed reads as
+    /// absent or with another fingerprint.
+    pub router_routes: BTreeMap<String, String>,
     /// The AnalysisRuns the Rollout owns.
     pub analysis_runs: Vec<AnalysisRunState>,
     /// References that do not resolve (Service, Ingress, HTTPRoute not found).

@@ -1462,6 +1462,14 @@ fn describe(actions: &[Action]) -> String {
             Action::DeleteReplicaSet { name } => format!("delete {name}"),
             Action::SetServiceSelector { service, hash } => format!("{service}→{hash}"),
             Action::SetCanaryWeight { weight } => format!("weight {weight}"),
+            Action::SetManagedRoutes { routes } => format!(
+                "routes [{}]",
+                routes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             Action::CreateAnalysisRun { name, .. } => format!("create run {name}"),
             Action::TerminateAnalysisRun { name } => format!("stop run {name}"),
             Action::DeleteAnalysisRun { name } => format!("delete run {name}"),

@@ -35,6 +35,8 @@ pub(super) struct World {
     pub(super) rs: Vec<ReplicaSetState>,
     pub(super) services: BTreeMap<String, Option<String>>,
     pub(super) router: Option<i32>,
+    /// The managed routes the router holds: name → fingerprint, as the adapters report.
+    pub(super) routes: BTreeMap<String, String>,
     pub(super) runs: Vec<AnalysisRunState>,
     /// When false, new pods never become available (a broken image).
     pub(super) pods_become_ready: bool,
@@ -79,6 +81,7 @@ impl World {
             replica_sets: self.rs.clone(),
             services: self.services.clone(),
             router_weight: self.router,
+            router_routes: self.routes.clone(),
             analysis_runs: self.runs.clone(),
             missing: Vec::new(),
             unusable: Vec::new(),
@@ -196,6 +199,9 @@ impl World {
                     self.services.insert(service.clone(), Some(hash.clone()));
                 }
                 Action::SetCanaryWeight { weight } => self.router = Some(*weight),
+                Action::SetManagedRoutes { routes } => {
+                    self.routes = super::routes::fingerprints(routes);
+                }
                 Action::CreateAnalysisRun { name, .. } => self.runs.push(AnalysisRunState {
                     name: name.clone(),
                     phase: Some(AnalysisPhase::Running),

@@ -829,6 +829,10 @@ fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
                 Ok(weight) => observed.router_weight = weight,
                 Err(e) => observed.unusable.push(e.to_string()),
             }
+            match router.current_routes() {
+                Ok(routes) => observed.router_routes = routes,
+                Err(e) => observed.unusable.push(e.to_string()),
+            }
         }
     }
     // Each analysis with the field it is written in, for the messages.
@@ -943,6 +947,10 @@ async fn execute(
         }
         Action::SetCanaryWeight { weight } => match router {
             Some(router) => router.set_weight(*weight).await?,
+            None => None,
+        },
+        Action::SetManagedRoutes { routes } => match router {
+            Some(router) => router.set_routes(routes).await?,
             None => None,
         },
         Action::CreateAnalysisRun {

@@ -6,17 +6,25 @@
 //! has installed: it only needs `spec.rules[*].backendRefs[*].{name,weight}`, which every
 //! `v1` release has.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
-use sluice_api::rollout::GatewayApiTrafficRouting;
+use sluice_api::rollout::{GatewayApiTrafficRouting, HeaderRoutingMatch, RouteMatch, StringMatch};
 
 use super::{RouterContext, TrafficRouter};
 use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, FIELD_MANAGER};
+use crate::core::hash::value_hash;
+use crate::core::routes::{RouteKind, RouteSetting, as_regex};
+
+/// Most rules an HTTPRoute may have (the CRD's `maxItems`).
+const MAX_RULES: usize = 16;
+/// Length of a fingerprint in a managed rule's name (`core::hash::value_hash`).
+const HASH_LEN: usize = 10;
 
 /// The weight of a backendRef that does not set one, per the Gateway API spec.
 const DEFAULT_BACKEND_WEIGHT: u64 = 1;
@@ -43,6 +51,10 @@ const DEFAULT_BACKEND_WEIGHT: u64 = 1;
 pub struct GatewayApiRouter {
     ctx: RouterContext,
     config: GatewayApiTrafficRouting,
+    /// The route as this router's last write returned it: one reconcile may write the
+    /// weights and then the managed routes, and the second write must start from the
+    /// first's result, not from a cache that has not seen it yet.
+    last: Arc<Mutex<Option<Arc<DynamicObject>>>>,
 }
 
 /// Which of the Rollout's Services a backendRef points at.
@@ -78,7 +90,11 @@ impl GatewayApiRouter {
     /// A router for the Rollout described by `ctx`, using the Rollout's `gatewayAPI`
     /// settings.
     pub fn new(ctx: RouterContext, config: GatewayApiTrafficRouting) -> Self {
-        Self { ctx, config }
+        Self {
+            ctx,
+            config,
+            last: Arc::default(),
+        }
     }
 
     fn route_namespace(&self) -> &str {
@@ -122,9 +138,17 @@ impl GatewayApiRouter {
     }
 
     fn get_route(&self) -> Result<Arc<DynamicObject>, AdapterError> {
-        self.cached_route().ok_or_else(|| AdapterError::NotFound {
-            what: self.route_reference(),
-        })
+        let last = self.last.lock().expect("not poisoned").clone();
+        last.or_else(|| self.cached_route())
+            .ok_or_else(|| AdapterError::NotFound {
+                what: self.route_reference(),
+            })
+    }
+
+    fn remember(&self, stored: DynamicObject) -> Option<Written> {
+        let out = written(Cache::HttpRoute, self.route_namespace(), &stored);
+        *self.last.lock().expect("not poisoned") = Some(Arc::new(stored));
+        out
     }
 
     /// Which Service, if any, a backendRef object points at.
@@ -155,6 +179,11 @@ impl GatewayApiRouter {
         };
         let mut found = Vec::new();
         for (rule_index, rule) in rules.iter().enumerate() {
+            // Another Rollout's managed rules are its own business.
+            if rule_name(rule).is_some_and(|n| n.starts_with(MANAGED_PREFIX) && !self.is_own(rule))
+            {
+                continue;
+            }
             let refs = match rule.get("backendRefs") {
                 None | Some(Value::Null) => continue,
                 Some(Value::Array(refs)) => refs,
@@ -223,32 +252,373 @@ impl GatewayApiRouter {
     }
 }
 
+/// Every managed rule's name starts with this.
+const MANAGED_PREFIX: &str = "sluice-";
+
+/// What a managed rule's name says.
+struct ManagedName {
+    fingerprint: String,
+    base: String,
+    route: String,
+    k: usize,
+}
+
+/// `spec.rules` of a route (empty when absent or not a list).
+fn spec_rules(route: &DynamicObject) -> &[Value] {
+    route
+        .data
+        .get("spec")
+        .and_then(|s| s.get("rules"))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn rule_name(rule: &Value) -> Option<&str> {
+    rule.get("name").and_then(Value::as_str)
+}
+
+/// `round(100 * canary / (canary + stable))` of one rule's refs (an unset weight counts
+/// as 1); 0 when both weights are 0, since then no request reaches the canary.
+fn percent(refs: &[MatchedRef]) -> i32 {
+    let sum = |b: Backend| -> u128 {
+        refs.iter()
+            .filter(|m| m.backend == b)
+            .map(|m| u128::from(m.effective_weight()))
+            .sum()
+    };
+    let (canary, stable) = (sum(Backend::Canary), sum(Backend::Stable));
+    let total = canary + stable;
+    if total == 0 {
+        return 0;
+    }
+    // Integer round-half-up of 100 * canary / total; u128 cannot overflow with weights
+    // that fit in u64, and the result is at most 100.
+    i32::try_from((200 * canary + total) / (2 * total)).unwrap_or(100)
+}
+
+/// A hash of what a managed rule copies from a user rule: everything but the weights,
+/// which sluice itself changes at every step.
+fn base_hash(user: &Value) -> String {
+    let mut rule = user.clone();
+    if let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) {
+        for r in refs {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("weight");
+            }
+        }
+    }
+    value_hash(&rule)
+}
+
+/// An HTTPHeaderMatch: exact stays exact; a prefix or regex becomes a
+/// `RegularExpression` (Gateway API has no prefix match for headers).
+fn header_match(name: &str, value: &StringMatch) -> Value {
+    match &value.exact {
+        Some(exact) => json!({"name": name, "type": "Exact", "value": exact}),
+        None => json!({"name": name, "type": "RegularExpression", "value": as_regex(value)}),
+    }
+}
+
+/// The user rule's matches, or the one match-everything match a rule without any has.
+fn user_matches(user: &Value) -> Vec<Value> {
+    match user.get("matches").and_then(Value::as_array) {
+        Some(m) if !m.is_empty() => m.clone(),
+        _ => vec![json!({})],
+    }
+}
+
+/// `m` with `headers` appended to its header matches.
+fn with_headers(mut m: Value, headers: &[Value]) -> Value {
+    if headers.is_empty() {
+        return m;
+    }
+    let mut all = m
+        .get("headers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    all.extend(headers.iter().cloned());
+    m["headers"] = Value::Array(all);
+    m
+}
+
+/// Copies the rule-level fields a managed rule keeps from the user's rule.
+fn copy_rule_fields(user: &Value, rule: &mut Value) {
+    for key in ["filters", "timeouts"] {
+        if let Some(v) = user.get(key) {
+            rule[key] = v.clone();
+        }
+    }
+}
+
+impl GatewayApiRouter {
+    fn own_prefix(&self) -> String {
+        format!("{MANAGED_PREFIX}{}-", value_hash(&self.ctx.rollout))
+    }
+
+    fn is_own(&self, rule: &Value) -> bool {
+        rule_name(rule).is_some_and(|n| n.starts_with(&self.own_prefix()))
+    }
+
+    fn parse_name(&self, name: &str) -> Option<ManagedName> {
+        let rest = name.strip_prefix(&self.own_prefix())?;
+        let fingerprint = rest.get(..HASH_LEN)?.to_string();
+        let rest = rest.get(HASH_LEN..)?.strip_prefix('-')?;
+        let base = rest.get(..HASH_LEN)?.to_string();
+        let rest = rest.get(HASH_LEN..)?.strip_prefix('-')?;
+        let (route, k) = rest.rsplit_once('-')?;
+        Some(ManagedName {
+            fingerprint,
+            base,
+            route: route.to_string(),
+            k: k.parse().ok()?,
+        })
+    }
+
+    /// The user's rules that route to both Services, in route order: what managed rules
+    /// are made from.
+    fn user_rules(&self, route: &DynamicObject) -> Result<Vec<Value>, AdapterError> {
+        let all = spec_rules(route);
+        Ok(self
+            .rules_with_both(route)?
+            .iter()
+            .filter_map(|m| m.first().map(|r| &all[r.rule]))
+            .filter(|r| !self.is_own(r))
+            .cloned()
+            .collect())
+    }
+
+    /// The first backendRef of `user` to the canary Service, without weight or filters:
+    /// where a header route sends, and where a mirror copies to.
+    fn canary_ref(&self, user: &Value) -> Result<Value, AdapterError> {
+        let refs = user.get("backendRefs").and_then(Value::as_array);
+        let found = refs.into_iter().flatten().find(|r| {
+            r.as_object()
+                .and_then(|o| self.backend_of(o))
+                .is_some_and(|b| b == Backend::Canary)
+        });
+        let mut r = found
+            .cloned()
+            .ok_or_else(|| AdapterError::Invalid(self.no_rule_message()))?;
+        if let Some(o) = r.as_object_mut() {
+            o.remove("weight");
+            o.remove("filters");
+        }
+        Ok(r)
+    }
+
+    /// The managed rule of route `r` made from the user's `k`th rule: the same matches
+    /// (so it is at least as specific), narrowed by the route's conditions.
+    fn managed_rule(
+        &self,
+        r: &RouteSetting,
+        user: &Value,
+        k: usize,
+    ) -> Result<Value, AdapterError> {
+        let name = format!(
+            "{}{}-{}-{}-{k}",
+            self.own_prefix(),
+            r.fingerprint(),
+            base_hash(user),
+            r.name
+        );
+        let canary = self.canary_ref(user)?;
+        let mut rule = match &r.kind {
+            RouteKind::Header { matches } => {
+                let headers: Vec<Value> = matches
+                    .iter()
+                    .map(|m: &HeaderRoutingMatch| header_match(&m.header_name, &m.header_value))
+                    .collect();
+                let matches: Vec<Value> = user_matches(user)
+                    .into_iter()
+                    .map(|m| with_headers(m, &headers))
+                    .collect();
+                let mut rule = json!({"name": name, "matches": matches, "backendRefs": [canary]});
+                copy_rule_fields(user, &mut rule);
+                rule
+            }
+            RouteKind::Mirror {
+                percentage,
+                matches,
+            } => {
+                let mut merged = Vec::new();
+                for um in user_matches(user) {
+                    for rm in matches {
+                        merged.push(mirror_match(um.clone(), rm));
+                    }
+                }
+                let mut rule = json!({
+                    "name": name,
+                    "matches": merged,
+                    "backendRefs": user.get("backendRefs").cloned().unwrap_or(json!([])),
+                });
+                copy_rule_fields(user, &mut rule);
+                let mirror = json!({
+                    "type": "RequestMirror",
+                    "requestMirror": {"backendRef": canary, "percent": percentage},
+                });
+                let mut filters = rule
+                    .get("filters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                filters.push(mirror);
+                rule["filters"] = Value::Array(filters);
+                rule
+            }
+        };
+        if let Some(o) = rule.as_object_mut()
+            && o.get("filters")
+                .is_some_and(|f| f.as_array().is_some_and(Vec::is_empty))
+        {
+            o.remove("filters");
+        }
+        Ok(rule)
+    }
+}
+
+/// A user match narrowed by a mirror route's match: its path and method replace the
+/// user's, its headers are added.
+fn mirror_match(mut m: Value, rm: &RouteMatch) -> Value {
+    if let Some(path) = &rm.path {
+        m["path"] = match (&path.exact, &path.prefix, &path.regex) {
+            (Some(v), _, _) => json!({"type": "Exact", "value": v}),
+            (_, Some(v), _) => json!({"type": "PathPrefix", "value": v}),
+            (_, _, Some(v)) => json!({"type": "RegularExpression", "value": v}),
+            _ => m["path"].clone(),
+        };
+    }
+    if let Some(method) = rm.method.as_ref().and_then(|s| s.exact.as_ref()) {
+        m["method"] = json!(method);
+    }
+    let headers: Vec<Value> = rm
+        .headers
+        .iter()
+        .map(|(name, value)| header_match(name, value))
+        .collect();
+    with_headers(m, &headers)
+}
+
 impl TrafficRouter for GatewayApiRouter {
     /// `round(100 * canary / (canary + stable))` over the first rule that references both
     /// Services (an unset weight counts as 1); 0 when both weights are 0, since then no
     /// request reaches the canary.
+    ///
+    /// sluice's own mirror rules carry the weights too: one that differs from the reading
+    /// makes the weight read as not in place, so setting it again fixes it.
     fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
         let route = self.get_route()?;
         let rules = self.rules_with_both(&route)?;
+        let all = spec_rules(&route);
+        let own = |m: &[MatchedRef]| m.first().is_some_and(|r| self.is_own(&all[r.rule]));
         let first = rules
-            .first()
+            .iter()
+            .find(|m| !own(m))
             .ok_or_else(|| AdapterError::Invalid(self.no_rule_message()))?;
-        let sum = |b: Backend| -> u128 {
-            first
-                .iter()
-                .filter(|m| m.backend == b)
-                .map(|m| u128::from(m.effective_weight()))
-                .sum()
-        };
-        let (canary, stable) = (sum(Backend::Canary), sum(Backend::Stable));
-        let total = canary + stable;
-        if total == 0 {
-            return Ok(Some(0));
+        let reading = percent(first);
+        if rules
+            .iter()
+            .filter(|m| own(m))
+            .any(|m| percent(m) != reading)
+        {
+            return Ok(None);
         }
-        // Integer round-half-up of 100 * canary / total; u128 cannot overflow with
-        // weights that fit in u64, and the result is at most 100.
-        let percent = (200 * canary + total) / (2 * total);
-        Ok(Some(i32::try_from(percent).unwrap_or(100)))
+        Ok(Some(reading))
+    }
+
+    /// Managed rules are named `sluice-<rollout hash>-<setting fingerprint>-<user rule
+    /// hash>-<route>-<k>`: a route is in place when it has one rule for each of the user's
+    /// rules (k), each made from the rule as it is now. A user rule changed since (a new
+    /// path) makes its copies stale, and the route reads as absent so it is rebuilt.
+    fn current_routes(&self) -> Result<BTreeMap<String, String>, AdapterError> {
+        let route = self.get_route()?;
+        let users = self.user_rules(&route)?;
+        let mut seen: BTreeMap<String, (String, BTreeSet<usize>)> = BTreeMap::new();
+        let mut broken: BTreeSet<String> = BTreeSet::new();
+        for rule in spec_rules(&route).iter().filter(|r| self.is_own(r)) {
+            let Some(parsed) = self.parse_name(rule_name(rule).unwrap_or_default()) else {
+                continue;
+            };
+            let fresh = users
+                .get(parsed.k)
+                .is_some_and(|u| base_hash(u) == parsed.base);
+            let entry = seen
+                .entry(parsed.route.clone())
+                .or_insert_with(|| (parsed.fingerprint.clone(), BTreeSet::new()));
+            if !fresh || entry.0 != parsed.fingerprint || !entry.1.insert(parsed.k) {
+                broken.insert(parsed.route);
+            }
+        }
+        Ok(seen
+            .into_iter()
+            .filter(|(name, (_, ks))| !broken.contains(name) && ks.len() == users.len())
+            .map(|(name, (fingerprint, _))| (name, fingerprint))
+            .collect())
+    }
+
+    /// Replaces sluice's managed rules with those of `routes`, put before the user's
+    /// rules so that where a request matches both equally, sluice's wins (Gateway API
+    /// breaks ties by rule order). One JSON Patch: `test`s of the names of the rules it
+    /// removes, then the removals and insertions; the user's rules are not written.
+    async fn set_routes(&self, routes: &[RouteSetting]) -> Result<Option<Written>, AdapterError> {
+        let route = self.get_route()?;
+        let users = self.user_rules(&route)?;
+        if !routes.is_empty() && users.is_empty() {
+            return Err(AdapterError::Invalid(self.no_rule_message()));
+        }
+        let mut desired = Vec::new();
+        for r in routes {
+            for (k, user) in users.iter().enumerate() {
+                desired.push(self.managed_rule(r, user, k)?);
+            }
+        }
+        let all = spec_rules(&route);
+        let existing: Vec<(usize, &Value)> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| self.is_own(r))
+            .collect();
+        // Names carry the whole setting and the rule it was made from, and comparing them
+        // is immune to the API server's defaulting of what sluice sent.
+        let names = |rules: &mut dyn Iterator<Item = &Value>| -> Vec<String> {
+            rules
+                .map(|r| rule_name(r).unwrap_or_default().to_string())
+                .collect()
+        };
+        if names(&mut existing.iter().map(|(_, r)| *r)) == names(&mut desired.iter()) {
+            return Ok(None);
+        }
+        let total = all.len() - existing.len() + desired.len();
+        if total > MAX_RULES {
+            return Err(self.invalid(format!(
+                "the managed routes need {} rules beside the route's {}, more than the \
+                 {MAX_RULES} an HTTPRoute may have",
+                desired.len(),
+                all.len() - existing.len()
+            )));
+        }
+        let mut ops = Vec::new();
+        for (index, rule) in existing.iter().rev() {
+            let at = format!("/spec/rules/{index}");
+            ops.push(json!({"op": "test", "path": format!("{at}/name"), "value": rule_name(rule)}));
+            ops.push(json!({"op": "remove", "path": at}));
+        }
+        for (i, rule) in desired.into_iter().enumerate() {
+            ops.push(json!({"op": "add", "path": format!("/spec/rules/{i}"), "value": rule}));
+        }
+        let patch = Patch::<()>::Json(
+            serde_json::from_value(Value::Array(ops))
+                .map_err(|e| AdapterError::Invalid(format!("building the JSON patch: {e}")))?,
+        );
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let stored = self
+            .routes()
+            .patch(&self.config.http_route, &pp, &patch)
+            .await?;
+        Ok(self.remember(stored))
     }
 
     async fn set_weight(&self, weight: i32) -> Result<Option<Written>, AdapterError> {
@@ -283,14 +653,14 @@ impl TrafficRouter for GatewayApiRouter {
             .routes()
             .patch(&self.config.http_route, &pp, &patch)
             .await?;
-        Ok(written(Cache::HttpRoute, self.route_namespace(), &stored))
+        Ok(self.remember(stored))
     }
 
     fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
         let Some(route) = self.cached_route() else {
             return Ok(vec![self.route_reference()]);
         };
-        if self.rules_with_both(&route)?.is_empty() {
+        if self.user_rules(&route)?.is_empty() {
             // It is there, so "not found" would send the user looking for the wrong thing.
             return Err(AdapterError::Invalid(self.no_rule_message()));
         }
@@ -580,5 +950,139 @@ mod tests {
                 .expect("missing_references"),
             Vec::<String>::new()
         );
+    }
+
+    fn header_route() -> RouteSetting {
+        RouteSetting {
+            name: "testers".into(),
+            kind: RouteKind::Header {
+                matches: vec![HeaderRoutingMatch {
+                    header_name: "X-Canary".into(),
+                    header_value: StringMatch {
+                        prefix: Some("be.ta".into()),
+                        ..StringMatch::default()
+                    },
+                }],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn set_routes_inserts_sluices_rules_first_and_reads_them_back() {
+        let current = split_route(json!(0), json!(100));
+        let r = header_route();
+        let (result, seen) = exchange(vec![(200, current.clone())], |c| {
+            let current = current.clone();
+            let r = r.clone();
+            async move { router(c, vec![current]).set_routes(&[r]).await }
+        })
+        .await;
+        result.expect("set_routes");
+        let body = seen[0].body.clone().expect("a patch");
+        let ops = body.as_array().unwrap();
+        assert_eq!(ops.len(), 1, "nothing to remove, one rule to add: {ops:#?}");
+        assert_eq!(ops[0]["op"], "add");
+        assert_eq!(ops[0]["path"], "/spec/rules/0");
+        let rule = &ops[0]["value"];
+        assert_eq!(
+            rule["matches"],
+            json!([{"headers": [{"name": "X-Canary", "type": "RegularExpression", "value": "^be\\.ta.*"}]}]),
+            "the user rule's (empty) match, narrowed by the header"
+        );
+        assert_eq!(
+            rule["backendRefs"],
+            json!([{"name": "web-canary", "port": 80}])
+        );
+
+        // Read back: the route as patched (the rule in front) is in place, with the
+        // setting's fingerprint; the user's first rule is still the weight reading.
+        let mut patched = split_route(json!(0), json!(100));
+        patched["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, rule.clone());
+        let reader = reading(vec![patched.clone()]);
+        assert_eq!(
+            reader.current_routes().unwrap(),
+            BTreeMap::from([("testers".to_string(), r.fingerprint())])
+        );
+        assert_eq!(reader.current_weight().unwrap(), Some(0));
+
+        // The user changes the rule the copy was made from: the route reads as absent.
+        patched["spec"]["rules"][2]["matches"] =
+            json!([{"path": {"type": "PathPrefix", "value": "/v2"}}]);
+        assert!(
+            reading(vec![patched.clone()])
+                .current_routes()
+                .unwrap()
+                .is_empty()
+        );
+
+        // Removing: a `test` of the name, then the removal; the user's rules untouched.
+        let mut in_place = split_route(json!(0), json!(100));
+        in_place["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, rule.clone());
+        let (result, seen) = exchange(vec![(200, in_place.clone())], |c| async move {
+            router(c, vec![in_place]).set_routes(&[]).await
+        })
+        .await;
+        result.expect("set_routes");
+        assert_eq!(
+            seen[0].body,
+            Some(json!([
+                {"op": "test", "path": "/spec/rules/0/name", "value": rule["name"]},
+                {"op": "remove", "path": "/spec/rules/0"}
+            ]))
+        );
+    }
+
+    #[tokio::test]
+    async fn set_routes_sends_nothing_when_in_place_and_mirrors_keep_the_weights() {
+        let mirror = RouteSetting {
+            name: "mirror".into(),
+            kind: RouteKind::Mirror {
+                percentage: 25,
+                matches: vec![RouteMatch {
+                    method: Some(StringMatch {
+                        exact: Some("GET".into()),
+                        ..StringMatch::default()
+                    }),
+                    ..RouteMatch::default()
+                }],
+            },
+        };
+        let current = split_route(json!(20), json!(80));
+        let user = current["spec"]["rules"][1].clone();
+        let built = reading(vec![current.clone()])
+            .managed_rule(&mirror, &user, 0)
+            .unwrap();
+        assert_eq!(built["matches"], json!([{"method": "GET"}]));
+        assert_eq!(
+            built["backendRefs"], user["backendRefs"],
+            "served as the user's rule"
+        );
+        assert_eq!(
+            built["filters"],
+            json!([{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"name": "web-canary", "port": 80}, "percent": 25}}])
+        );
+        let mut with_rule = current.clone();
+        with_rule["spec"]["rules"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, built.clone());
+        let (result, seen) = exchange(vec![], |c| {
+            let with_rule = with_rule.clone();
+            let mirror = mirror.clone();
+            async move { router(c, vec![with_rule]).set_routes(&[mirror]).await }
+        })
+        .await;
+        assert_eq!(result.expect("set_routes"), None);
+        assert!(seen.is_empty(), "in place: no request");
+        // A mirror rule whose weights lag behind makes the weight read as not in place.
+        with_rule["spec"]["rules"][0]["backendRefs"][2]["weight"] = json!(50);
+        assert_eq!(reading(vec![with_rule]).current_weight().unwrap(), None);
     }
 }

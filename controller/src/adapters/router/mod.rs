@@ -4,12 +4,15 @@
 pub mod gateway;
 pub mod nginx;
 
+use std::collections::BTreeMap;
+
 use kube::Client;
 use sluice_api::rollout::{CanaryStrategy, Rollout, TrafficRouting};
 
 use super::AdapterError;
 use super::cache::Caches;
 use super::written::Written;
+use crate::core::routes::RouteSetting;
 
 /// A way of sending `weight`% of the traffic to the canary Service and the rest to the
 /// stable Service. Reads come from the caches, writes go to the API.
@@ -26,6 +29,17 @@ pub trait TrafficRouter {
     fn set_weight(
         &self,
         weight: i32,
+    ) -> impl Future<Output = Result<Option<Written>, AdapterError>> + Send;
+
+    /// The managed routes the router holds now, by name, with the fingerprint sluice
+    /// recorded when it wrote each (see `core::routes::RouteSetting::fingerprint`).
+    fn current_routes(&self) -> Result<BTreeMap<String, String>, AdapterError>;
+
+    /// Makes the router hold exactly `routes` (precedence order) besides the weights;
+    /// idempotent, and no write when they are in place.
+    fn set_routes(
+        &self,
+        routes: &[RouteSetting],
     ) -> impl Future<Output = Result<Option<Written>, AdapterError>> + Send;
 
     /// Objects the router needs that do not exist (e.g. `Ingress web`), for the
@@ -95,6 +109,23 @@ impl Router {
         match self {
             Router::Nginx(r) => r.set_weight(weight).await,
             Router::GatewayApi(r) => r.set_weight(weight).await,
+        }
+    }
+
+    pub fn current_routes(&self) -> Result<BTreeMap<String, String>, AdapterError> {
+        match self {
+            Router::Nginx(r) => r.current_routes(),
+            Router::GatewayApi(r) => r.current_routes(),
+        }
+    }
+
+    pub async fn set_routes(
+        &self,
+        routes: &[RouteSetting],
+    ) -> Result<Option<Written>, AdapterError> {
+        match self {
+            Router::Nginx(r) => r.set_routes(routes).await,
+            Router::GatewayApi(r) => r.set_routes(routes).await,
         }
     }
 

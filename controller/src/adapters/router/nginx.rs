@@ -7,7 +7,7 @@
 //! tool) stays its only writer, so nothing sluice does can fight with them over it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::networking::v1::{
     HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
@@ -15,7 +15,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use sluice_api::labels::ROLLOUT_LABEL;
+use sluice_api::labels::{MANAGED_ROUTES_ANNOTATION, ROLLOUT_LABEL};
 use sluice_api::rollout::{NginxTrafficRouting, Rollout};
 
 use super::{RouterContext, TrafficRouter};
@@ -23,6 +23,7 @@ use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, FIELD_MANAGER};
 use crate::core::hash::value_hash;
+use crate::core::routes::{RouteKind, RouteSetting, as_regex};
 
 /// Prefix of the canary annotations when the Rollout leaves `annotationPrefix` empty.
 const DEFAULT_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -47,12 +48,20 @@ const MAX_NAME_LEN: usize = 253;
 pub struct NginxRouter {
     ctx: RouterContext,
     config: NginxTrafficRouting,
+    /// The canary Ingress as this router's last write left it (None: no write yet): one
+    /// reconcile may set the weight and then the header route, and the second write must
+    /// start from the first's result, not from a cache that has not seen it.
+    last: Arc<Mutex<Option<Option<Arc<Ingress>>>>>,
 }
 
 impl NginxRouter {
     /// A router for the Rollout described by `ctx`, using the Rollout's `nginx` settings.
     pub fn new(ctx: RouterContext, config: NginxTrafficRouting) -> Self {
-        Self { ctx, config }
+        Self {
+            ctx,
+            config,
+            last: Arc::default(),
+        }
     }
 
     /// The name of the canary Ingress sluice owns: `<rollout>-<stableIngress>-canary`.
@@ -121,7 +130,12 @@ impl NginxRouter {
     /// without this Rollout's owner reference is therefore reported instead of touched.
     fn owned_canary(&self) -> Result<Option<Arc<Ingress>>, AdapterError> {
         let name = self.canary_ingress_name();
-        let Some(ingress) = self.ctx.caches.ingress(&self.ctx.namespace, &name) else {
+        let last = self.last.lock().expect("not poisoned").clone();
+        let found = match last {
+            Some(written) => written,
+            None => self.ctx.caches.ingress(&self.ctx.namespace, &name),
+        };
+        let Some(ingress) = found else {
             return Ok(None);
         };
         let owned = ingress
@@ -205,7 +219,12 @@ impl NginxRouter {
     /// The complete desired canary Ingress: everything sluice sets, nothing it does not,
     /// so that the forced apply also removes what an earlier version set and no longer
     /// applies (a path removed from the stable Ingress, a dropped annotation).
-    fn canary_ingress(&self, stable: &Ingress, weight: i32) -> Result<Ingress, AdapterError> {
+    fn canary_ingress(
+        &self,
+        stable: &Ingress,
+        weight: i32,
+        route: &BTreeMap<String, String>,
+    ) -> Result<Ingress, AdapterError> {
         let rules = self.canary_rules(stable);
         if rules.is_empty() {
             return Err(AdapterError::Invalid(self.no_stable_path()));
@@ -225,6 +244,13 @@ impl NginxRouter {
         // replace the weight sluice is asked to apply.
         annotations.insert(format!("{}/canary", self.prefix()), "true".to_string());
         annotations.insert(self.weight_annotation(), weight.to_string());
+        if !route.is_empty() {
+            // A managed header route replaces any the user configured by hand.
+            for suffix in ["", "-value", "-pattern"] {
+                annotations.remove(&self.header_annotation(suffix));
+            }
+            annotations.extend(route.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
 
         let labels = BTreeMap::from([
             (MANAGED_BY_LABEL.to_string(), "sluice".to_string()),
@@ -305,8 +331,155 @@ impl TrafficRouter for NginxRouter {
                 "canary weight {weight} is not between 0 and 100"
             )));
         }
+        let route = self
+            .owned_canary()?
+            .map(|c| self.route_annotations(&c))
+            .unwrap_or_default();
+        self.write(weight, route).await
+    }
+
+    /// The header route's annotations on the canary Ingress; empty without one.
+    fn current_routes(&self) -> Result<BTreeMap<String, String>, AdapterError> {
+        let Some(canary) = self.owned_canary()? else {
+            return Ok(BTreeMap::new());
+        };
+        if let Some(stable) = self.stable_ingress()
+            && !self.routes_as_built(&canary, &stable)
+        {
+            return Ok(BTreeMap::new());
+        }
+        let annotations = self.route_annotations(&canary);
+        let Some(recorded) = annotations.get(MANAGED_ROUTES_ANNOTATION) else {
+            return Ok(BTreeMap::new());
+        };
+        // The switch itself must be there: without canary-by-header ingress-nginx ignores
+        // the value and the pattern.
+        if !annotations.contains_key(&self.header_annotation("")) {
+            return Ok(BTreeMap::new());
+        }
+        Ok(recorded
+            .split_once('=')
+            .map(|(name, print)| BTreeMap::from([(name.to_string(), print.to_string())]))
+            .unwrap_or_default())
+    }
+
+    async fn set_routes(&self, routes: &[RouteSetting]) -> Result<Option<Written>, AdapterError> {
+        let wanted = self.route_annotations_for(routes)?;
+        let canary = self.owned_canary()?;
+        let held = canary
+            .as_ref()
+            .map(|c| self.route_annotations(c))
+            .unwrap_or_default();
+        if held == wanted {
+            return Ok(None);
+        }
+        let weight = canary
+            .as_ref()
+            .and_then(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(&self.weight_annotation())
+                    .cloned()
+            })
+            .and_then(|w| w.trim().parse::<i32>().ok())
+            .filter(|w| (0..=100).contains(w))
+            .unwrap_or(0);
+        self.write(weight, wanted).await
+    }
+
+    fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
+        let Some(stable) = self.stable_ingress() else {
+            return Ok(vec![self.stable_reference()]);
+        };
+        if self.canary_rules(&stable).is_empty() {
+            // It is there, so "not found" would send the user looking for the wrong thing.
+            return Err(AdapterError::Invalid(self.no_stable_path()));
+        }
+        Ok(Vec::new())
+    }
+}
+
+impl NginxRouter {
+    /// `<prefix>/canary-by-header<suffix>`.
+    fn header_annotation(&self, suffix: &str) -> String {
+        format!("{}/canary-by-header{suffix}", self.prefix())
+    }
+
+    /// The annotations of the canary Ingress that make up the header route.
+    fn route_annotations(&self, canary: &Ingress) -> BTreeMap<String, String> {
+        let keys = [
+            self.header_annotation(""),
+            self.header_annotation("-value"),
+            self.header_annotation("-pattern"),
+            MANAGED_ROUTES_ANNOTATION.to_string(),
+        ];
+        let annotations = canary.metadata.annotations.clone().unwrap_or_default();
+        // Header annotations the user put in `additionalIngressAnnotations` are theirs: a
+        // route is sluice's only with its fingerprint beside it.
+        if !annotations.contains_key(MANAGED_ROUTES_ANNOTATION) {
+            return BTreeMap::new();
+        }
+        keys.into_iter()
+            .filter_map(|k| annotations.get(&k).map(|v| (k, v.clone())))
+            .collect()
+    }
+
+    /// The annotations of a header route: `canary-by-header` with `-value` (exact) or
+    /// `-pattern` (prefix, regex), and the route's fingerprint. Admission and the planner
+    /// let through one header route with one header for this router; anything else here
+    /// is a bug reported as such.
+    fn route_annotations_for(
+        &self,
+        routes: &[RouteSetting],
+    ) -> Result<BTreeMap<String, String>, AdapterError> {
+        let mut out = BTreeMap::new();
+        let [route] = routes else {
+            if routes.is_empty() {
+                return Ok(out);
+            }
+            return Err(AdapterError::Invalid(format!(
+                "the nginx router holds one managed route, asked for {}",
+                routes.len()
+            )));
+        };
+        let RouteKind::Header { matches } = &route.kind else {
+            return Err(AdapterError::Invalid(format!(
+                "the nginx router cannot hold mirror route {}",
+                route.name
+            )));
+        };
+        let [m] = matches.as_slice() else {
+            return Err(AdapterError::Invalid(format!(
+                "the nginx router matches one header per route, route {} has {}",
+                route.name,
+                matches.len()
+            )));
+        };
+        out.insert(self.header_annotation(""), m.header_name.clone());
+        match &m.header_value.exact {
+            Some(exact) => out.insert(self.header_annotation("-value"), exact.clone()),
+            None => out.insert(
+                self.header_annotation("-pattern"),
+                as_regex(&m.header_value).unwrap_or_default(),
+            ),
+        };
+        out.insert(
+            MANAGED_ROUTES_ANNOTATION.to_string(),
+            format!("{}={}", route.name, route.fingerprint()),
+        );
+        Ok(out)
+    }
+
+    /// Writes the canary Ingress for `weight` and the header `route` annotations; with
+    /// neither there is no canary traffic, expressed by deleting it.
+    async fn write(
+        &self,
+        weight: i32,
+        route: BTreeMap<String, String>,
+    ) -> Result<Option<Written>, AdapterError> {
         let name = self.canary_ingress_name();
-        if weight == 0 {
+        if weight == 0 && route.is_empty() {
             let Some(canary) = self.owned_canary()? else {
                 return Ok(None);
             };
@@ -320,11 +493,15 @@ impl TrafficRouter for NginxRouter {
                 ..DeleteParams::default()
             };
             let gone = Written::gone(Cache::Ingress, &self.ctx.namespace, &name);
-            return match self.ingresses().delete(&name, &dp).await {
+            let result = match self.ingresses().delete(&name, &dp).await {
                 Ok(_) => Ok(Some(gone)),
                 Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Some(gone)),
                 Err(e) => Err(e.into()),
             };
+            if result.is_ok() {
+                *self.last.lock().expect("not poisoned") = Some(None);
+            }
+            return result;
         }
 
         let stable = self
@@ -332,7 +509,7 @@ impl TrafficRouter for NginxRouter {
             .ok_or_else(|| AdapterError::NotFound {
                 what: self.stable_reference(),
             })?;
-        let desired = self.canary_ingress(&stable, weight)?;
+        let desired = self.canary_ingress(&stable, weight, &route)?;
         self.owned_canary()?;
         // Forcing is safe: sluice owns this object (checked just above), and forcing wins
         // over a stray `kubectl edit` that would otherwise make every apply conflict.
@@ -341,18 +518,9 @@ impl TrafficRouter for NginxRouter {
             .ingresses()
             .patch(&name, &pp, &Patch::Apply(&desired))
             .await?;
-        Ok(written(Cache::Ingress, &self.ctx.namespace, &stored))
-    }
-
-    fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
-        let Some(stable) = self.stable_ingress() else {
-            return Ok(vec![self.stable_reference()]);
-        };
-        if self.canary_rules(&stable).is_empty() {
-            // It is there, so "not found" would send the user looking for the wrong thing.
-            return Err(AdapterError::Invalid(self.no_stable_path()));
-        }
-        Ok(Vec::new())
+        let out = written(Cache::Ingress, &self.ctx.namespace, &stored);
+        *self.last.lock().expect("not poisoned") = Some(Some(Arc::new(stored)));
+        Ok(out)
     }
 }
 
@@ -647,8 +815,11 @@ mod tests {
     fn built_canary(weight: i32) -> Value {
         let r = reading(vec![stable_ingress()]);
         let stable: Ingress = serde_json::from_value(stable_ingress()).expect("stable");
-        let mut built =
-            serde_json::to_value(r.canary_ingress(&stable, weight).expect("built")).expect("json");
+        let mut built = serde_json::to_value(
+            r.canary_ingress(&stable, weight, &BTreeMap::new())
+                .expect("built"),
+        )
+        .expect("json");
         built["metadata"]["uid"] = json!("canary-uid");
         built
     }
@@ -756,5 +927,107 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(&"r".repeat(100)));
         assert!(a.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()));
+    }
+
+    fn header_route() -> RouteSetting {
+        use sluice_api::rollout::{HeaderRoutingMatch, StringMatch};
+        RouteSetting {
+            name: "testers".into(),
+            kind: RouteKind::Header {
+                matches: vec![HeaderRoutingMatch {
+                    header_name: "X-Canary".into(),
+                    header_value: StringMatch {
+                        exact: Some("yes".into()),
+                        ..StringMatch::default()
+                    },
+                }],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_route_rides_on_the_canary_ingress_and_keeps_it_at_weight_zero() {
+        let route = header_route();
+        let print = route.fingerprint();
+        let (result, seen) = exchange(vec![(200, built_canary(30))], |client| {
+            let route = route.clone();
+            async move {
+                router(client, vec![stable_ingress(), built_canary(30)], config())
+                    .set_routes(&[route])
+                    .await
+            }
+        })
+        .await;
+        result.expect("set_routes");
+        assert_eq!(seen[0].method, Method::PATCH);
+        let annotations = seen[0].body.as_ref().unwrap()["metadata"]["annotations"].clone();
+        assert_eq!(
+            annotations,
+            json!({
+                "kubernetes.io/ingress.class": "nginx",
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "30",
+                "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary",
+                "nginx.ingress.kubernetes.io/canary-by-header-value": "yes",
+                "sluice.dev/managed-routes": format!("testers={print}"),
+            }),
+            "the weight in place is kept"
+        );
+
+        // Read back, and the weight going to 0 keeps the Ingress for the route.
+        let mut stored = built_canary(0);
+        stored["metadata"]["annotations"] = annotations.clone();
+        stored["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("0");
+        let reader = reading(vec![stable_ingress(), stored.clone()]);
+        assert_eq!(
+            reader.current_routes().unwrap(),
+            BTreeMap::from([("testers".to_string(), print.clone())])
+        );
+        let mut at_30 = stored.clone();
+        at_30["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("30");
+        let (result, seen) = exchange(vec![(200, stored.clone())], |client| async move {
+            router(client, vec![stable_ingress(), at_30], config())
+                .set_weight(0)
+                .await
+        })
+        .await;
+        result.expect("set_weight(0)");
+        assert_eq!(seen[0].method, Method::PATCH, "an apply, not a delete");
+        assert_eq!(
+            seen[0].body.as_ref().unwrap()["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"],
+            "X-Canary"
+        );
+
+        // No route and no weight: the canary Ingress goes.
+        let (result, seen) = exchange(vec![(200, stored.clone())], |client| async move {
+            router(client, vec![stable_ingress(), stored], config())
+                .set_routes(&[])
+                .await
+        })
+        .await;
+        result.expect("set_routes([])");
+        assert_eq!(seen[0].method, Method::DELETE);
+    }
+
+    #[tokio::test]
+    async fn header_annotations_the_user_configured_are_not_a_managed_route() {
+        let mut cfg = config();
+        cfg.additional_ingress_annotations = BTreeMap::from([(
+            "nginx.ingress.kubernetes.io/canary-by-header".to_string(),
+            "X-Mine".to_string(),
+        )]);
+        let mut canary = built_canary(30);
+        canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"] =
+            json!("X-Mine");
+        let r = router(
+            mock_api::client().0,
+            vec![stable_ingress(), canary.clone()],
+            cfg,
+        );
+        assert!(r.current_routes().unwrap().is_empty());
+        // So removing "all" routes has nothing to do: no write, no tug of war.
+        let (result, seen) = exchange(vec![], |_| async move { r.set_routes(&[]).await }).await;
+        assert_eq!(result.expect("set_routes"), None);
+        assert!(seen.is_empty());
     }
 }
