@@ -159,6 +159,7 @@ mod tests {
                 "sluice.dev/revision",
                 "sluice.dev/scale-down-deadline",
                 "sluice.dev/baseline-for",
+                "sluice.dev/managed-routes",
             ]
         );
         assert_eq!(BASELINE_ROLE, "baseline");
