@@ -239,7 +239,7 @@ async fn reconcile(
         Err(_) => RECONCILE_OVERHEAD,
     };
     let key = ObjectRef::from_obj(&*guard);
-    let Some(_place) = ctx.gate.enter(ctx.queue.order(&key, Instant::now())).await else {
+    let Some(_place) = ctx.gate.enter(ctx.queue.rank(&key, Instant::now())).await else {
         return Ok(Requeue::await_change());
     };
     let waited = ctx.queue.started(&key, Instant::now());
@@ -258,7 +258,13 @@ async fn reconcile(
     let mut written = None;
     let outcome = tokio::time::timeout(
         budget,
-        reconcile_inner(guard, &ctx.measurer, &ctx.recorder, &mut written),
+        // Boxed, so that a run waiting in the gate is a small future (see the Rollouts').
+        Box::pin(reconcile_inner(
+            guard,
+            &ctx.measurer,
+            &ctx.recorder,
+            &mut written,
+        )),
     )
     .await
     .unwrap_or(Err(ReconcileError::Timeout(budget)));

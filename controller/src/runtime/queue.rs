@@ -17,8 +17,7 @@
 //! hold back the Rollout whose pause just ended, and its next weight, for minutes. The
 //! bound keeps it fair: a watch event that has waited longer than that goes first.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ pub const DEADLINE_PRIORITY: Duration = Duration::from_secs(60);
 
 /// When one object became due: by a trigger (a watch event, a retry), and by a deadline
 /// of its plan's (possibly in the future).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Due {
     trigger: Option<Instant>,
     deadline: Option<Instant>,
@@ -104,24 +103,20 @@ impl<K: Hash + Eq + Clone> Queue<K> {
         Action::requeue(after)
     }
 
-    /// Where `key` stands in line at `now`: the lower, the sooner it runs. Its first
-    /// trigger's time, or its deadline's (once due) less [`DEADLINE_PRIORITY`], whichever
-    /// is earlier; `now` when nothing is recorded (the Controller has reasons of its own).
-    pub fn order(&self, key: &K, now: Instant) -> i128 {
-        let since = |t: Instant| t.saturating_duration_since(self.epoch).as_nanos() as i128;
+    /// What decides `key`'s place in line, for a reconcile that asks for one at `now`.
+    pub fn rank(&self, key: &K, now: Instant) -> Rank {
         let due = self.due.lock().expect("queue lock poisoned");
-        let Some(entry) = due.get(key) else {
-            return since(now);
-        };
-        let trigger = entry.trigger.map(since);
-        let deadline = entry
-            .deadline
-            .filter(|d| *d <= now)
-            .map(|d| since(d) - DEADLINE_PRIORITY.as_nanos() as i128);
-        match (trigger, deadline) {
-            (Some(t), Some(d)) => t.min(d),
-            (t, d) => t.or(d).unwrap_or_else(|| since(now)),
+        let entry = due.get(key).copied().unwrap_or_default();
+        Rank {
+            trigger: entry.trigger,
+            deadline: entry.deadline,
+            entered: now,
         }
+    }
+
+    /// Where `key` stands in line at `now` (see [`Rank::order`]).
+    pub fn order(&self, key: &K, now: Instant) -> i128 {
+        self.rank(key, now).order(now, self.epoch)
     }
 
     /// A reconcile of `key` starts at `now`: how long it was due (zero when it started
@@ -145,43 +140,55 @@ impl<K: Hash + Eq + Clone> Queue<K> {
     }
 }
 
+/// What decides an object's place in line: when a trigger made it due, and the deadline
+/// its plan named, which may fall due while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rank {
+    trigger: Option<Instant>,
+    deadline: Option<Instant>,
+    /// When it asked for a place (what orders it when nothing else is known).
+    entered: Instant,
+}
+
+impl Rank {
+    /// Its place at `now`, in nanoseconds from `epoch`: the lower, the sooner it runs. Its
+    /// first trigger's time, or its deadline's, less [`DEADLINE_PRIORITY`] once due,
+    /// whichever is earlier. Only the deadline's part changes with time, so a waiter whose
+    /// pause ends while it waits (it joined on a watch event just before) moves up then.
+    pub fn order(&self, now: Instant, epoch: Instant) -> i128 {
+        let since = |t: Instant| t.saturating_duration_since(epoch).as_nanos() as i128;
+        let base = since(self.trigger.or(self.deadline).unwrap_or(self.entered));
+        match self.deadline.filter(|d| *d <= now) {
+            Some(due) => base.min(since(due) - DEADLINE_PRIORITY.as_nanos() as i128),
+            None => base,
+        }
+    }
+}
+
 /// At most `permits` reconciles at once, the waiting ones let in lowest order first
-/// (ties: first come). tokio's Semaphore is first-come only, and no well-kept crate has
-/// a priority semaphore; this is one lock, a heap and a oneshot per waiter.
+/// (ties: first come), the order taken when a place comes free, so a deadline falling due
+/// meanwhile counts. tokio's Semaphore is first-come only, and no well-kept crate has a
+/// priority semaphore whose priorities change with time; this is one lock, a list scanned
+/// per release (a few thousand waiters at most: one per Rollout) and a oneshot per waiter.
 #[derive(Debug)]
 pub struct Gate {
     state: Mutex<GateState>,
+    epoch: Instant,
 }
 
 #[derive(Debug)]
 struct GateState {
     free: usize,
-    waiting: BinaryHeap<Waiter>,
+    waiting: Vec<Waiter>,
     arrivals: u64,
     closed: bool,
 }
 
 #[derive(Debug)]
 struct Waiter {
-    rank: Reverse<(i128, u64)>,
+    rank: Rank,
+    arrival: u64,
     admit: oneshot::Sender<Permit>,
-}
-
-impl PartialEq for Waiter {
-    fn eq(&self, other: &Self) -> bool {
-        self.rank == other.rank
-    }
-}
-impl Eq for Waiter {}
-impl PartialOrd for Waiter {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiter {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.rank.cmp(&other.rank)
-    }
 }
 
 /// A place in the gate; dropping it lets the next waiter in.
@@ -202,22 +209,23 @@ impl Gate {
     /// A gate of `permits` places (0: no limit).
     pub fn new(permits: u16) -> Arc<Self> {
         Arc::new(Gate {
+            epoch: Instant::now(),
             state: Mutex::new(GateState {
                 free: if permits == 0 {
                     usize::MAX
                 } else {
                     permits.into()
                 },
-                waiting: BinaryHeap::new(),
+                waiting: Vec::new(),
                 arrivals: 0,
                 closed: false,
             }),
         })
     }
 
-    /// Waits for a place, in `order`; None once the gate is closed (shutting down: what
-    /// waits then is not started).
-    pub async fn enter(self: &Arc<Self>, order: i128) -> Option<Permit> {
+    /// Waits for a place, in line by `rank`; None once the gate is closed (shutting down:
+    /// what waits then is not started).
+    pub async fn enter(self: &Arc<Self>, rank: Rank) -> Option<Permit> {
         let admitted = {
             let mut state = self.state.lock().expect("gate lock poisoned");
             if state.closed {
@@ -231,8 +239,12 @@ impl Gate {
             }
             let (admit, admitted) = oneshot::channel();
             state.arrivals += 1;
-            let rank = Reverse((order, state.arrivals));
-            state.waiting.push(Waiter { rank, admit });
+            let arrival = state.arrivals;
+            state.waiting.push(Waiter {
+                rank,
+                arrival,
+                admit,
+            });
             admitted
         };
         // A waiter dropped after being admitted drops its Permit with the channel, which
@@ -254,7 +266,15 @@ impl Gate {
 
     fn release(gate: &Arc<Gate>) {
         let mut state = gate.state.lock().expect("gate lock poisoned");
-        while let Some(waiter) = state.waiting.pop() {
+        let now = Instant::now();
+        while let Some(next) = state
+            .waiting
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| (w.rank.order(now, gate.epoch), w.arrival))
+            .map(|(i, _)| i)
+        {
+            let waiter = state.waiting.swap_remove(next);
             let permit = Permit {
                 gate: Some(gate.clone()),
             };
@@ -377,18 +397,28 @@ mod tests {
         use super::super::*;
         use std::sync::Mutex as StdMutex;
 
+        /// A rank by trigger time: `order` milliseconds after the start of the test.
+        fn at(start: Instant, order: u64) -> Rank {
+            Rank {
+                trigger: Some(start + Duration::from_millis(order)),
+                deadline: None,
+                entered: start,
+            }
+        }
+
         /// One task per (name, order) enters the gate while its only place is held,
         /// records its name when let in and gives the place on.
         #[tokio::test]
         async fn waiters_are_let_in_lowest_order_first_then_first_come() {
             let gate = Gate::new(1);
-            let first = gate.enter(0).await.expect("a free place");
+            let start = Instant::now();
+            let first = gate.enter(at(start, 0)).await.expect("a free place");
             let admitted = Arc::new(StdMutex::new(Vec::new()));
             let mut tasks = Vec::new();
             for (name, order) in [("c", 30), ("a", 10), ("b1", 20), ("b2", 20)] {
                 let (entering, admitted) = (gate.clone(), admitted.clone());
                 tasks.push(tokio::spawn(async move {
-                    let permit = entering.enter(order).await.expect("admitted");
+                    let permit = entering.enter(at(start, order)).await.expect("admitted");
                     admitted.lock().unwrap().push(name);
                     tokio::task::yield_now().await;
                     drop(permit);
@@ -408,12 +438,12 @@ mod tests {
         #[tokio::test]
         async fn at_most_permits_are_in_at_once() {
             let gate = Gate::new(2);
-            let a = gate.enter(0).await;
-            let b = gate.enter(0).await;
+            let a = gate.enter(at(Instant::now(), 0)).await;
+            let b = gate.enter(at(Instant::now(), 0)).await;
             assert!(a.is_some() && b.is_some());
             let third = tokio::spawn({
                 let gate = gate.clone();
-                async move { gate.enter(0).await.is_some() }
+                async move { gate.enter(at(Instant::now(), 0)).await.is_some() }
             });
             while gate.waiting() == 0 {
                 tokio::task::yield_now().await;
@@ -426,10 +456,10 @@ mod tests {
         #[tokio::test]
         async fn a_cancelled_waiter_loses_no_place() {
             let gate = Gate::new(1);
-            let held = gate.enter(0).await.unwrap();
+            let held = gate.enter(at(Instant::now(), 0)).await.unwrap();
             let cancelled = tokio::spawn({
                 let gate = gate.clone();
-                async move { gate.enter(0).await.is_some() }
+                async move { gate.enter(at(Instant::now(), 0)).await.is_some() }
             });
             while gate.waiting() == 0 {
                 tokio::task::yield_now().await;
@@ -437,32 +467,70 @@ mod tests {
             cancelled.abort();
             let _ = cancelled.await;
             drop(held);
-            let next = tokio::time::timeout(Duration::from_secs(1), gate.enter(0)).await;
+            let next =
+                tokio::time::timeout(Duration::from_secs(1), gate.enter(at(Instant::now(), 0)))
+                    .await;
             assert!(next.expect("the place came back").is_some());
         }
 
         #[tokio::test]
         async fn closing_turns_waiters_away_and_refuses_newcomers() {
             let gate = Gate::new(1);
-            let held = gate.enter(0).await.unwrap();
+            let held = gate.enter(at(Instant::now(), 0)).await.unwrap();
             let waiter = tokio::spawn({
                 let gate = gate.clone();
-                async move { gate.enter(0).await.is_some() }
+                async move { gate.enter(at(Instant::now(), 0)).await.is_some() }
             });
             while gate.waiting() == 0 {
                 tokio::task::yield_now().await;
             }
             gate.close();
             assert!(!waiter.await.unwrap(), "turned away");
-            assert!(gate.enter(0).await.is_none(), "refused");
+            assert!(gate.enter(at(Instant::now(), 0)).await.is_none(), "refused");
             drop(held);
         }
 
         #[tokio::test]
         async fn zero_permits_means_no_limit() {
             let gate = Gate::new(0);
-            let permits: Vec<_> = futures::future::join_all((0..100).map(|_| gate.enter(0))).await;
+            let permits: Vec<_> =
+                futures::future::join_all((0..100).map(|_| gate.enter(at(Instant::now(), 0))))
+                    .await;
             assert!(permits.iter().all(Option::is_some));
+        }
+        /// A waiter that joined on a watch event just before its pause ended moves up
+        /// when the pause's deadline falls due, ahead of triggers that came before it.
+        #[tokio::test]
+        async fn a_deadline_falling_due_while_waiting_moves_the_waiter_up() {
+            let gate = Gate::new(1);
+            let start = Instant::now();
+            let held = gate.enter(at(start, 0)).await.unwrap();
+            let admitted = Arc::new(StdMutex::new(Vec::new()));
+            let paused = Rank {
+                trigger: Some(start + Duration::from_millis(50)),
+                deadline: Some(start + Duration::from_millis(100)),
+                entered: start,
+            };
+            let mut tasks = Vec::new();
+            for (name, rank) in [("older", at(start, 10)), ("paused", paused)] {
+                let (entering, admitted) = (gate.clone(), admitted.clone());
+                tasks.push(tokio::spawn(async move {
+                    let permit = entering.enter(rank).await.expect("admitted");
+                    admitted.lock().unwrap().push(name);
+                    tokio::task::yield_now().await;
+                    drop(permit);
+                }));
+                while gate.waiting() < tasks.len() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert!(paused.order(start, gate.epoch) > at(start, 10).order(start, gate.epoch));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            drop(held);
+            for task in tasks {
+                task.await.unwrap();
+            }
+            assert_eq!(*admitted.lock().unwrap(), ["paused", "older"]);
         }
     }
 }
