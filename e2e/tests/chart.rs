@@ -136,6 +136,8 @@ const NAMESPACED: &[(&str, &str, &str)] = &[
     ("sluice.dev", "analysistemplates/status", "patch"),
     ("sluice.dev", "rollouts/finalizers", "update"),
     ("apps", "replicasets", "list,watch,create,patch,delete"),
+    ("apps", "deployments", "list,watch"),
+    ("apps", "deployments/scale", "patch"),
     ("", "services", "list,watch,patch"),
     ("", "pods", "list,watch"),
     ("", "pods/eviction", "create"),
@@ -444,7 +446,7 @@ async fn install_upgrade_uninstall_makes_every_object_and_keeps_the_crds() -> Re
 fn can_i(subject: &str, namespace: Option<&str>, verb: &str, resource: &str) -> Result<bool> {
     // `TYPE/NAME` names an object; a subresource goes in its own flag.
     let (resource, subresource) = match resource.split_once('/') {
-        Some((r, sub)) if ["status", "token", "eviction"].contains(&sub) => (r, Some(sub)),
+        Some((r, sub)) if ["status", "token", "eviction", "scale"].contains(&sub) => (r, Some(sub)),
         _ => (resource, None),
     };
     let mut args = vec!["auth", "can-i", verb, resource, "--as", subject];
@@ -486,6 +488,8 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (ns, "patch", "replicasets.apps"),
         (ns, "delete", "replicasets.apps"),
         (None, "watch", "replicasets.apps"),
+        (None, "watch", "deployments.apps"),
+        (ns, "patch", "deployments.apps/scale"),
         (ns, "patch", "services"),
         (None, "watch", "pods"),
         (ns, "create", "pods/eviction"),
@@ -513,6 +517,9 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (None, "delete", "clusteranalysistemplates.sluice.dev"),
         (ns, "update", "replicasets.apps"),
         (ns, "create", "deployments.apps"),
+        (ns, "patch", "deployments.apps"),
+        (ns, "update", "deployments.apps"),
+        (ns, "update", "deployments.apps/scale"),
         (ns, "create", "services"),
         (ns, "delete", "services"),
         (ns, "update", "services"),
