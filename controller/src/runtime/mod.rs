@@ -561,8 +561,8 @@ async fn reconcile(
     // The object as it is now, not as it was when it joined the line.
     let guard = ctx.rollouts.get(&key).unwrap_or(guard);
     // Boxed: every due Rollout waits in the gate as one of these futures, and an unboxed
-    // reconcile would make each of them as large as its deepest state (at N=1,000 that
-    // was 25 MiB of the peak RSS).
+    // reconcile would make each of them as large as its deepest state (at N=1,000 the
+    // peak RSS was 84 MiB with the gate unboxed, 66 MiB boxed and with its order fixed).
     let result = tokio::time::timeout(RECONCILE_TIMEOUT, Box::pin(reconcile_inner(guard, ctx)))
         .await
         .unwrap_or(Err(ReconcileError::Timeout(RECONCILE_TIMEOUT)));
