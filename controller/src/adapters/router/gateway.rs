@@ -145,6 +145,26 @@ impl GatewayApiRouter {
             })
     }
 
+    /// Sends `ops` as one JSON patch of the HTTPRoute under sluice's field manager, and
+    /// remembers the version it left. Deserializing into the `Patch::Json` payload type
+    /// (json_patch's `Patch`) avoids a direct dependency on the json-patch crate just to
+    /// name it.
+    async fn send_json_patch(&self, ops: Vec<Value>) -> Result<Option<Written>, AdapterError> {
+        let patch = Patch::<()>::Json(
+            serde_json::from_value(Value::Array(ops))
+                .map_err(|e| AdapterError::Invalid(format!("building the JSON patch: {e}")))?,
+        );
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let stored = self
+            .routes()
+            .patch(&self.config.http_route, &pp, &patch)
+            .await?;
+        Ok(self.remember(stored))
+    }
+
     fn remember(&self, stored: DynamicObject) -> Option<Written> {
         let out = written(Cache::HttpRoute, self.route_namespace(), &stored);
         *self.last.lock().expect("not poisoned") = Some(Arc::new(stored));
@@ -606,19 +626,7 @@ impl TrafficRouter for GatewayApiRouter {
         for (i, rule) in desired.into_iter().enumerate() {
             ops.push(json!({"op": "add", "path": format!("/spec/rules/{i}"), "value": rule}));
         }
-        let patch = Patch::<()>::Json(
-            serde_json::from_value(Value::Array(ops))
-                .map_err(|e| AdapterError::Invalid(format!("building the JSON patch: {e}")))?,
-        );
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
-        let stored = self
-            .routes()
-            .patch(&self.config.http_route, &pp, &patch)
-            .await?;
-        Ok(self.remember(stored))
+        self.send_json_patch(ops).await
     }
 
     async fn set_weight(&self, weight: i32) -> Result<Option<Written>, AdapterError> {
@@ -639,21 +647,7 @@ impl TrafficRouter for GatewayApiRouter {
             // new resourceVersion for the user's tooling to notice.
             return Ok(None);
         }
-        // Deserializing into the `Patch::Json` payload type (json_patch's `Patch`) avoids a
-        // direct dependency on the json-patch crate just to name it.
-        let patch = Patch::<()>::Json(
-            serde_json::from_value(Value::Array(ops))
-                .map_err(|e| AdapterError::Invalid(format!("building the JSON patch: {e}")))?,
-        );
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
-        let stored = self
-            .routes()
-            .patch(&self.config.http_route, &pp, &patch)
-            .await?;
-        Ok(self.remember(stored))
+        self.send_json_patch(ops).await
     }
 
     fn missing_references(&self) -> Result<Vec<String>, AdapterError> {
