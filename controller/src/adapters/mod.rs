@@ -71,6 +71,33 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why a response body could not be read whole.
+pub(crate) enum BodyError {
+    /// The connection failed while reading.
+    Read(reqwest::Error),
+    /// It is longer than the limit (the text says by how much in MiB).
+    TooLarge(String),
+}
+
+/// Reads a response body chunk by chunk, refusing one longer than `max_bytes` as soon as
+/// it gets there, so a runaway endpoint cannot fill the controller's memory.
+pub(crate) async fn read_body(
+    response: &mut reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(BodyError::TooLarge(format!(
+                "response larger than {} MiB",
+                max_bytes / (1024 * 1024)
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A response body's start as text, at most `max_chars` characters, for messages.
 pub(crate) fn body_start(body: &[u8], max_chars: usize) -> String {
     let text = String::from_utf8_lossy(body);

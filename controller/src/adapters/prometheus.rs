@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{body_start, error_chain};
+use super::{BodyError, body_start, error_chain, read_body};
 
 /// Largest body kept in an [`PrometheusError::Http`] message, in characters.
 const MAX_ERROR_BODY_CHARS: usize = 500;
@@ -260,19 +260,13 @@ impl PrometheusClient {
 
         let mut response = builder.send().await.map_err(send_error)?;
         let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(send_error)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(PrometheusError::Decode {
-                    address,
-                    reason: format!(
-                        "response larger than {} MiB",
-                        MAX_RESPONSE_BYTES / (1024 * 1024)
-                    ),
-                });
+        let body = match read_body(&mut response, MAX_RESPONSE_BYTES).await {
+            Ok(body) => body,
+            Err(BodyError::Read(e)) => return Err(send_error(e)),
+            Err(BodyError::TooLarge(reason)) => {
+                return Err(PrometheusError::Decode { address, reason });
             }
-            body.extend_from_slice(&chunk);
-        }
+        };
         decode(&address, status.as_u16(), status.is_success(), &body)
     }
 }

@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
-use super::{body_start, error_chain};
+use super::{BodyError, body_start, error_chain, read_body};
 use sluice_api::analysis::WebMethod;
 
 /// Largest body kept in an error message, in characters.
@@ -183,19 +183,11 @@ impl WebClient {
         };
         let mut response = builder.send().await.map_err(send_error)?;
         let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(send_error)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(WebError::Transport {
-                    url,
-                    reason: format!(
-                        "response larger than {} MiB",
-                        MAX_RESPONSE_BYTES / (1024 * 1024)
-                    ),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = match read_body(&mut response, MAX_RESPONSE_BYTES).await {
+            Ok(body) => body,
+            Err(BodyError::Read(e)) => return Err(send_error(e)),
+            Err(BodyError::TooLarge(reason)) => return Err(WebError::Transport { url, reason }),
+        };
         if !status.is_success() {
             return Err(WebError::Http {
                 url,
