@@ -55,6 +55,25 @@ impl User {
     }
 }
 
+/// What a viewer asks the dashboard to do to one Rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DashboardAction {
+    /// One of the actions the plugin shares (promote, abort, restart, ...).
+    User(UserAction),
+    /// Put a previous revision's template back (`kubectl sluice undo --to-revision N`).
+    Undo { revision: i64 },
+}
+
+impl DashboardAction {
+    /// The word in the action's URL.
+    pub fn word(self) -> &'static str {
+        match self {
+            DashboardAction::User(action) => action_word(action),
+            DashboardAction::Undo { .. } => "undo",
+        }
+    }
+}
+
 /// One question for a SubjectAccessReview about `sluice.dev` rollouts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Access {
@@ -86,9 +105,10 @@ impl Access {
         }
     }
 
-    /// What an action needs: every action patches `rollouts/status`; pause and resume
-    /// change `spec.paused`, so they also need `patch` on the rollout itself.
-    pub fn for_action(action: UserAction, namespace: &str, name: &str) -> Vec<Self> {
+    /// What an action needs: the status actions patch `rollouts/status`; pause and
+    /// resume change `spec.paused`, so they also need `patch` on the rollout itself;
+    /// restart and undo change only the spec.
+    pub fn for_action(action: DashboardAction, namespace: &str, name: &str) -> Vec<Self> {
         let patch = |subresource| Access {
             verb: "patch",
             subresource,
@@ -96,10 +116,14 @@ impl Access {
             name: Some(name.into()),
         };
         match action {
-            UserAction::Pause | UserAction::Resume => vec![patch(Some("status")), patch(None)],
-            // spec.restartAt only.
-            UserAction::Restart => vec![patch(None)],
-            _ => vec![patch(Some("status"))],
+            DashboardAction::User(UserAction::Pause | UserAction::Resume) => {
+                vec![patch(Some("status")), patch(None)]
+            }
+            // spec.restartAt, spec.template.
+            DashboardAction::User(UserAction::Restart) | DashboardAction::Undo { .. } => {
+                vec![patch(None)]
+            }
+            DashboardAction::User(_) => vec![patch(Some("status"))],
         }
     }
 
@@ -137,14 +161,15 @@ pub trait Cluster: Send + Sync + 'static {
     fn review_token(&self, token: String) -> BoxFuture<'_, Result<Option<User>, String>>;
     /// Whether the user may do what `access` says.
     fn allowed(&self, user: User, access: Access) -> BoxFuture<'_, Result<bool, String>>;
-    /// Applies an action as the dashboard, on behalf of `user` (recorded in an Event).
+    /// Applies an action as the dashboard, on behalf of `user` (recorded in an Event);
+    /// returns what was done, for the confirmation.
     fn act(
         &self,
         namespace: String,
         name: String,
-        action: UserAction,
+        action: DashboardAction,
         user: String,
-    ) -> BoxFuture<'_, Result<(), String>>;
+    ) -> BoxFuture<'_, Result<String, String>>;
 }
 
 /// The real apiserver, reached with the dashboard's own client.
@@ -231,33 +256,53 @@ impl Cluster for KubeCluster {
         &self,
         namespace: String,
         name: String,
-        action: UserAction,
+        action: DashboardAction,
         user: String,
-    ) -> BoxFuture<'_, Result<(), String>> {
+    ) -> BoxFuture<'_, Result<String, String>> {
         async move {
-            let rollout = actions::apply(&self.client, &namespace, &name, action)
-                .await
-                .map_err(|e| match e {
-                    kube::Error::Api(s) if s.code == 404 => {
-                        format!("rollout {namespace}/{name} not found")
-                    }
-                    kube::Error::Api(s) if s.code == 409 => format!(
-                        "rollout {namespace}/{name} kept changing under the action; try again"
-                    ),
-                    other => format!("the action failed: {other}"),
-                })?;
+            let failed = |e: kube::Error| match e {
+                kube::Error::Api(s) if s.code == 404 => {
+                    format!("rollout {namespace}/{name} not found")
+                }
+                kube::Error::Api(s) if s.code == 409 => {
+                    format!("rollout {namespace}/{name} kept changing under the action; try again")
+                }
+                other => format!("the action failed: {other}"),
+            };
+            let (rollout, done) = match action {
+                DashboardAction::User(action) => {
+                    let rollout = actions::apply(&self.client, &namespace, &name, action)
+                        .await
+                        .map_err(failed)?;
+                    (rollout, action.done().to_string())
+                }
+                DashboardAction::Undo { revision } => {
+                    let (to, rollout) =
+                        actions::undo(&self.client, &namespace, &name, Some(revision))
+                            .await
+                            .map_err(|e| match e {
+                                actions::ActionError::Kube(e) => failed(e),
+                                actions::ActionError::Refused(why) => why,
+                            })?;
+                    let done = format!(
+                        "rolled back to revision {}: its template is spec.template again",
+                        to.number
+                    );
+                    (rollout, done)
+                }
+            };
             // The apiserver's audit log shows the dashboard's identity; this Event says
             // which person asked.
             let event = Event {
                 type_: EventType::Normal,
                 reason: "DashboardAction".into(),
                 note: Some(
-                    format!("{} (by {user}, from the dashboard)", action.done())
+                    format!("{done} (by {user}, from the dashboard)")
                         .chars()
                         .take(1000)
                         .collect(),
                 ),
-                action: action_word(action).into(),
+                action: action.word().into(),
                 secondary: None,
             };
             if let Err(e) = self
@@ -267,7 +312,7 @@ impl Cluster for KubeCluster {
             {
                 tracing::warn!(error = %e, "could not record the dashboard action as an Event");
             }
-            Ok(())
+            Ok(done)
         }
         .boxed()
     }

@@ -22,7 +22,7 @@ use sluice_api::labels::{
 use sluice_controller::actions::UserAction;
 use tower::ServiceExt;
 
-use crate::auth::{Access, AuthMode, Cluster, User};
+use crate::auth::{Access, AuthMode, Cluster, DashboardAction, User};
 use crate::cache::{Caches, FixedRollouts};
 use crate::{AppState, Options, router};
 
@@ -31,7 +31,7 @@ use crate::{AppState, Options, router};
 struct FakeCluster {
     users: HashMap<String, User>,
     grants: HashSet<(String, String)>,
-    acted: Mutex<Vec<(String, String, UserAction, String)>>,
+    acted: Mutex<Vec<(String, String, DashboardAction, String)>>,
     reviews: Mutex<u32>,
 }
 
@@ -82,14 +82,18 @@ impl Cluster for FakeCluster {
         &self,
         namespace: String,
         name: String,
-        action: UserAction,
+        action: DashboardAction,
         user: String,
-    ) -> BoxFuture<'_, Result<(), String>> {
+    ) -> BoxFuture<'_, Result<String, String>> {
         self.acted
             .lock()
             .unwrap()
             .push((namespace, name, action, user));
-        async { Ok(()) }.boxed()
+        let done = match action {
+            DashboardAction::User(action) => action.done().to_string(),
+            DashboardAction::Undo { revision } => format!("rolled back to revision {revision}"),
+        };
+        async { Ok(done) }.boxed()
     }
 }
 
@@ -294,7 +298,7 @@ async fn a_bearer_token_with_rbac_acts_and_the_action_is_confirmed() {
         vec![(
             "shop".into(),
             "web".into(),
-            UserAction::Promote,
+            DashboardAction::User(UserAction::Promote),
             "alice".into()
         )]
     );
@@ -352,10 +356,137 @@ async fn restart_needs_patch_on_the_rollout_itself() {
         vec![(
             "shop".into(),
             "web".into(),
-            UserAction::Restart,
+            DashboardAction::User(UserAction::Restart),
             "carol".into()
         )]
     );
+}
+
+fn carol() -> FakeCluster {
+    alice_and_bob().with_user(
+        "carol-token",
+        "carol",
+        &[
+            "list rollouts shop",
+            "get rollouts shop",
+            "patch rollouts shop",
+            "patch rollouts/status shop",
+        ],
+    )
+}
+
+#[tokio::test]
+async fn undo_needs_patch_on_the_rollout_and_a_revision_number() {
+    let w = world(carol(), vec![rollout("shop", "web", 1, "")], |_| {});
+    let undo = |token: &str, form: &str| {
+        post("/rollouts/shop/web/actions/undo")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::from(form.to_string()))
+            .unwrap()
+    };
+    // Alice may patch the status only: undo replaces spec.template.
+    let (status, _, body) = send(&w.app, undo("alice-token", "revision=2")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("patch rollouts web in namespace shop"),
+        "{body}"
+    );
+    for (form, why) in [
+        ("", "undo needs the revision to roll back to"),
+        ("revision=", "undo needs the revision to roll back to"),
+        ("revision=two", "\"two\" is not a revision number"),
+        ("revision=-1", "\"-1\" is not a revision number"),
+    ] {
+        let (status, _, body) = send(&w.app, undo("carol-token", form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}: {body}");
+        assert!(body.contains(why), "{form}: {body}");
+    }
+    assert!(w.cluster.acted.lock().unwrap().is_empty());
+    let (status, _, body) = send(&w.app, undo("carol-token", "revision=2")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "Rollout shop/web rolled back to revision 2.");
+    assert_eq!(
+        *w.cluster.acted.lock().unwrap(),
+        vec![(
+            "shop".into(),
+            "web".into(),
+            DashboardAction::Undo { revision: 2 },
+            "carol".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn the_detail_page_offers_undo_only_to_those_who_may_change_the_spec() {
+    let mut r = rollout("shop", "web", 1, "");
+    r.status.as_mut().unwrap().stable_rs = Some("mid".into());
+    let rs = vec![
+        replica_set("shop", "web", "new", 3, "shop:v3", 2, 1),
+        replica_set("shop", "web", "mid", 2, "shop:v2", 3, 3),
+        replica_set("shop", "web", "old", 1, "shop:v1", 0, 0),
+    ];
+    let (caches, _) = Caches::fixed(vec![r], rs, vec![], vec![]);
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let app = router(AppState::new(
+        caches,
+        Arc::new(carol()),
+        Options::new(ADDR.parse().unwrap()),
+        stop,
+    ));
+    let page = |token: &str| {
+        get("/rollouts/shop/web")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = send(&app, page("alice-token")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("data-action=\"promote\""), "{body}");
+    assert!(!body.contains("data-action=\"undo\""), "{body}");
+    let (status, _, body) = send(&app, page("carol-token")).await;
+    assert_eq!(status, StatusCode::OK);
+    let form = body
+        .split("data-action=\"undo\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</form>").next())
+        .unwrap_or_else(|| panic!("no undo form: {body}"));
+    // Newest first, the stable one named.
+    let options: Vec<&str> = form
+        .split("<option ")
+        .skip(1)
+        .map(|o| o.split("</option>").next().unwrap())
+        .collect();
+    assert_eq!(
+        options,
+        [
+            "value=\"3\">revision 3: app=shop:v3",
+            "value=\"2\">revision 2 (stable): app=shop:v2",
+            "value=\"1\">revision 1: app=shop:v1",
+        ]
+    );
+}
+
+#[test]
+fn undo_offers_every_revision_but_the_current_template_and_none_for_a_workload_ref() {
+    let mut r = rollout("shop", "web", 1, "");
+    let current = sluice_controller::core::hash::pod_template_hash(&r.spec.template);
+    let rs = vec![
+        replica_set("shop", "web", &current, 2, "shop:v2", 3, 3),
+        replica_set("shop", "web", "old", 1, "shop:v1", 0, 0),
+    ];
+    let choices = crate::views::undo_choices(&r, &rs);
+    assert_eq!(
+        choices.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        [1],
+        "{choices:?}"
+    );
+    r.spec.workload_ref = Some(
+        serde_json::from_value(
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" }),
+        )
+        .unwrap(),
+    );
+    assert!(crate::views::undo_choices(&r, &rs).is_empty());
 }
 
 #[tokio::test]

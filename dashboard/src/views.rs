@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice_api::labels::{ANALYSIS_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL};
 use sluice_api::rollout::{CanaryStep, Rollout, RolloutPhase, StrategyKind};
-use sluice_controller::actions::UserAction;
+use sluice_controller::actions::{UserAction, revisions};
+use sluice_controller::core::hash::pod_template_hash;
 
 use crate::auth::{User, action_word};
 use crate::cache::{Caches, event_time, revision};
@@ -664,13 +665,57 @@ fn analysis_run(run: &AnalysisRun, now: Timestamp) -> Markup {
 
 /// What the action buttons can do for this viewer.
 pub enum ActionsState {
-    /// Shown and usable, with the session's CSRF token.
-    Allowed { csrf: String },
+    /// Shown and usable, with the session's CSRF token, and the revisions the viewer may
+    /// roll back to (empty when they may not change the spec, or there are none).
+    Allowed { csrf: String, undo: Vec<UndoChoice> },
     /// Not shown, with the reason.
     Hidden(String),
 }
 
-/// Buttons for the seven actions. Outside the live part, so that keyboard focus stays put
+/// A previous revision offered for undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoChoice {
+    pub revision: i64,
+    /// E.g. `revision 3 (stable): app=registry/web:v1`.
+    pub label: String,
+}
+
+/// The revisions a Rollout can be rolled back to from the dashboard, newest first: every
+/// revision it still has a ReplicaSet of, but its current template's. None for a
+/// workloadRef Rollout, whose template is the Deployment's (undo refuses it).
+pub fn undo_choices(r: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<UndoChoice> {
+    if r.spec.workload_ref.is_some() {
+        return Vec::new();
+    }
+    let current = pod_template_hash(&r.spec.template);
+    let stable = r.status.as_ref().and_then(|s| s.stable_rs.clone());
+    let mut choices: Vec<UndoChoice> = revisions(r, replica_sets)
+        .into_iter()
+        .filter(|rev| rev.hash != current)
+        .map(|rev| {
+            let images: Vec<String> = rev
+                .template
+                .spec
+                .iter()
+                .flat_map(|p| &p.containers)
+                .map(|c| format!("{}={}", c.name, c.image.as_deref().unwrap_or("?")))
+                .collect();
+            let role = if stable.as_deref() == Some(rev.hash.as_str()) {
+                " (stable)"
+            } else {
+                ""
+            };
+            UndoChoice {
+                revision: rev.number,
+                label: format!("revision {}{role}: {}", rev.number, images.join(", ")),
+            }
+        })
+        .collect();
+    choices.reverse();
+    choices
+}
+
+/// Buttons for the seven actions, and the undo form. Outside the live part, so that keyboard focus stays put
 /// while the page updates.
 fn action_forms(ns: &str, name: &str, state: &ActionsState) -> Markup {
     let actions = [
@@ -714,12 +759,25 @@ fn action_forms(ns: &str, name: &str, state: &ActionsState) -> Markup {
     ];
     match state {
         ActionsState::Hidden(why) => html! { p.note #actions { (why) } },
-        ActionsState::Allowed { csrf } => html! {
+        ActionsState::Allowed { csrf, undo } => html! {
             div.actions #actions role="group" aria-label="Actions" {
                 @for (action, label, help, confirm) in actions {
                     form.inline method="post" action=(format!("/rollouts/{ns}/{name}/actions/{}", action_word(action))) data-action=(action_word(action)) data-confirm=[confirm] {
                         input type="hidden" name="csrf" value=(csrf);
                         button type="submit" title=(help) .danger[action == UserAction::Abort] { (label) }
+                    }
+                }
+                @if !undo.is_empty() {
+                    form.inline method="post" action=(format!("/rollouts/{ns}/{name}/actions/undo")) data-action="undo" data-confirm="Roll back: put the chosen revision's template back in spec.template? A GitOps tool puts Git's template back unless Git changes too." {
+                        input type="hidden" name="csrf" value=(csrf);
+                        label for="undo-revision" { "Roll back to " }
+                        select #undo-revision name="revision" {
+                            @for choice in undo {
+                                option value=(choice.revision) { (choice.label) }
+                            }
+                        }
+                        " "
+                        button type="submit" title="Put this revision's template back in spec.template (kubectl sluice undo)" { "Roll back" }
                     }
                 }
             }

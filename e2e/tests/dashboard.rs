@@ -20,7 +20,7 @@ use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use serde_json::json;
 use sluice_api::Rollout;
 use sluice_api::rollout::RolloutPhase;
-use sluice_e2e::rollout_env::Env;
+use sluice_e2e::rollout_env::{Env, hashes};
 use sluice_e2e::{kubeconfig_path, repo_root, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -591,6 +591,46 @@ async fn browser_signs_in_and_promotes_and_the_page_follows_live() -> Result<()>
         );
         assert_eq!(text_of(&b, "#step").await?.as_deref(), Some("4/5"));
         screenshot(&b, "detail-after-promote.png").await?;
+
+        // Roll back from the undo form to revision 1, the stable one: its template goes
+        // back into spec.template, and the rollout is Healthy on it again.
+        let (_, stable) = hashes(&env.rollouts().get("web").await?);
+        b.execute("window.confirm = function () { return true; };", vec![])
+            .await?;
+        b.find(Locator::Css("#undo-revision option[value='1']"))
+            .await?
+            .click()
+            .await?;
+        click(&b, "form[data-action=undo] button").await?;
+        wait_page("the undo confirmation", || async {
+            Ok(text_of(&b, "#flash")
+                .await?
+                .is_some_and(|f| f.contains("rolled back to revision 1")))
+        })
+        .await?;
+        let back = env
+            .wait("Healthy on the stable revision again", |r| {
+                let (current, now_stable) = hashes(r);
+                r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy)
+                    && current == stable
+                    && now_stable == stable
+            })
+            .await?;
+        let version = back
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get("version").cloned());
+        assert_eq!(version.as_deref(), Some("v1"), "the template put back");
+        wait_page("the page to show the rollout Healthy", || async {
+            Ok(text_of(&b, "#live")
+                .await?
+                .is_some_and(|t| t.contains("Healthy")))
+        })
+        .await?;
+        screenshot(&b, "detail-after-undo.png").await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -1,6 +1,6 @@
-//! The actions (promote, abort, retry, ...) a viewer takes from a rollout's page: origin,
-//! CSRF token and RBAC checked, then the action module, as the dashboard, on their
-//! behalf.
+//! The actions (promote, abort, retry, ..., undo) a viewer takes from a rollout's page:
+//! origin, CSRF token and RBAC checked, then the action module, as the dashboard, on
+//! their behalf.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,9 +10,37 @@ use axum_extra::extract::cookie::CookieJar;
 use sluice_controller::actions::UserAction;
 use tracing::{info, warn};
 
-use super::session::{CsrfForm, may, viewer};
+use super::session::{may, viewer};
 use super::{AppState, Refusal, plain};
-use crate::auth::{Access, Denied, check_same_origin, csrf_matches};
+use crate::auth::{Access, DashboardAction, Denied, check_same_origin, csrf_matches};
+
+/// An action form's fields: the session's CSRF token, and for undo the revision.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    revision: Option<String>,
+}
+
+/// The action a URL word and form name, or why not.
+fn parse_action(word: &str, form: &ActionForm) -> Result<DashboardAction, Refusal> {
+    if word == "undo" {
+        let revision = form.revision.as_deref().map(str::trim).unwrap_or_default();
+        return match revision.parse::<i64>() {
+            Ok(revision) if revision > 0 => Ok(DashboardAction::Undo { revision }),
+            _ if revision.is_empty() => Err(Refusal::BadRequest(
+                "undo needs the revision to roll back to (form field revision)".into(),
+            )),
+            _ => Err(Refusal::BadRequest(format!(
+                "revision {revision:?} is not a revision number"
+            ))),
+        };
+    }
+    UserAction::parse(word)
+        .map(DashboardAction::User)
+        .ok_or_else(|| Refusal::NotFound(format!("no action {word:?}")))
+}
 
 pub(super) async fn act(
     State(state): State<AppState>,
@@ -21,8 +49,10 @@ pub(super) async fn act(
     Path((ns, name, word)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let Some(action) = UserAction::parse(&word) else {
-        return Refusal::NotFound(format!("no action {word:?}")).into_response();
+    let form: ActionForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let action = match parse_action(&word, &form) {
+        Ok(action) => action,
+        Err(refusal) => return refusal.into_response(),
     };
     if state.0.options.read_only {
         return Refusal::Forbidden(
@@ -38,15 +68,13 @@ pub(super) async fn act(
     if let Err(why) = check_same_origin(&headers, viewer.session.is_some()) {
         return Refusal::Forbidden(why).into_response();
     }
-    if let Some(session) = &viewer.session {
-        let form: CsrfForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-        if !csrf_matches(&form.csrf, &session.csrf) {
-            return Refusal::Forbidden(
-                "request refused: missing or wrong CSRF token (reload the page and try again)"
-                    .into(),
-            )
-            .into_response();
-        }
+    if let Some(session) = &viewer.session
+        && !csrf_matches(&form.csrf, &session.csrf)
+    {
+        return Refusal::Forbidden(
+            "request refused: missing or wrong CSRF token (reload the page and try again)".into(),
+        )
+        .into_response();
     }
     for access in Access::for_action(action, &ns, &name) {
         match may(&state, &viewer, &access).await {
@@ -61,9 +89,9 @@ pub(super) async fn act(
         .act(ns.clone(), name.clone(), action, viewer.user.name.clone())
         .await;
     let message = match &result {
-        Ok(()) => {
+        Ok(done) => {
             info!(user = %viewer.user.name, rollout = %format!("{ns}/{name}"), action = %word, "dashboard action");
-            format!("Rollout {ns}/{name} {}.", action.done())
+            format!("Rollout {ns}/{name} {done}.")
         }
         Err(e) => {
             warn!(user = %viewer.user.name, rollout = %format!("{ns}/{name}"), action = %word, error = %e, "dashboard action failed");

@@ -168,6 +168,8 @@ pub(super) enum Refusal {
     Forbidden(String),
     /// Not there, or outside the namespace this dashboard shows: 404.
     NotFound(String),
+    /// The request itself is incomplete or malformed (an undo without a revision): 400.
+    BadRequest(String),
     /// The apiserver could not answer (an access check, a token review) or no session
     /// could be made: 503.
     Unavailable(String),
@@ -186,6 +188,7 @@ impl IntoResponse for Refusal {
             Refusal::Misdirected(why) => plain(StatusCode::MISDIRECTED_REQUEST, why),
             Refusal::Forbidden(why) => plain(StatusCode::FORBIDDEN, why),
             Refusal::NotFound(why) => plain(StatusCode::NOT_FOUND, why),
+            Refusal::BadRequest(why) => plain(StatusCode::BAD_REQUEST, why),
             Refusal::Unavailable(why) => plain(StatusCode::SERVICE_UNAVAILABLE, why),
         }
     }

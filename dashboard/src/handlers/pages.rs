@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use maud::Markup;
@@ -16,7 +17,7 @@ use sluice_controller::actions::UserAction;
 
 use super::session::{Viewer, may, viewer};
 use super::{AppState, Refusal, html};
-use crate::auth::{Access, Denied};
+use crate::auth::{Access, DashboardAction, Denied};
 use crate::views::{self, ActionsState, Filter};
 
 /// The namespaces whose rollouts the viewer may list, among those in the cache (and
@@ -181,7 +182,7 @@ pub(super) async fn detail(
     let actions = if state.0.options.read_only {
         ActionsState::Hidden("Read-only mode: this dashboard does not change rollouts.".into())
     } else {
-        let needed = Access::for_action(UserAction::Promote, &ns, &name);
+        let needed = Access::for_action(DashboardAction::User(UserAction::Promote), &ns, &name);
         let mut allowed = true;
         for access in &needed {
             match may(&state, &viewer, access).await {
@@ -189,6 +190,32 @@ pub(super) async fn detail(
                 Err(refusal) => return refusal.into_response(),
             }
         }
+        // Undo changes the spec, which a viewer who may promote need not be allowed.
+        let undo = match &guard.0 {
+            Ok(r) if allowed => {
+                let mut may_undo = true;
+                for access in Access::for_action(DashboardAction::Undo { revision: 0 }, &ns, &name)
+                {
+                    match may(&state, &viewer, &access).await {
+                        Ok(ok) => may_undo &= ok,
+                        Err(refusal) => return refusal.into_response(),
+                    }
+                }
+                if may_undo {
+                    let sets: Vec<ReplicaSet> = state
+                        .0
+                        .caches
+                        .replica_sets_of(r)
+                        .iter()
+                        .map(|rs| ReplicaSet::clone(rs))
+                        .collect();
+                    views::undo_choices(r, &sets)
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
         if allowed {
             ActionsState::Allowed {
                 csrf: viewer
@@ -196,6 +223,7 @@ pub(super) async fn detail(
                     .as_ref()
                     .map(|s| s.csrf.clone())
                     .unwrap_or_default(),
+                undo,
             }
         } else {
             ActionsState::Hidden(format!(
