@@ -46,6 +46,12 @@ pub const BASELINE_FOR_ANNOTATION: &str = "sluice.dev/baseline-for";
 /// verified after a restart and told apart from a changed one.
 pub const MANAGED_ROUTES_ANNOTATION: &str = "sluice.dev/managed-routes";
 
+/// Annotation of a revision's ReplicaSet: the role metadata (`canaryMetadata`,
+/// `stableMetadata`, `previewMetadata`, `activeMetadata`) sluice last put on its pod
+/// template and pods, as JSON `{"labels":{...},"annotations":{...}}`, so that keys a role
+/// no longer wants are taken off again.
+pub const POD_METADATA_ANNOTATION: &str = "sluice.dev/pod-metadata";
+
 /// Whether a key is a label or an annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -130,6 +136,14 @@ pub const CONTRACT: &[Key] = &[
         value: "the canary revision's pod-template hash the baseline was made for",
     },
     Key {
+        key: POD_METADATA_ANNOTATION,
+        kind: KeyKind::Annotation,
+        on: "the ReplicaSets of the stable and the new revision, when the strategy sets role metadata",
+        set_by: "sluice",
+        value: "JSON `{\"labels\":{...},\"annotations\":{...}}`: the role metadata last applied to \
+                the ReplicaSet's template and pods",
+    },
+    Key {
         key: MANAGED_ROUTES_ANNOTATION,
         kind: KeyKind::Annotation,
         on: "canary Ingresses (NGINX router) while a `setHeaderRoute` is in force",
@@ -159,6 +173,7 @@ mod tests {
                 "sluice.dev/revision",
                 "sluice.dev/scale-down-deadline",
                 "sluice.dev/baseline-for",
+                "sluice.dev/pod-metadata",
                 "sluice.dev/managed-routes",
             ]
         );

@@ -1,6 +1,8 @@
 //! `Rollout`: a Deployment replacement that shifts traffic to a new version in steps
 //! (canary) or after a preview (blue-green).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -278,6 +280,41 @@ pub struct CanaryStrategy {
     /// of keeping it at full size until promotion.
     #[serde(default)]
     pub dynamic_stable_scale: bool,
+
+    /// Labels and annotations on the canary's pods while they are the canary, as Argo
+    /// Rollouts' `canaryMetadata`: metrics and dashboards can select them without the
+    /// hash. Updated in place (no pod is replaced); replaced by `stableMetadata` when the
+    /// canary becomes stable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_metadata: Option<PodMetadata>,
+
+    /// Labels and annotations on the stable revision's pods, as Argo Rollouts'
+    /// `stableMetadata`. Updated in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_metadata: Option<PodMetadata>,
+}
+
+/// Labels and annotations sluice puts on the pods of one role (canary, stable, active,
+/// preview), in place and without changing the pod-template hash.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.labels) || self.labels.all(k, !k.startsWith('sluice.dev/'))").message("pod metadata must not set sluice.dev/ labels: sluice owns them"),
+    validation = Rule::new("!has(self.labels) || self.labels.all(k, size(self.labels[k]) <= 63)").message("pod metadata label values must be at most 63 characters")
+)]
+pub struct PodMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl PodMetadata {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.annotations.is_empty()
+    }
 }
 
 /// A dedicated baseline ReplicaSet (see `canary.baseline`).
@@ -597,6 +634,16 @@ pub struct BlueGreenStrategy {
     /// Analysis run after the switch; failing it switches `activeService` back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_promotion_analysis: Option<RolloutAnalysis>,
+
+    /// Labels and annotations on the pods `activeService` selects, as Argo Rollouts'
+    /// `activeMetadata`. Updated in place when the new revision becomes active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_metadata: Option<PodMetadata>,
+
+    /// Labels and annotations on the new revision's pods while in preview, as Argo
+    /// Rollouts' `previewMetadata`. Replaced by `activeMetadata` on promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_metadata: Option<PodMetadata>,
 }
 
 /// Coarse state of a Rollout.

@@ -657,3 +657,91 @@ async fn gateway_api_weights_put_back_by_another_writer_are_reasserted_and_repor
     );
     env.finish().await
 }
+
+/// The role labels of the live pods of revision `hash`, by pod UID.
+async fn role_labels(
+    env: &Env,
+    hash: &str,
+) -> Result<std::collections::BTreeMap<String, Option<String>>> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.client.clone(), env.ns());
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "{}={hash}",
+            sluice_api::labels::POD_TEMPLATE_HASH_LABEL
+        )))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.uid().unwrap_or_default(), p.labels().get("role").cloned()))
+        .collect())
+}
+
+#[tokio::test]
+async fn canary_and_stable_metadata_follow_the_pods_roles_in_place() -> Result<()> {
+    let env = Env::new("podmeta").await?;
+    env.services(&["web-stable", "web-canary"]).await?;
+    env.rollout(
+        3,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "canaryMetadata": { "labels": { "role": "canary" } },
+            "stableMetadata": { "labels": { "role": "stable" } },
+            "steps": [{ "setWeight": 34 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    let first = env.wait_healthy_on_new_revision().await?;
+    let (v1, _) = hashes(&first);
+    let stable_role = Some("stable".to_string());
+    wait_for(
+        "the first revision's pods labelled stable",
+        STEP_TIMEOUT,
+        || async {
+            let roles = role_labels(&env, &v1).await?;
+            Ok(roles.len() == 3 && roles.values().all(|r| *r == stable_role))
+        },
+    )
+    .await?;
+
+    env.set_version("v2").await?;
+    let paused = env.wait_step(1, RolloutPhase::Paused).await?;
+    let (v2, _) = hashes(&paused);
+    let canary_role = Some("canary".to_string());
+    wait_for("the canary's pod labelled canary", STEP_TIMEOUT, || async {
+        let roles = role_labels(&env, &v2).await?;
+        Ok(roles.len() == 1 && roles.values().all(|r| *r == canary_role))
+    })
+    .await?;
+    let canary_pods: Vec<String> = role_labels(&env, &v2).await?.into_keys().collect();
+    // The stable pods keep theirs; and the Services still select by the hash only.
+    assert!(
+        role_labels(&env, &v1)
+            .await?
+            .values()
+            .all(|r| *r == stable_role)
+    );
+
+    env.act(UserAction::Promote).await?;
+    env.wait_healthy_on_new_revision().await?;
+    wait_for(
+        "the new revision's pods all labelled stable",
+        STEP_TIMEOUT,
+        || async {
+            let roles = role_labels(&env, &v2).await?;
+            Ok(roles.len() == 3 && roles.values().all(|r| *r == stable_role))
+        },
+    )
+    .await?;
+    // The canary's pod became a stable pod in place: relabelled, not replaced.
+    let now = role_labels(&env, &v2).await?;
+    for uid in &canary_pods {
+        assert_eq!(
+            now.get(uid),
+            Some(&stable_role),
+            "pod {uid} was replaced: {now:?}"
+        );
+    }
+    env.finish().await
+}

@@ -139,7 +139,7 @@ const NAMESPACED: &[(&str, &str, &str)] = &[
     ("apps", "deployments", "list,watch"),
     ("apps", "deployments/scale", "patch"),
     ("", "services", "list,watch,patch"),
-    ("", "pods", "list,watch"),
+    ("", "pods", "list,watch,patch"),
     ("", "pods/eviction", "create"),
     (
         "networking.k8s.io",
@@ -492,6 +492,7 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (ns, "patch", "deployments.apps/scale"),
         (ns, "patch", "services"),
         (None, "watch", "pods"),
+        (ns, "patch", "pods"),
         (ns, "create", "pods/eviction"),
         (ns, "create", "ingresses.networking.k8s.io"),
         (ns, "patch", "httproutes.gateway.networking.k8s.io"),

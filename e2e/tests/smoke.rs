@@ -66,6 +66,8 @@ fn valid_canary() -> Value {
                 "maxSurge": 1,
                 "maxUnavailable": "0%",
                 "baseline": {},
+                "canaryMetadata": { "labels": { "role": "canary" }, "annotations": { "team": "web" } },
+                "stableMetadata": { "labels": { "role": "stable" } },
                 "steps": [
                     { "setWeight": 20 },
                     { "pause": { "duration": "5s" } },
@@ -310,6 +312,28 @@ fn rollout_cases() -> Vec<(&'static str, Value, &'static str)> {
             "setCanaryScale without router",
             with(canary(), &[(&p("/trafficRouting"), Value::Null)]),
             "setCanaryScale needs trafficRouting",
+        ),
+        (
+            "role metadata setting a sluice.dev/ label",
+            with(
+                canary(),
+                &[(
+                    &p("/canaryMetadata"),
+                    json!({ "labels": { "sluice.dev/role": "canary" } }),
+                )],
+            ),
+            "pod metadata must not set sluice.dev/ labels",
+        ),
+        (
+            "role metadata label value too long",
+            with(
+                canary(),
+                &[(
+                    &p("/stableMetadata"),
+                    json!({ "labels": { "role": "x".repeat(64) } }),
+                )],
+            ),
+            "pod metadata label values must be at most 63 characters",
         ),
         (
             "dynamicStableScale without router",

@@ -11,13 +11,15 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sluice_api::Rollout;
 use sluice_api::labels::{
-    BASELINE_FOR_ANNOTATION, BASELINE_ROLE, POD_ROLE_LABEL, POD_TEMPLATE_HASH_LABEL,
-    REVISION_ANNOTATION, ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION,
+    BASELINE_FOR_ANNOTATION, BASELINE_ROLE, POD_METADATA_ANNOTATION, POD_ROLE_LABEL,
+    POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION,
 };
+use sluice_api::rollout::PodMetadata;
 
 use super::cache::Caches;
 use super::written::{Cache, Written};
 use super::{AdapterError, FIELD_MANAGER, update_params};
+use crate::core::action::MetadataChange;
 use crate::core::{BaselineState, ReplicaSetState, baseline};
 
 /// The owner reference that makes an object belong to (and be garbage-collected with) a
@@ -33,19 +35,36 @@ pub fn replica_set_name(rollout: &Rollout, hash: &str) -> String {
     format!("{}-{hash}", rollout.name_any())
 }
 
-/// The ReplicaSet of a revision of the Rollout's current template.
+/// The ReplicaSet of a revision of the Rollout's current template, its pods with their
+/// role's metadata (`pod_metadata`, recorded on it when there is any).
 pub fn build_replica_set(
     rollout: &Rollout,
     hash: &str,
     revision: i64,
     replicas: i32,
+    pod_metadata: &PodMetadata,
 ) -> ReplicaSet {
     let mut template = rollout.spec.template.clone();
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
-    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    // The ReplicaSet's own labels are the template's, without the role's.
     let mut rs_labels = labels.clone();
+    labels.extend(pod_metadata.labels.clone());
+    labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
+    if !pod_metadata.annotations.is_empty() {
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(pod_metadata.annotations.clone());
+    }
+    rs_labels.insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
     rs_labels.insert(ROLLOUT_LABEL.into(), rollout.name_any());
+    let mut annotations = BTreeMap::from([(REVISION_ANNOTATION.into(), revision.to_string())]);
+    if !pod_metadata.is_empty() {
+        annotations.insert(
+            POD_METADATA_ANNOTATION.into(),
+            serde_json::to_string(pod_metadata).unwrap_or_default(),
+        );
+    }
 
     let mut selector: LabelSelector = rollout.spec.selector.clone();
     selector
@@ -58,10 +77,7 @@ pub fn build_replica_set(
             name: Some(replica_set_name(rollout, hash)),
             namespace: rollout.namespace(),
             labels: Some(rs_labels),
-            annotations: Some(BTreeMap::from([(
-                REVISION_ANNOTATION.into(),
-                revision.to_string(),
-            )])),
+            annotations: Some(annotations),
             owner_references: Some(vec![owner_reference(rollout)]),
             ..ObjectMeta::default()
         },
@@ -187,6 +203,9 @@ pub fn observe_replica_set(rs: &ReplicaSet) -> Option<ReplicaSetState> {
         scale_down_at: annotations
             .get(SCALE_DOWN_DEADLINE_ANNOTATION)
             .and_then(|t| t.parse::<Timestamp>().ok()),
+        pod_metadata: annotations
+            .get(POD_METADATA_ANNOTATION)
+            .and_then(|m| serde_json::from_str(m).ok()),
     })
 }
 
@@ -232,6 +251,54 @@ pub async fn scale_replica_set(
             SCALE_DOWN_DEADLINE_ANNOTATION: scale_down_at.map(|t| t.to_string()),
         } },
         "spec": { "replicas": replicas },
+    });
+    let stored = api
+        .patch(name, &update_params(), &Patch::Merge(&patch))
+        .await?;
+    Ok(written(Cache::ReplicaSet, namespace, &stored))
+}
+
+/// Changes a pod's labels and annotations in place (role metadata): a merge patch of
+/// those keys only. A pod already gone is no error (its ReplicaSet replaces it from the
+/// template, which has the role's metadata).
+pub async fn patch_pod_metadata(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: &MetadataChange,
+    annotations: &MetadataChange,
+) -> Result<Option<Written>, AdapterError> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({ "metadata": { "labels": labels, "annotations": annotations } });
+    match api
+        .patch_metadata(name, &update_params(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(stored) => Ok(written(Cache::Pod, namespace, &stored)),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Some(Written::gone(Cache::Pod, namespace, name)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes the role labels and annotations of a ReplicaSet's pod template and records
+/// what is now applied ([`POD_METADATA_ANNOTATION`], removed when nothing is). The
+/// template's metadata is not part of the pod-template hash sluice computed from the
+/// Rollout, so the revision stays the same.
+pub async fn set_replica_set_pod_metadata(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    labels: &MetadataChange,
+    annotations: &MetadataChange,
+    applied: &PodMetadata,
+) -> Result<Option<Written>, AdapterError> {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let record = (!applied.is_empty()).then(|| serde_json::to_string(applied).unwrap_or_default());
+    let patch = json!({
+        "metadata": { "annotations": { POD_METADATA_ANNOTATION: record } },
+        "spec": { "template": { "metadata": { "labels": labels, "annotations": annotations } } },
     });
     let stored = api
         .patch(name, &update_params(), &Patch::Merge(&patch))
@@ -352,8 +419,42 @@ mod tests {
     }
 
     #[test]
+    fn a_replica_set_made_with_role_metadata_puts_it_on_its_pods_only_and_records_it() {
+        let role: PodMetadata = serde_json::from_value(json!({
+            "labels": { "role": "canary" }, "annotations": { "owner": "team-a" },
+        }))
+        .unwrap();
+        let rs = build_replica_set(&rollout(), "abc123", 2, 1, &role);
+        let template = rs
+            .spec
+            .template
+            .as_ref()
+            .unwrap()
+            .metadata
+            .as_ref()
+            .unwrap();
+        assert_eq!(template.labels.as_ref().unwrap()["role"], "canary");
+        assert_eq!(template.annotations.as_ref().unwrap()["owner"], "team-a");
+        // The ReplicaSet's own labels and its selector do not get the role's.
+        assert!(!rs.labels().contains_key("role"));
+        assert!(
+            !rs.spec
+                .selector
+                .match_labels
+                .as_ref()
+                .unwrap()
+                .contains_key("role")
+        );
+        // Read back as the core sees it.
+        assert_eq!(observe_replica_set(&rs).unwrap().pod_metadata, Some(role));
+        let plain = build_replica_set(&rollout(), "abc123", 2, 1, &PodMetadata::default());
+        assert!(!plain.annotations().contains_key(POD_METADATA_ANNOTATION));
+        assert_eq!(observe_replica_set(&plain).unwrap().pod_metadata, None);
+    }
+
+    #[test]
     fn replica_set_is_labelled_selected_and_owned() {
-        let rs = build_replica_set(&rollout(), "abc123", 4, 2);
+        let rs = build_replica_set(&rollout(), "abc123", 4, 2, &PodMetadata::default());
         assert_eq!(rs.name_any(), "web-abc123");
         assert_eq!(rs.namespace().as_deref(), Some("shop"));
         assert_eq!(rs.labels()[POD_TEMPLATE_HASH_LABEL], "abc123");
@@ -385,7 +486,7 @@ mod tests {
 
     fn stable_template() -> PodTemplateSpec {
         // As the stable ReplicaSet holds it: the v1 image and the stable hash label.
-        build_replica_set(&rollout(), "stable1", 1, 3)
+        build_replica_set(&rollout(), "stable1", 1, 3, &PodMetadata::default())
             .spec
             .template
             .unwrap()
@@ -443,7 +544,10 @@ mod tests {
             ),
             ("stable1", "canary2", 1, 1)
         );
-        assert_eq!(observe_baseline(&build_replica_set(&r, "x", 1, 1)), None);
+        assert_eq!(
+            observe_baseline(&build_replica_set(&r, "x", 1, 1, &PodMetadata::default())),
+            None
+        );
     }
 
     #[tokio::test]
@@ -490,7 +594,7 @@ mod tests {
 
     #[test]
     fn observing_reads_back_what_was_built() {
-        let mut rs = build_replica_set(&rollout(), "abc123", 4, 2);
+        let mut rs = build_replica_set(&rollout(), "abc123", 4, 2, &PodMetadata::default());
         rs.metadata.annotations.as_mut().unwrap().insert(
             SCALE_DOWN_DEADLINE_ANNOTATION.into(),
             "2027-01-01T00:00:30Z".into(),

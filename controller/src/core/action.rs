@@ -3,18 +3,20 @@
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
-use sluice_api::rollout::RolloutAnalysis;
+use sluice_api::rollout::{PodMetadata, RolloutAnalysis};
 
 use super::routes::RouteSetting;
 
 /// One change to make in the cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Create the ReplicaSet `<rollout>-<hash>` from the Rollout's template.
+    /// Create the ReplicaSet `<rollout>-<hash>` from the Rollout's template, with its
+    /// role's pod metadata on the template (recorded as applied).
     CreateReplicaSet {
         hash: String,
         revision: i64,
         replicas: i32,
+        pod_metadata: PodMetadata,
     },
     /// Set a ReplicaSet's size, and its scale-down deadline annotation (None removes it).
     ScaleReplicaSet {
@@ -58,7 +60,24 @@ pub enum Action {
     /// Set the `spec.replicas` of the Deployment named by `workloadRef` (its scale
     /// subresource), for `workloadRef.scaleDown`.
     ScaleDeployment { name: String, replicas: i32 },
+    /// Change a pod's labels and annotations in place (role metadata).
+    PatchPodMetadata {
+        pod: String,
+        labels: MetadataChange,
+        annotations: MetadataChange,
+    },
+    /// Change the labels and annotations of a ReplicaSet's pod template, so that pods it
+    /// creates from now on have their role's metadata, and record `applied` on it.
+    SetReplicaSetPodMetadata {
+        name: String,
+        labels: MetadataChange,
+        annotations: MetadataChange,
+        applied: PodMetadata,
+    },
 }
+
+/// A change of labels or annotations: `Some(value)` sets a key, `None` removes it.
+pub type MetadataChange = std::collections::BTreeMap<String, Option<String>>;
 
 /// A Kubernetes Event to record.
 #[derive(Debug, Clone, PartialEq, Eq)]

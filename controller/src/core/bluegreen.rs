@@ -473,6 +473,8 @@ pub fn plan(
             hash: template_hash.to_string(),
             revision: next_revision,
             replicas: new_target,
+            // Set by `pod_metadata::plan`, which knows the role once the plan's status holds.
+            pod_metadata: Default::default(),
         }),
         None => {}
     }

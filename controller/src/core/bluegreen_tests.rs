@@ -148,7 +148,8 @@ fn first_revision_goes_straight_to_active() {
         vec![Action::CreateReplicaSet {
             hash: h.clone(),
             revision: 1,
-            replicas: 3
+            replicas: 3,
+            pod_metadata: Default::default(),
         }]
     );
     settle(&mut r, &mut w, t0());
@@ -182,7 +183,8 @@ fn auto_promotion_previews_then_switches_then_scales_the_old_revision_down() {
     assert!(p.actions.contains(&Action::CreateReplicaSet {
         hash: v2.clone(),
         revision: 2,
-        replicas: 3
+        replicas: 3,
+        pod_metadata: Default::default(),
     }));
     assert!(
         !p.actions.iter().any(

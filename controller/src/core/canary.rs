@@ -973,6 +973,9 @@ fn scale_actions(scaling: &Scaling, actions: &mut Vec<Action>, wake: &mut Wake) 
                     hash: template_hash.to_string(),
                     revision: next_revision,
                     replicas,
+                    // Set by `pod_metadata::plan`, which knows the role once the plan's
+                    // status holds.
+                    pod_metadata: Default::default(),
                 })
             }
             None => {}

@@ -68,7 +68,8 @@ fn first_revision_becomes_stable_directly() {
         vec![Action::CreateReplicaSet {
             hash: h.clone(),
             revision: 1,
-            replicas: 5
+            replicas: 5,
+            pod_metadata: Default::default(),
         }],
         "no steps for the first revision"
     );

@@ -14,6 +14,9 @@ pub mod hash;
 pub mod judge;
 pub mod observed;
 mod phase;
+pub mod pod_metadata;
+#[cfg(test)]
+mod pod_metadata_tests;
 pub mod replicas;
 pub mod restart;
 #[cfg(test)]
@@ -125,6 +128,8 @@ fn finish(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
+    let relabel = pod_metadata::plan(rollout, observed, &p.status, &mut p.actions);
+    p.actions.extend(relabel);
     let (scale, scaled_down) = workload_ref::plan(rollout, observed, &p.status);
     p.actions.extend(scale);
     p.events.extend(scaled_down);
@@ -198,6 +203,9 @@ fn spec_problem(rollout: &Rollout) -> Option<String> {
         .as_ref()
         .and_then(routes::spec_problem)
     {
+        return Some(problem);
+    }
+    if let Some(problem) = pod_metadata::spec_problem(rollout) {
         return Some(problem);
     }
     let labels = rollout

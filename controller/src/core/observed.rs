@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
+use sluice_api::rollout::PodMetadata;
 
 /// Everything the planner knows about the cluster for one Rollout.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,8 +52,8 @@ pub struct WorkloadState {
     pub replicas: i32,
 }
 
-/// One pod of a revision, as `spec.restartAt` needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One pod of a revision, as `spec.restartAt` and role metadata need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodState {
     pub name: String,
     /// The ReplicaSet that controls it.
@@ -61,6 +62,10 @@ pub struct PodState {
     pub created: Option<Timestamp>,
     /// True once `metadata.deletionTimestamp` is set: on its way out.
     pub terminating: bool,
+    /// Its labels and annotations, for role metadata (`canaryMetadata`, ...); left empty
+    /// for a Rollout that sets none, to keep the copy small.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// One dedicated baseline ReplicaSet of the Rollout.
@@ -97,6 +102,9 @@ pub struct ReplicaSetState {
     pub available: i32,
     /// `sluice.dev/scale-down-deadline`: when it may be scaled to zero.
     pub scale_down_at: Option<Timestamp>,
+    /// `sluice.dev/pod-metadata`: the role metadata sluice last put on its template (None
+    /// when it never did, or the annotation does not parse).
+    pub pod_metadata: Option<PodMetadata>,
 }
 
 /// One AnalysisRun of the Rollout.

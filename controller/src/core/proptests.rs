@@ -1443,6 +1443,8 @@ fn describe(actions: &[Action]) -> String {
         .map(|a| match a {
             Action::CreateReplicaSet { hash, replicas, .. } => format!("create {hash}×{replicas}"),
             Action::EvictPod { name } => format!("evict {name}"),
+            Action::PatchPodMetadata { pod, .. } => format!("relabel pod {pod}"),
+            Action::SetReplicaSetPodMetadata { name, .. } => format!("relabel template {name}"),
             Action::ScaleDeployment { name, replicas } => format!("deployment {name}→{replicas}"),
             Action::ScaleReplicaSet {
                 name,

@@ -77,6 +77,7 @@ impl Sim {
                     replica_set: rs.name.clone(),
                     created: Some(now),
                     terminating: false,
+                    ..PodState::default()
                 });
             }
         }

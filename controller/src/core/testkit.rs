@@ -29,6 +29,9 @@ pub(super) fn hash_of(r: &Rollout) -> String {
     pod_template_hash(&r.spec.template)
 }
 
+/// A pod template's role labels and annotations.
+pub(super) type TemplateMetadata = (BTreeMap<String, String>, BTreeMap<String, String>);
+
 /// The cluster as the planner's actions leave it.
 #[derive(Debug, Clone, Default)]
 pub(super) struct World {
@@ -53,6 +56,11 @@ pub(super) struct World {
     pub(super) pods: Vec<PodState>,
     /// The Deployment of `workloadRef`, for its tests only.
     pub(super) workload: Option<WorkloadState>,
+    /// When true, [`World::tick`] keeps `pods` in step with each ReplicaSet's size, new
+    /// pods taking its template's labels and annotations (the role metadata tests).
+    pub(super) model_pods: bool,
+    /// The role labels and annotations on each ReplicaSet's pod template, by name.
+    pub(super) rs_pod_metadata: BTreeMap<String, TemplateMetadata>,
 }
 
 impl World {
@@ -98,6 +106,9 @@ impl World {
 
     /// Pods created by the last actions become available (one tick of kubelet/kwok).
     pub(super) fn tick(&mut self) {
+        if self.model_pods {
+            self.tick_pods();
+        }
         for rs in &mut self.rs {
             rs.current = rs.replicas;
             if self.pods_become_ready || rs.revision == 1 {
@@ -117,6 +128,53 @@ impl World {
         }
     }
 
+    /// The ReplicaSet controller: pods up to each ReplicaSet's size, from its template.
+    fn tick_pods(&mut self) {
+        for rs in &self.rs {
+            let live: Vec<usize> = (0..self.pods.len())
+                .filter(|&i| self.pods[i].replica_set == rs.name && !self.pods[i].terminating)
+                .collect();
+            let have = live.len() as i32;
+            if have > rs.replicas {
+                let extra: Vec<String> = live[rs.replicas as usize..]
+                    .iter()
+                    .map(|&i| self.pods[i].name.clone())
+                    .collect();
+                self.pods.retain(|p| !extra.contains(&p.name));
+                continue;
+            }
+            let (labels, annotations) = self
+                .rs_pod_metadata
+                .get(&rs.name)
+                .cloned()
+                .unwrap_or_default();
+            let template = self
+                .templates
+                .get(&rs.hash)
+                .and_then(|t| t.metadata.clone());
+            for n in have..rs.replicas {
+                let mut pod_labels = template
+                    .as_ref()
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
+                pod_labels.extend(labels.clone());
+                let mut pod_annotations = template
+                    .as_ref()
+                    .and_then(|m| m.annotations.clone())
+                    .unwrap_or_default();
+                pod_annotations.extend(annotations.clone());
+                self.pods.push(PodState {
+                    name: format!("{}-{n}-{}", rs.name, self.pods.len()),
+                    replica_set: rs.name.clone(),
+                    created: None,
+                    terminating: false,
+                    labels: pod_labels,
+                    annotations: pod_annotations,
+                });
+            }
+        }
+    }
+
     pub(super) fn apply(&mut self, actions: &[Action]) {
         for a in actions {
             match a {
@@ -124,10 +182,19 @@ impl World {
                     hash,
                     revision,
                     replicas,
+                    pod_metadata,
                 } => {
                     assert!(self.rs.iter().all(|rs| &rs.hash != hash), "created twice");
+                    let name = format!("web-{hash}");
+                    self.rs_pod_metadata.insert(
+                        name.clone(),
+                        (
+                            pod_metadata.labels.clone(),
+                            pod_metadata.annotations.clone(),
+                        ),
+                    );
                     self.rs.push(ReplicaSetState {
-                        name: format!("web-{hash}"),
+                        name,
                         hash: hash.clone(),
                         revision: *revision,
                         replicas: *replicas,
@@ -135,7 +202,38 @@ impl World {
                         ready: 0,
                         available: 0,
                         scale_down_at: None,
+                        pod_metadata: (!pod_metadata.is_empty()).then(|| pod_metadata.clone()),
                     });
+                }
+                Action::PatchPodMetadata {
+                    pod,
+                    labels,
+                    annotations,
+                } => {
+                    let pod = self
+                        .pods
+                        .iter_mut()
+                        .find(|p| &p.name == pod)
+                        .expect("relabelled pod exists");
+                    assert!(!pod.terminating, "relabelled a terminating pod");
+                    change(&mut pod.labels, labels);
+                    change(&mut pod.annotations, annotations);
+                }
+                Action::SetReplicaSetPodMetadata {
+                    name,
+                    labels,
+                    annotations,
+                    applied,
+                } => {
+                    let rs = self
+                        .rs
+                        .iter_mut()
+                        .find(|rs| &rs.name == name)
+                        .expect("relabelled RS exists");
+                    rs.pod_metadata = Some(applied.clone());
+                    let meta = self.rs_pod_metadata.entry(name.clone()).or_default();
+                    change(&mut meta.0, labels);
+                    change(&mut meta.1, annotations);
                 }
                 Action::CreateBaselineReplicaSet {
                     stable_hash,
@@ -231,6 +329,15 @@ impl World {
                 }
             }
         }
+    }
+
+    /// The labels of the live pods of revision `hash`, by pod name.
+    pub(super) fn pod_labels(&self, hash: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.pods
+            .iter()
+            .filter(|p| p.replica_set == format!("web-{hash}") && !p.terminating)
+            .map(|p| (p.name.clone(), p.labels.clone()))
+            .collect()
     }
 
     pub(super) fn sizes(&self, r: &Rollout, stable_hash: &str) -> (i32, i32) {
@@ -367,4 +474,14 @@ pub(super) fn set_image(r: &mut Rollout, image: &str) {
 
 pub(super) fn promote(r: &mut Rollout) {
     r.status.as_mut().unwrap().pause_conditions.clear();
+}
+
+/// Applies a metadata change to a map, as a merge patch does.
+fn change(map: &mut BTreeMap<String, String>, change: &super::action::MetadataChange) {
+    for (k, v) in change {
+        match v {
+            Some(v) => map.insert(k.clone(), v.clone()),
+            None => map.remove(k),
+        };
+    }
 }

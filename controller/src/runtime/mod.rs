@@ -755,7 +755,12 @@ fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
             workload::observe_replica_set(rs).is_some_and(|r| Some(r.hash.as_str()) == stable_hash)
         })
         .and_then(|rs| rs.spec.template.clone());
-    // The pods of the revisions, by their controlling ReplicaSet.
+    // The pods of the revisions, by their controlling ReplicaSet; their labels and
+    // annotations only when the strategy puts role metadata on them.
+    let role_metadata = !core::pod_metadata::RoleMetadata::of(rollout).is_empty();
+    let copy_metadata = |m: Option<&std::collections::BTreeMap<String, String>>| {
+        m.filter(|_| role_metadata).cloned().unwrap_or_default()
+    };
     let revision_names: std::collections::BTreeSet<String> =
         replica_sets.iter().map(|rs| rs.name.clone()).collect();
     let pods = ctx
@@ -775,6 +780,8 @@ fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
                 replica_set: owner.name.clone(),
                 created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 terminating: p.metadata.deletion_timestamp.is_some(),
+                labels: copy_metadata(p.metadata.labels.as_ref()),
+                annotations: copy_metadata(p.metadata.annotations.as_ref()),
             })
         })
         .collect();
@@ -916,8 +923,9 @@ async fn execute(
             hash,
             revision,
             replicas,
+            pod_metadata,
         } => {
-            let rs = workload::build_replica_set(rollout, hash, *revision, *replicas);
+            let rs = workload::build_replica_set(rollout, hash, *revision, *replicas, pod_metadata);
             workload::create_replica_set(client, &rs).await?
         }
         Action::ScaleReplicaSet {
@@ -982,6 +990,27 @@ async fn execute(
         Action::ScaleDeployment { name, replicas } => {
             workload_ref::scale_deployment(client, &namespace, name, *replicas).await?;
             None
+        }
+        Action::PatchPodMetadata {
+            pod,
+            labels,
+            annotations,
+        } => workload::patch_pod_metadata(client, &namespace, pod, labels, annotations).await?,
+        Action::SetReplicaSetPodMetadata {
+            name,
+            labels,
+            annotations,
+            applied,
+        } => {
+            workload::set_replica_set_pod_metadata(
+                client,
+                &namespace,
+                name,
+                labels,
+                annotations,
+                applied,
+            )
+            .await?
         }
     })
 }

@@ -64,7 +64,7 @@ fn scene() -> Scene {
     let v2 = pod_template_hash(&probe.spec.template);
     let cached = rollout("app:v2", "1", status(&v2));
     let sized = |r: &Rollout, hash: &str, revision, n| {
-        let mut rs = build_replica_set(r, hash, revision, n);
+        let mut rs = build_replica_set(r, hash, revision, n, &Default::default());
         rs.metadata.namespace = Some(NS.into());
         rs.status = Some(ReplicaSetStatus {
             replicas: n,
