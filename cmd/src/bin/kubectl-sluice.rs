@@ -272,8 +272,15 @@ fn complete(words: &[String]) -> anyhow::Result<String> {
         }
         out.push('\n');
     }
-    // ShellCompDirectiveNoFileComp: nothing here takes a file name.
-    out.push_str(":4\n");
+    // convert takes file and directory names: ShellCompDirectiveDefault lets the shell
+    // complete them; elsewhere ShellCompDirectiveNoFileComp, nothing else takes one.
+    let typing = words.last().map(String::as_str).unwrap_or_default();
+    let after = words.len().checked_sub(2).and_then(|i| words.get(i));
+    let file_arg = words.first().is_some_and(|w| w == "convert")
+        && words.len() > 1
+        && !typing.starts_with('-')
+        && after.is_none_or(|w| !w.starts_with('-') || w == "-o" || w == "--output" || w == "-");
+    out.push_str(if file_arg { ":0\n" } else { ":4\n" });
     Ok(out)
 }
 
@@ -673,6 +680,17 @@ mod tests {
             "the hidden command is offered: {top}"
         );
         assert!(top.ends_with(":4\n"));
+        // convert's inputs and -o are file names: the shell completes them.
+        for typed in [
+            &["convert", ""][..],
+            &["convert", "argo/", "ru"],
+            &["convert", "a.yaml", "-o", ""],
+        ] {
+            let out = complete(&words(typed)).unwrap();
+            assert!(out.ends_with("\n:0\n") || out == ":0\n", "{typed:?}: {out}");
+        }
+        let out = complete(&words(&["convert", "a.yaml", "--"])).unwrap();
+        assert!(out.contains("--output\t") && out.ends_with(":4\n"), "{out}");
     }
 
     #[test]

@@ -1111,11 +1111,13 @@ fn prometheus(value: Value, path: &str, report: &mut Report) -> Option<Value> {
         Some(a) if a.starts_with("http://") || a.starts_with("https://") => {}
         Some(a) => report.error(
             &p.child("address"),
-            format!("{a:?} is not an http(s) URL; sluice needs the address itself, not a placeholder"),
+            format!(
+                "{a:?} is not an http(s) URL; sluice needs the address itself, not a placeholder"
+            ),
         ),
         None => report.error(
             &p.child("address"),
-            "sluice needs the Prometheus address in the metric (Argo's controller-wide default is not read)",
+            "sluice needs the Prometheus address in the metric",
         ),
     }
     if let Some(t) = p.take("timeout") {
