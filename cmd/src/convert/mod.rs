@@ -331,7 +331,7 @@ where
         "metadata": metadata,
         "spec": spec,
     });
-    let typed: T = match serde_json::from_value(out) {
+    let typed: T = match serde_json::from_value(out.clone()) {
         Ok(t) => t,
         Err(e) => {
             report.error(
@@ -355,6 +355,16 @@ where
         .map_err(|e| e.to_string())
         .and_then(|yaml| serde_yaml::from_str::<T>(&yaml).map_err(|e| e.to_string()))
         .and_then(|back| serde_json::to_value(back).map_err(|e| e.to_string()));
+    // What the sluice type has no field for (a typo in the pod template, say) would be
+    // dropped by deserialising: name each one.
+    let mut dropped = Vec::new();
+    lost(&out, &value, "", &mut dropped);
+    for path in dropped {
+        report.warn(
+            &path,
+            format!("not a field of sluice's {}; dropped", T::kind(&())),
+        );
+    }
     match check {
         Ok(back) if back == value => Some(value),
         Ok(_) => {
@@ -371,6 +381,37 @@ where
             );
             None
         }
+    }
+}
+
+/// The paths of `input` that are missing from `output` (its typed round trip).
+fn lost(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, output) {
+        (Value::Object(i), Value::Object(o)) => {
+            for (k, v) in i {
+                let p = join(path, k);
+                match o.get(k) {
+                    Some(ov) => lost(v, ov, &p, out),
+                    None if is_empty(v) => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(o)) if i.len() == o.len() => {
+            for (n, (v, ov)) in i.iter().zip(o).enumerate() {
+                lost(v, ov, &format!("{path}[{n}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().all(is_empty),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
     }
 }
 

@@ -653,6 +653,25 @@ fn gateway_plugin_namespace_and_exported_objects() {
     assert!(out.get("status").is_none() && out["metadata"].get("uid").is_none());
 }
 
+/// A field the sluice types do not have (a typo in the pod template) is named, not lost.
+#[test]
+fn fields_the_sluice_types_lack_are_named() {
+    let mut r = rollout(json!({ "steps": [{ "setWeight": 10 }] }));
+    r["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
+    r["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({});
+    let c = convert_one(r);
+    assert_eq!(c.outcome, Outcome::Converted);
+    assert_eq!(
+        warnings(&c),
+        ["spec.template.spec.containers[0].imagePullPolicyy"]
+    );
+    assert!(
+        c.findings[0]
+            .message
+            .contains("not a field of sluice's Rollout")
+    );
+}
+
 #[test]
 fn a_wrongly_typed_field_is_an_error_not_a_panic() {
     let mut r = rollout(json!({ "steps": [{ "setWeight": 10 }] }));
