@@ -156,26 +156,35 @@ pub fn run(
     };
     let mut failed = false;
     let (mut converted, mut passed, mut refused) = (0, 0, 0);
-    let mut per_input = Vec::new();
-    for input in inputs {
-        let results = super::convert_all(input.documents);
-        let mut docs = Vec::new();
-        for r in results {
-            for f in &r.findings {
-                let _ = writeln!(stderr, "{}: {f}", input.source);
-            }
-            match r.outcome {
-                super::Outcome::Converted => converted += 1,
-                super::Outcome::PassedThrough => passed += 1,
-                super::Outcome::Refused => {
-                    refused += 1;
-                    failed = true;
-                    let _ = writeln!(stderr, "{}: {}: not converted", input.source, r.object);
-                }
-            }
-            docs.extend(r.output);
+    // Converted together, so that a Rollout can be told its template was refused.
+    let mut all = Vec::new();
+    let mut owner = Vec::new();
+    for (n, input) in inputs.iter().enumerate() {
+        for r in super::convert_all(input.documents.clone()) {
+            all.push(r);
+            owner.push(n);
         }
-        per_input.push((input.relative, docs));
+    }
+    super::check_references(&mut all);
+    let mut per_input: Vec<(PathBuf, Vec<Value>)> = inputs
+        .iter()
+        .map(|i| (i.relative.clone(), Vec::new()))
+        .collect();
+    for (r, n) in all.into_iter().zip(owner) {
+        let source = &inputs[n].source;
+        for f in &r.findings {
+            let _ = writeln!(stderr, "{source}: {f}");
+        }
+        match r.outcome {
+            super::Outcome::Converted => converted += 1,
+            super::Outcome::PassedThrough => passed += 1,
+            super::Outcome::Refused => {
+                refused += 1;
+                failed = true;
+                let _ = writeln!(stderr, "{source}: {}: not converted", r.object);
+            }
+        }
+        per_input[n].1.extend(r.output);
     }
     let write = |path: &Path, docs: &[&Value]| -> Result<(), String> {
         let text = super::to_yaml_stream(docs);

@@ -83,6 +83,9 @@ pub struct Conversion {
     pub outcome: Outcome,
     /// `Rollout shop/web`.
     pub object: String,
+    /// The input's kind and name.
+    pub kind: String,
+    pub name: String,
     /// The document to write; None when refused.
     pub output: Option<Value>,
     pub findings: Vec<Finding>,
@@ -90,6 +93,8 @@ pub struct Conversion {
 
 /// Collects the findings of one object.
 struct Report {
+    /// Kind and name.
+    id: (String, String),
     object: String,
     findings: Vec<Finding>,
 }
@@ -209,12 +214,17 @@ fn items(value: Value, path: &str, report: &mut Report) -> Vec<(String, Value)> 
 pub fn convert_document(doc: Value) -> Conversion {
     let api_version = doc["apiVersion"].as_str().unwrap_or_default().to_string();
     let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-    let name = doc["metadata"]["name"].as_str().unwrap_or("<no name>");
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .unwrap_or("<no name>")
+        .to_string();
+    let id = (kind.clone(), name.clone());
     let object = match doc["metadata"]["namespace"].as_str() {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
     };
     let mut report = Report {
+        id: id.clone(),
         object: if kind.is_empty() {
             "document".to_string()
         } else {
@@ -231,6 +241,8 @@ pub fn convert_document(doc: Value) -> Conversion {
         return Conversion {
             outcome: Outcome::PassedThrough,
             object,
+            kind: id.0,
+            name: id.1,
             output: Some(doc),
             findings: Vec::new(),
         };
@@ -273,6 +285,8 @@ pub fn convert_document(doc: Value) -> Conversion {
             return Conversion {
                 outcome: Outcome::PassedThrough,
                 object,
+                kind: id.0,
+                name: id.1,
                 output: Some(doc),
                 findings: Vec::new(),
             };
@@ -289,6 +303,8 @@ pub fn convert_document(doc: Value) -> Conversion {
         Some(output) if !report.failed() => Conversion {
             outcome: Outcome::Converted,
             object,
+            kind: id.0,
+            name: id.1,
             output: Some(output),
             findings: report.findings,
         },
@@ -300,6 +316,8 @@ fn refused(report: Report) -> Conversion {
     Conversion {
         outcome: Outcome::Refused,
         object: report.object,
+        kind: report.id.0,
+        name: report.id.1,
         output: None,
         findings: report.findings,
     }
@@ -1228,6 +1246,72 @@ fn web_metric(value: Value, path: &str, report: &mut Report) -> Option<Value> {
 /// Converts every document; a `kind: List` counts as its items.
 pub fn convert_all(docs: Vec<Value>) -> Vec<Conversion> {
     docs.into_iter().map(convert_document).collect()
+}
+
+/// Warns on each converted Rollout that names a template refused in the same run: applied
+/// as it is, that analysis would find no template.
+pub fn check_references(all: &mut [Conversion]) {
+    let refused: std::collections::BTreeSet<(String, String)> = all
+        .iter()
+        .filter(|c| c.outcome == Outcome::Refused)
+        .map(|c| (c.kind.clone(), c.name.clone()))
+        .collect();
+    for c in all
+        .iter_mut()
+        .filter(|c| c.outcome == Outcome::Converted && c.kind == "Rollout")
+    {
+        let Some(out) = &c.output else { continue };
+        let mut refs = Vec::new();
+        let strategy = &out["spec"]["strategy"];
+        for (i, step) in strategy["canary"]["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            refs.push((
+                format!("spec.strategy.canary.steps[{i}].analysis"),
+                &step["analysis"],
+            ));
+        }
+        refs.push((
+            "spec.strategy.canary.analysis".into(),
+            &strategy["canary"]["analysis"],
+        ));
+        for key in ["prePromotionAnalysis", "postPromotionAnalysis"] {
+            refs.push((
+                format!("spec.strategy.blueGreen.{key}"),
+                &strategy["blueGreen"][key],
+            ));
+        }
+        let mut found = Vec::new();
+        for (path, analysis) in refs {
+            for (j, t) in analysis["templates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let kind = if t["clusterScope"] == true {
+                    "ClusterAnalysisTemplate"
+                } else {
+                    "AnalysisTemplate"
+                };
+                let name = t["templateName"].as_str().unwrap_or_default();
+                if refused.contains(&(kind.to_string(), name.to_string())) {
+                    found.push(Finding {
+                        severity: Severity::Warning,
+                        object: c.object.clone(),
+                        path: format!("{path}.templates[{j}]"),
+                        message: format!(
+                            "{kind} {name} was not converted: this analysis finds no template until it is"
+                        ),
+                    });
+                }
+            }
+        }
+        c.findings.extend(found);
+    }
 }
 
 /// The documents as a YAML stream, `---` between them.

@@ -653,6 +653,30 @@ fn gateway_plugin_namespace_and_exported_objects() {
     assert!(out.get("status").is_none() && out["metadata"].get("uid").is_none());
 }
 
+/// A Rollout naming a template refused in the same run is told so.
+#[test]
+fn a_rollout_naming_a_refused_template_is_warned() {
+    let mut r = rollout(
+        json!({ "steps": [{ "setWeight": 10 }, { "analysis": { "templates": [{ "templateName": "t" }] } }] }),
+    );
+    r["metadata"]["name"] = json!("web");
+    let mut t = template(json!({ "provider": { "job": {} } }));
+    t["metadata"]["name"] = json!("t");
+    let mut all = convert_all(vec![r, t]);
+    check_references(&mut all);
+    assert_eq!(all[1].outcome, Outcome::Refused);
+    assert_eq!(all[0].outcome, Outcome::Converted);
+    assert_eq!(
+        warnings(&all[0]),
+        ["spec.strategy.canary.steps[1].analysis.templates[0]"]
+    );
+    assert!(
+        all[0].findings[0]
+            .message
+            .contains("AnalysisTemplate t was not converted")
+    );
+}
+
 /// A field the sluice types do not have (a typo in the pod template) is named, not lost.
 #[test]
 fn fields_the_sluice_types_lack_are_named() {
