@@ -15,6 +15,38 @@ pub fn cel_rule() -> String {
     format!("type(self) == int ? self >= 0 : self.matches('^ *([0-9]+|([0-9]+ ?{UNIT} ?)+) *$')")
 }
 
+/// Whether the apiserver admits `text` as a duration string: the same language as the
+/// regular expression of [`cel_rule`] (digits alone, or digits and a unit repeated, with
+/// optional single spaces), for tools that check a manifest before applying it.
+pub fn admits_text(text: &str) -> bool {
+    let units: Vec<&str> = UNIT
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split('|')
+        .collect();
+    let body = text.trim_matches(' ');
+    if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    // One or more `[0-9]+ ?UNIT ?`, trying every unit that matches (as the regex would).
+    fn rest(s: &str, units: &[&str]) -> bool {
+        if s.is_empty() {
+            return true;
+        }
+        let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        let s = &s[digits..];
+        let s = s.strip_prefix(' ').unwrap_or(s);
+        units.iter().any(|u| {
+            s.strip_prefix(u)
+                .is_some_and(|after| rest(after.strip_prefix(' ').unwrap_or(after), units))
+        })
+    }
+    !body.is_empty() && rest(body, &units)
+}
+
 /// The message shown when [`cel_rule`] rejects a value.
 pub const CEL_MESSAGE: &str =
     "must be a duration such as 30s, 5m, 1h30m, or a whole number of seconds";
@@ -171,6 +203,18 @@ mod tests {
                     "{sample:?} is admitted by the CRD but humantime rejects it"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn admits_text_is_the_cel_rules_language() {
+        for ok in [
+            "30", " 30 ", "30s", "1m30s", "1m 30s", "1h30m", "2 hours", "5m",
+        ] {
+            assert!(admits_text(ok), "{ok:?}");
+        }
+        for bad in ["", "1.5h", "-5s", "5 parsecs", "s", "1m30", "30s 1", "1µs"] {
+            assert!(!admits_text(bad), "{bad:?}");
         }
     }
 

@@ -20,12 +20,13 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
     name = "kubectl-sluice",
     bin_name = "kubectl sluice",
     version,
-    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; replay analyses; run the dashboard locally",
+    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; replay analyses; convert Argo Rollouts manifests; run the dashboard locally",
     after_help = "Examples:
   kubectl sluice list rollouts -A
   kubectl sluice get rollout web --watch
   kubectl sluice promote web
   kubectl sluice set image web web=registry.example/app:v2
+  kubectl sluice convert argo-manifests/ > sluice.yaml
   kubectl sluice completion bash > /etc/bash_completion.d/kubectl-sluice"
 )]
 struct Args {
@@ -97,6 +98,29 @@ enum Command {
         /// default the one before the current template's.
         #[arg(long, value_name = "N")]
         to_revision: Option<i64>,
+    },
+    /// Convert Argo Rollouts manifests to sluice's.
+    ///
+    /// Reads Rollouts, AnalysisTemplates and ClusterAnalysisTemplates (argoproj.io/v1alpha1)
+    /// from YAML files, directories (recursively) or - (standard input) and writes the
+    /// sluice equivalents as one YAML stream; other objects (Services, Ingresses,
+    /// HTTPRoutes, ...) pass through unchanged. Each field without an equivalent is a
+    /// warning on stderr naming the object and field; an object that cannot be converted
+    /// safely (an unsupported traffic router or metric provider, an experiment step, a
+    /// condition that does not translate to CEL) is not written. Exit 0 when all was
+    /// converted, 1 when something was not, 2 when an input could not be read.
+    #[command(after_help = "Examples:
+  kubectl sluice convert rollout.yaml > sluice.yaml
+  kubectl sluice convert k8s/ -o converted/      # one file per input file
+  kubectl get rollouts.argoproj.io,analysistemplates.argoproj.io -o yaml | kubectl sluice convert -")]
+    Convert {
+        /// Files, directories, or - for standard input.
+        #[arg(required = true, value_hint = clap::ValueHint::AnyPath)]
+        inputs: Vec<PathBuf>,
+        /// Write here instead of stdout: a file (the whole stream), or an existing
+        /// directory (one file per input, by the same relative name).
+        #[arg(long, short = 'o', value_name = "FILE|DIR", value_hint = clap::ValueHint::AnyPath)]
+        output: Option<PathBuf>,
     },
     /// Print the plugin's version.
     Version,
@@ -248,8 +272,15 @@ fn complete(words: &[String]) -> anyhow::Result<String> {
         }
         out.push('\n');
     }
-    // ShellCompDirectiveNoFileComp: nothing here takes a file name.
-    out.push_str(":4\n");
+    // convert takes file and directory names: ShellCompDirectiveDefault lets the shell
+    // complete them; elsewhere ShellCompDirectiveNoFileComp, nothing else takes one.
+    let typing = words.last().map(String::as_str).unwrap_or_default();
+    let after = words.len().checked_sub(2).and_then(|i| words.get(i));
+    let file_arg = words.first().is_some_and(|w| w == "convert")
+        && words.len() > 1
+        && !typing.starts_with('-')
+        && after.is_none_or(|w| !w.starts_with('-') || w == "-o" || w == "--output" || w == "-");
+    out.push_str(if file_arg { ":0\n" } else { ":4\n" });
     Ok(out)
 }
 
@@ -307,6 +338,17 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", complete(words)?);
             return Ok(());
         }
+        Command::Convert { inputs, output } => {
+            let mut stdin = || std::io::read_to_string(std::io::stdin());
+            let code = sluice::convert::files::run(
+                inputs,
+                output.as_deref(),
+                &mut stdin,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            std::process::exit(code);
+        }
         _ => {}
     }
     let client =
@@ -317,7 +359,10 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| client.default_namespace().to_string());
     let ns = &ns;
     let (name, action) = match &args.command {
-        Command::Version | Command::Completion { .. } | Command::Complete { .. } => {
+        Command::Version
+        | Command::Completion { .. }
+        | Command::Complete { .. }
+        | Command::Convert { .. } => {
             unreachable!("handled before connecting")
         }
         Command::Get(GetCommand::Rollout {
@@ -624,7 +669,7 @@ mod tests {
             "--all-namespaces\tEvery namespace (adds a NAMESPACE column)\n:4\n"
         );
         let top = complete(&[]).unwrap();
-        for command in ["get", "list", "promote", "completion"] {
+        for command in ["get", "list", "promote", "completion", "convert"] {
             assert!(
                 top.lines().any(|l| l.starts_with(&format!("{command}\t"))),
                 "{command} in {top}"
@@ -635,6 +680,17 @@ mod tests {
             "the hidden command is offered: {top}"
         );
         assert!(top.ends_with(":4\n"));
+        // convert's inputs and -o are file names: the shell completes them.
+        for typed in [
+            &["convert", ""][..],
+            &["convert", "argo/", "ru"],
+            &["convert", "a.yaml", "-o", ""],
+        ] {
+            let out = complete(&words(typed)).unwrap();
+            assert!(out.ends_with("\n:0\n") || out == ":0\n", "{typed:?}: {out}");
+        }
+        let out = complete(&words(&["convert", "a.yaml", "--"])).unwrap();
+        assert!(out.contains("--output\t") && out.ends_with(":4\n"), "{out}");
     }
 
     #[test]
