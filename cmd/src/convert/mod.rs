@@ -607,6 +607,8 @@ fn canary(value: Value, path: &str, report: &mut Report) -> Option<Value> {
         "scaleDownDelaySeconds",
         "abortScaleDownDelaySeconds",
         "dynamicStableScale",
+        "canaryMetadata",
+        "stableMetadata",
     ] {
         c.copy(key, &mut out);
     }
@@ -892,6 +894,8 @@ fn blue_green(value: Value, path: &str, report: &mut Report) -> Option<Value> {
         "autoPromotionSeconds",
         "scaleDownDelaySeconds",
         "abortScaleDownDelaySeconds",
+        "activeMetadata",
+        "previewMetadata",
     ] {
         b.copy(key, &mut out);
     }

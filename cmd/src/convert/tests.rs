@@ -271,10 +271,8 @@ fn fields_without_an_equivalent_are_each_a_warning_naming_the_field() {
             "spec.analysis.successfulRunHistoryLimit",
             "spec.analysis.unsuccessfulRunHistoryLimit",
             "spec.strategy.canary.antiAffinity",
-            "spec.strategy.canary.canaryMetadata",
             "spec.strategy.canary.minPodsPerReplicaSet",
             "spec.strategy.canary.scaleDownDelayRevisionLimit",
-            "spec.strategy.canary.stableMetadata",
             "spec.strategy.canary.steps[1].analysis.dryRun",
             "spec.strategy.canary.steps[1].analysis.measurementRetention",
         ]
@@ -293,6 +291,15 @@ fn fields_without_an_equivalent_are_each_a_warning_naming_the_field() {
     );
     assert_eq!(canary["steps"].as_array().unwrap().len(), 4);
     assert!(canary.get("antiAffinity").is_none());
+    // Role metadata has sluice's own fields, with Argo's names.
+    assert_eq!(
+        canary["canaryMetadata"],
+        json!({ "labels": { "role": "canary" } })
+    );
+    assert_eq!(
+        canary["stableMetadata"],
+        json!({ "labels": { "role": "stable" } })
+    );
 
     let t = one(&all, "AnalysisTemplate");
     assert_eq!(
