@@ -536,8 +536,10 @@ pub fn plan(
             .get(index)
             .map(|stage| format!("{} of revision {template_hash}", stage.label()));
     }
+    // As for a canary: a revision behind its scale-down deadline (passed or not) or
+    // scaled to zero with pods still terminating is going away on its own.
     let draining = |rs: &ReplicaSetState| {
-        demoted.contains(&rs.hash) || rs.scale_down_at.is_some_and(|at| now < at)
+        demoted.contains(&rs.hash) || rs.scale_down_at.is_some() || rs.replicas == 0
     };
     let settled = mode == Mode::Stable
         && stable_rs_settled(observed, &stable_hash, replicas)
@@ -560,6 +562,9 @@ pub fn plan(
             abort_reason,
             settled,
             paused: spec.paused || paused_at_stage,
+            // A blue-green stage's wait (autoPromotionSeconds) is told by StageCompleted
+            // only when it ends; its pause keeps its Event.
+            timed_pause: false,
             detail,
             // Blue-green keeps a full-size active revision throughout.
             min_available: replicas,

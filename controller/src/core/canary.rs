@@ -506,9 +506,14 @@ pub fn plan(
         .collect();
 
     // A revision draining behind its scale-down deadline does not keep the rollout from
-    // being done: it serves no new traffic and goes away on its own.
+    // being done: it serves no new traffic and goes away on its own. Nor does one past its
+    // deadline, or scaled to zero, whose pods are still terminating: counting it would
+    // flip a done rollout to Progressing and back (an Event and two status writes, and a
+    // flap in kstatus and Argo CD).
     let draining = |rs: &ReplicaSetState| {
-        demoted.as_deref() == Some(rs.hash.as_str()) || rs.scale_down_at.is_some_and(|at| now < at)
+        demoted.as_deref() == Some(rs.hash.as_str())
+            || rs.scale_down_at.is_some()
+            || rs.replicas == 0
     };
     let settled = mode == Mode::Stable
         && stable_rs_settled(observed, &stable_hash, replicas)
@@ -518,6 +523,16 @@ pub fn plan(
         // A baseline left over is work still to do: done means it is gone.
         && observed.baselines.is_empty();
     let paused = spec.paused || paused_at_step;
+    let timed_pause = paused_at_step
+        && !spec.paused
+        && status
+            .pause_conditions
+            .iter()
+            .all(|c| c.reason == PauseReason::CanaryPauseStep)
+        && steps
+            .get(index)
+            .and_then(|s| s.pause.as_ref())
+            .is_some_and(|p| p.duration.is_some());
 
     let plan = Plan {
         actions,
@@ -533,6 +548,7 @@ pub fn plan(
             abort_reason,
             settled,
             paused,
+            timed_pause,
             detail: None,
             min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
                 .min_available,

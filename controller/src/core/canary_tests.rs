@@ -168,7 +168,6 @@ fn a_walk_records_each_transition_once_and_no_phase_event_another_already_tells(
         [
             "NewRevision",
             "StepCompleted",
-            "RolloutPaused",
             "StepCompleted",
             "StepCompleted",
             "RolloutPaused",
@@ -177,7 +176,8 @@ fn a_walk_records_each_transition_once_and_no_phase_event_another_already_tells(
             "RolloutCompleted",
         ],
         "entering Progressing is told by NewRevision and StepCompleted, Healthy by \
-         RolloutCompleted"
+         RolloutCompleted, the timed pause by the StepCompleted that reached it; only the \
+         pause that waits for a promote is RolloutPaused"
     );
 
     // An abort is told, and so is the retry that leaves Degraded.
@@ -297,6 +297,54 @@ fn router_keeps_stable_full_and_sets_weights_after_pods_are_ready() {
     settle(&mut r, &mut w, after(32), None);
     assert_eq!(w.rs.iter().find(|rs| rs.hash == v1).unwrap().replicas, 0);
     assert_eq!(phase(&r), RolloutPhase::Healthy);
+}
+
+/// The old revision going to zero at its deadline is cleanup of a finished rollout: while
+/// its pods take their grace period to go, the rollout stays Healthy (no flip to
+/// Progressing and back, which kstatus and Argo CD would show, and no second Event and
+/// status writes for it).
+#[test]
+fn the_old_revision_draining_to_zero_keeps_a_done_rollout_healthy() {
+    let mut w = World::new().with_services(&["s", "c"]);
+    let canary = json!({
+        "canaryService": "c", "stableService": "s",
+        "steps": [{ "setWeight": 50 }, { "pause": {} }],
+    });
+    let (mut r, v1) = stable_at_v1(canary, 2, &mut w);
+    set_image(&mut r, "app:v2");
+    settle(&mut r, &mut w, t0(), None);
+    promote(&mut r);
+    settle(&mut r, &mut w, after(1), None);
+    assert_eq!(phase(&r), RolloutPhase::Healthy);
+    let events_before = w.events.len();
+
+    // Past scaleDownDelaySeconds: the old revision is scaled to zero, and its pods are
+    // still terminating when the next plans run.
+    for (i, now) in [after(40), after(41), after(42)].into_iter().enumerate() {
+        let p = plan(&r, &w.observed(), now);
+        w.apply(&p.actions);
+        let old = w.rs.iter_mut().find(|rs| rs.hash == v1).unwrap();
+        assert_eq!(old.replicas, 0, "round {i}");
+        old.current = 2;
+        assert_eq!(
+            p.status.phase,
+            Some(RolloutPhase::Healthy),
+            "round {i}: {}",
+            p.status.message.clone().unwrap_or_default()
+        );
+        assert!(p.events.is_empty(), "round {i}: {:?}", p.events);
+        r.status = Some(p.status);
+    }
+    w.tick();
+    w.rs.iter_mut().for_each(|rs| rs.current = rs.replicas);
+    let p = settle(&mut r, &mut w, after(43), None);
+    assert_eq!(p.status.phase, Some(RolloutPhase::Healthy));
+    assert_eq!(
+        w.events.len(),
+        events_before,
+        "{:?}",
+        &w.events[events_before..]
+    );
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub(super) struct PhaseInput<'a> {
     pub(super) abort_reason: Option<String>,
     pub(super) settled: bool,
     pub(super) paused: bool,
+    /// Paused only at a timed pause step, which ends on its own: no Event of its own (the
+    /// StepCompleted that reached it tells it), unlike a pause that waits for someone.
+    pub(super) timed_pause: bool,
     /// What the rollout is doing, for the Progressing and Paused messages (a generic
     /// message when None).
     pub(super) detail: Option<String>,
@@ -210,11 +213,15 @@ pub(super) fn with_phase(mut plan: Plan, input: PhaseInput) -> Plan {
     // sluice's writes at scale), so a phase change gets one only when no other Event of
     // the same plan says it already: entering Progressing is told by NewRevision or
     // StepCompleted (except when coming back from Degraded: a retry, a deadline
-    // recovered), becoming Healthy by RolloutCompleted (except a first revision).
+    // recovered), becoming Healthy by RolloutCompleted (except a first revision). A timed
+    // pause gets none: it is a step under way that ends on its own, and the StepCompleted
+    // (or NewRevision) that reached it says so; RolloutPaused is for pauses that wait
+    // for someone (`pause: {}`, an inconclusive analysis, `spec.paused`).
     let told = |reason: &str| plan.events.iter().any(|e| e.reason == reason);
     let reason = match phase {
         RolloutPhase::Degraded if input.mode_aborted => Some((true, "RolloutAborted")),
         RolloutPhase::Degraded => Some((true, "ProgressDeadlineExceeded")),
+        RolloutPhase::Paused if input.timed_pause => None,
         RolloutPhase::Paused => Some((false, "RolloutPaused")),
         RolloutPhase::Healthy if told("RolloutCompleted") => None,
         RolloutPhase::Healthy => Some((false, "RolloutHealthy")),
