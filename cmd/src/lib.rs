@@ -1,6 +1,7 @@
 //! The parts of `kubectl sluice` worth testing on their own: what `get rollout` and
-//! `list rollouts` print (pure functions of the objects and the time), and the watch
-//! that feeds them.
+//! `list rollouts` print (pure functions of the objects and the time), the watch
+//! that feeds them, and `lint`'s offline checks of manifests.
 
 pub mod get;
+pub mod lint;
 pub mod view;

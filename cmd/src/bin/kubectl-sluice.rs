@@ -20,12 +20,13 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
     name = "kubectl-sluice",
     bin_name = "kubectl sluice",
     version,
-    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; replay analyses; run the dashboard locally",
+    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; check manifests offline (lint); replay analyses; run the dashboard locally",
     after_help = "Examples:
   kubectl sluice list rollouts -A
   kubectl sluice get rollout web --watch
   kubectl sluice promote web
   kubectl sluice set image web web=registry.example/app:v2
+  kubectl sluice lint rollout.yaml
   kubectl sluice completion bash > /etc/bash_completion.d/kubectl-sluice"
 )]
 struct Args {
@@ -98,6 +99,32 @@ enum Command {
         #[arg(long, value_name = "N")]
         to_revision: Option<i64>,
     },
+    /// Check manifests offline, as the apiserver and the controller would.
+    ///
+    /// Each Rollout, AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun is checked
+    /// against its CRD's schema (types, required fields, enums, bounds, unknown fields) and
+    /// CEL rules, with the messages the apiserver gives, and, when it would be admitted,
+    /// against the controller's own checks (the messages of the InvalidSpec condition).
+    /// Other kinds are skipped. No cluster is needed. One line per problem
+    /// (FILE:DOCUMENT KIND/NAME: FIELD: MESSAGE), then a summary. Exit 0 when every
+    /// document is clean, 1 when one has a problem, 2 when an input cannot be read or parsed.
+    #[command(after_help = "Examples:
+  kubectl sluice lint rollout.yaml
+  kubectl sluice lint -f deploy/ -f extra.yaml
+  helm template charts/app | kubectl sluice lint -
+  kubectl sluice lint manifests/ -o json")]
+    Lint {
+        /// Files (YAML streams or JSON), directories (searched recursively for *.yaml,
+        /// *.yml and *.json) or - for stdin.
+        #[arg(value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
+        files: Vec<PathBuf>,
+        /// A file, directory or - (stdin), as with kubectl apply -f; repeatable.
+        #[arg(long = "filename", short = 'f', value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
+        filenames: Vec<PathBuf>,
+        /// Output format: text (a line per problem and a summary) or json.
+        #[arg(long, short = 'o', value_enum, default_value_t = LintOutput::Text)]
+        output: LintOutput,
+    },
     /// Print the plugin's version.
     Version,
     /// Print a shell completion script.
@@ -164,6 +191,12 @@ enum Command {
         #[arg(long)]
         prometheus: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LintOutput {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,8 +281,12 @@ fn complete(words: &[String]) -> anyhow::Result<String> {
         }
         out.push('\n');
     }
-    // ShellCompDirectiveNoFileComp: nothing here takes a file name.
-    out.push_str(":4\n");
+    // lint takes file names: ShellCompDirectiveDefault lets the shell offer them; nothing
+    // else does (ShellCompDirectiveNoFileComp).
+    match words.first().map(String::as_str) {
+        Some("lint") => out.push_str(":0\n"),
+        _ => out.push_str(":4\n"),
+    }
     Ok(out)
 }
 
@@ -307,6 +344,11 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", complete(words)?);
             return Ok(());
         }
+        Command::Lint {
+            files,
+            filenames,
+            output,
+        } => std::process::exit(lint(files, filenames, *output)?),
         _ => {}
     }
     let client =
@@ -317,7 +359,10 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| client.default_namespace().to_string());
     let ns = &ns;
     let (name, action) = match &args.command {
-        Command::Version | Command::Completion { .. } | Command::Complete { .. } => {
+        Command::Version
+        | Command::Completion { .. }
+        | Command::Complete { .. }
+        | Command::Lint { .. } => {
             unreachable!("handled before connecting")
         }
         Command::Get(GetCommand::Rollout {
@@ -443,6 +488,39 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("rollout {ns}/{name}"))?;
     println!("rollout {ns}/{name} {}", action.done());
     Ok(())
+}
+
+/// `lint`: checks every input and prints the report; the exit code.
+fn lint(files: &[PathBuf], filenames: &[PathBuf], output: LintOutput) -> anyhow::Result<i32> {
+    use sluice::lint;
+    let args: Vec<PathBuf> = files.iter().chain(filenames).cloned().collect();
+    if args.is_empty() {
+        eprintln!(
+            "error: lint needs a FILE, a directory or - (stdin); see kubectl sluice lint --help"
+        );
+        return Ok(2);
+    }
+    let paths = match lint::expand(&args) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let reports: Vec<lint::FileReport> = paths.iter().map(|p| lint::lint_path(p)).collect();
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        LintOutput::Text => {
+            for line in lint::render(&reports) {
+                writeln!(stdout, "{line}")?;
+            }
+        }
+        LintOutput::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &reports)?;
+            writeln!(stdout)?;
+        }
+    }
+    Ok(lint::exit_code(&reports))
 }
 
 async fn dashboard(
@@ -635,6 +713,12 @@ mod tests {
             "the hidden command is offered: {top}"
         );
         assert!(top.ends_with(":4\n"));
+        assert!(top.contains("lint\tCheck manifests offline"), "{top}");
+        // lint's arguments are files: the shell completes them (ShellCompDirectiveDefault).
+        let out = complete(&words(&["lint", "exa"])).unwrap();
+        assert!(out.ends_with(":0\n"), "{out}");
+        let out = complete(&words(&["lint", "--out"])).unwrap();
+        assert!(out.starts_with("--output\t"), "{out}");
     }
 
     #[test]
