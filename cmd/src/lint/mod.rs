@@ -232,16 +232,8 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
             ),
         });
     }
-    // The scale subresource's own check of spec.replicas.
-    if kind == "Rollout"
-        && let Some(n) = map["spec"]["replicas"].as_i64()
-        && n < 0
-    {
-        errs.push(schema::FieldError {
-            path: ".spec.replicas".into(),
-            body: format!("Invalid value: {n}: should be a non-negative integer"),
-            blocking: false,
-        });
+    if kind == "Rollout" {
+        errs.extend(scale_problem(&map["spec"]["replicas"]));
     }
     if errs.iter().any(|e| e.blocking) {
         notes.push(
@@ -258,6 +250,37 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
         problems.extend(planner_problems(kind, &object));
     }
     problems
+}
+
+/// The scale subresource's own check of `spec.replicas` (the apiserver reads it with
+/// Go's types, and says so).
+fn scale_problem(replicas: &Value) -> Option<schema::FieldError> {
+    let body = match replicas {
+        Value::Null => return None,
+        Value::Number(n) => match n.as_i64() {
+            Some(n) if n >= 0 => return None,
+            Some(n) => format!("Invalid value: {n}: should be a non-negative integer"),
+            None => format!(
+                "Invalid value: 0: .spec.replicas accessor error: {n} is of the type float64, expected int64"
+            ),
+        },
+        other => {
+            let (shown, go_type) = match other {
+                Value::String(s) => (s.clone(), "string"),
+                Value::Bool(b) => (b.to_string(), "bool"),
+                Value::Array(_) => (other.to_string(), "[]interface {}"),
+                _ => (other.to_string(), "map[string]interface {}"),
+            };
+            format!(
+                "Invalid value: 0: .spec.replicas accessor error: {shown} is of the type {go_type}, expected int64"
+            )
+        }
+    };
+    Some(schema::FieldError {
+        path: ".spec.replicas".into(),
+        body,
+        blocking: false,
+    })
 }
 
 /// What the apiserver checks of every object's metadata that a manifest can get wrong.

@@ -3,7 +3,9 @@
 //! apiserver does (a `number` is a double even when written `1`), and a false rule is
 //! reported as the apiserver reports it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -76,6 +78,28 @@ pub fn check(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError>) 
     }
 }
 
+/// A rule compiled once per thread (a CRD has a few dozen, checked at every node of
+/// every document).
+fn compiled(expr: &str) -> Result<Rc<cel::Program>, String> {
+    thread_local! {
+        static PROGRAMS: RefCell<HashMap<String, Rc<cel::Program>>> = RefCell::default();
+    }
+    PROGRAMS.with(|programs| {
+        if let Some(p) = programs.borrow().get(expr) {
+            return Ok(p.clone());
+        }
+        let program = cel::Program::compile(expr).map_err(|e| {
+            let e = e.to_string();
+            e.lines().next().unwrap_or_default().to_string()
+        })?;
+        let program = Rc::new(program);
+        programs
+            .borrow_mut()
+            .insert(expr.to_string(), program.clone());
+        Ok(program)
+    })
+}
+
 /// One rule: None when it holds. The apiserver prints a scalar's value before the
 /// message, and nothing for an object or a list.
 fn evaluate(rule: &Value, this: &cel::Value, v: &Value, path: &str) -> Option<FieldError> {
@@ -97,11 +121,9 @@ fn evaluate(rule: &Value, this: &cel::Value, v: &Value, path: &str) -> Option<Fi
         body,
         blocking: false,
     };
-    let program = match cel::Program::compile(expr) {
+    let program = match compiled(expr) {
         Ok(p) => p,
-        Err(e) => {
-            let e = e.to_string();
-            let first = e.lines().next().unwrap_or_default();
+        Err(first) => {
             return Some(failed(format!(
                 "Internal error: rule does not compile offline: {first}: {expr}"
             )));

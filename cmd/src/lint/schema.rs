@@ -171,7 +171,14 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
     if let Some(allowed) = schema["enum"].as_array()
         && !allowed.contains(v)
     {
-        let list: Vec<String> = allowed.iter().map(shown).collect();
+        // Every supported value is printed quoted, null included ("null").
+        let list: Vec<String> = allowed
+            .iter()
+            .map(|a| match a {
+                Value::String(s) => format!("{s:?}"),
+                other => format!("\"{other}\""),
+            })
+            .collect();
         errs.push(invalid(
             format!(
                 "Unsupported value: {}: supported values: {}",

@@ -87,7 +87,9 @@ fn a_schema_type_error_names_the_field_and_skips_the_cel_rules() {
     assert_eq!(
         got,
         [
-            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""
+            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+            // The scale subresource's check, as the apiserver words it.
+            ".spec.replicas: Invalid value: 0: .spec.replicas accessor error: three is of the type string, expected int64",
         ]
     );
     assert!(docs[0].notes.iter().any(|n| n.contains("not checked")));

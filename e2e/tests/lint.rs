@@ -1,0 +1,340 @@
+//! `kubectl sluice lint` against the real apiserver: for every manifest of the smoke
+//! catalogue the apiserver refuses, lint (the real `kubectl-sluice` binary, offline)
+//! gives exactly the errors the apiserver gives, field for field and word for word; the
+//! valid manifests (the catalogue's bases, `examples/`, `analysis-templates/`) are
+//! accepted by both. Then the plugin's exit codes and output on files, directories and
+//! stdin.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, PostParams},
+    core::{ApiResource, GroupVersionKind},
+};
+use serde_json::{Value, json};
+use sluice_e2e::catalogue::{
+    rollout_cases, template_cases, valid_blue_green, valid_canary, valid_template, with,
+};
+use sluice_e2e::{TestNamespace, client, install_crds, kubectl, repo_root};
+
+fn plugin_bin() -> Result<PathBuf> {
+    Ok(PathBuf::from(std::env::var("SLUICE_CONTROLLER_BIN")?).with_file_name("kubectl-sluice"))
+}
+
+/// Runs `kubectl-sluice lint <args>`, with `stdin` as its input.
+fn lint(args: &[&str], stdin: &str) -> Result<Output> {
+    let mut child = std::process::Command::new(plugin_bin()?)
+        .arg("lint")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running kubectl-sluice lint")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(stdin.as_bytes())?;
+    let out = child.wait_with_output()?;
+    Ok(out)
+}
+
+fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let plural = format!("{}s", kind.to_lowercase());
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind),
+        &plural,
+    );
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+/// The errors the apiserver gives for a manifest, as `field: message` lines (without
+/// its note that CEL rules were skipped), or None when it admits it.
+async fn apiserver_errors(api: &Api<DynamicObject>, doc: &Value) -> Result<Option<Vec<String>>> {
+    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match api.create(&params, &obj).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            let causes = status.details.map(|d| d.causes).unwrap_or_default();
+            let mut lines: Vec<String> = causes
+                .into_iter()
+                .filter(|c| !c.message.contains("some validation rules were not checked"))
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect();
+            lines.sort();
+            if lines.is_empty() {
+                bail!("a 422 without causes: {}", status.message);
+            }
+            Ok(Some(lines))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `lint -o json` of a stream: per document, its problems as `field: message` lines.
+fn lint_stream(docs: &[Value]) -> Result<Vec<Vec<String>>> {
+    let mut stream = String::new();
+    for d in docs {
+        stream.push_str("---\n");
+        stream.push_str(&serde_yaml::to_string(d)?);
+    }
+    let out = lint(&["-o", "json", "-"], &stream)?;
+    let reports: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stderr).into_owned())?;
+    let documents = reports[0]["documents"].as_array().context("documents")?;
+    if documents.len() != docs.len() {
+        bail!(
+            "lint reported {} documents of {}",
+            documents.len(),
+            docs.len()
+        );
+    }
+    Ok(documents
+        .iter()
+        .map(|d| {
+            let mut lines: Vec<String> = d["problems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p["path"].as_str().unwrap_or_default(),
+                        p["message"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            lines.sort();
+            lines
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn lint_and_the_apiserver_agree_on_every_catalogue_case() -> Result<()> {
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "lint").await?;
+    let mut cases = Vec::new();
+    for (kind, list) in [
+        ("Rollout", rollout_cases()),
+        ("AnalysisTemplate", template_cases()),
+    ] {
+        for (case, mut doc, message) in list {
+            doc["metadata"]["name"] = json!(format!("case-{}", cases.len()));
+            cases.push((kind, case, doc, message));
+        }
+    }
+    let docs: Vec<Value> = cases.iter().map(|c| c.2.clone()).collect();
+    let linted = lint_stream(&docs)?;
+    let mut failures = Vec::new();
+    for ((kind, case, doc, message), lint) in cases.iter().zip(&linted) {
+        let Some(apiserver) = apiserver_errors(&api(&client, &ns.name, kind), doc).await? else {
+            failures.push(format!("{case}: the apiserver admits it"));
+            continue;
+        };
+        if !lint.iter().any(|l| l.contains(message)) {
+            failures.push(format!("{case}: lint lacks {message:?}: {lint:?}"));
+        }
+        if &apiserver != lint {
+            failures.push(format!(
+                "{case}: lint and the apiserver disagree\n  apiserver: {apiserver:?}\n  lint:      {lint:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn valid_manifests_pass_lint_and_the_apiserver() -> Result<()> {
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "lint-valid").await?;
+    let bases = [
+        ("Rollout", valid_canary()),
+        ("Rollout", valid_blue_green()),
+        ("AnalysisTemplate", valid_template()),
+    ];
+    let docs: Vec<Value> = bases.iter().map(|b| b.1.clone()).collect();
+    for (lint, (kind, doc)) in lint_stream(&docs)?.iter().zip(&bases) {
+        assert!(lint.is_empty(), "{kind}: lint: {lint:?}");
+        let apiserver = apiserver_errors(&api(&client, &ns.name, kind), doc).await?;
+        assert_eq!(apiserver, None, "{kind}");
+    }
+    // The repository's samples: lint exits 0 on each file; kubectl (strict field
+    // validation) admits each, whatever its kinds, in a server-side dry run.
+    let root = repo_root();
+    let mut files = Vec::new();
+    for dir in ["examples", "analysis-templates"] {
+        for entry in std::fs::read_dir(root.join(dir))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for file in &files {
+        let out = lint(&[&file.to_string_lossy()], "")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}:\n{stdout}", file.display());
+        let applied = kubectl(&[
+            "create",
+            "--dry-run=server",
+            "-n",
+            &ns.name,
+            "-f",
+            &file.to_string_lossy(),
+        ])?;
+        assert!(
+            applied.success,
+            "{}: the apiserver refuses what lint accepts: {}",
+            file.display(),
+            applied.stderr
+        );
+    }
+    ns.delete().await
+}
+
+/// An unknown field: kubectl refuses the manifest (strict field validation), and lint
+/// names the same field.
+#[tokio::test]
+async fn unknown_fields_are_refused_by_kubectl_and_by_lint() -> Result<()> {
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "lint-unknown").await?;
+    let doc = with(
+        valid_canary(),
+        &[("/spec/strategy/canary/stepz", json!([]))],
+    );
+    let dir = tempdir("unknown")?;
+    let file = dir.join("rollout.yaml");
+    std::fs::write(&file, serde_yaml::to_string(&doc)?)?;
+    let file = file.to_string_lossy();
+    let applied = kubectl(&["create", "--dry-run=server", "-n", &ns.name, "-f", &file])?;
+    assert!(!applied.success);
+    assert!(
+        applied
+            .stderr
+            .contains("unknown field \"spec.strategy.canary.stepz\""),
+        "{}",
+        applied.stderr
+    );
+    let out = lint(&[&file], "")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Rollout/canary: spec.strategy.canary.stepz: unknown field \"spec.strategy.canary.stepz\""),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(dir)?;
+    ns.delete().await
+}
+
+fn tempdir(name: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sluice-lint-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<String> {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&path, text)?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// The binary as a user runs it: files, `-f`, directories, stdin; its lines, its summary
+/// and its exit codes.
+#[test]
+fn the_plugin_lints_files_directories_and_stdin() -> Result<()> {
+    let dir = tempdir("plugin")?;
+    let good = serde_yaml::to_string(&valid_canary())?;
+    let bad = serde_yaml::to_string(&with(
+        valid_canary(),
+        &[("/spec/strategy/canary/steps/0", json!({ "setWeight": 120 }))],
+    ))?;
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n";
+    let good_file = write(&dir, "tree/good.yaml", &format!("{service}---\n{good}"))?;
+    write(&dir, "tree/deeper/also-good.yml", &good)?;
+    write(&dir, "tree/notes.txt", "not a manifest")?;
+    let bad_file = write(&dir, "bad.yaml", &format!("{good}---\n{bad}"))?;
+    let broken = write(&dir, "broken.yaml", "kind: Rollout\nspec: [oops\n")?;
+
+    // Clean: exit 0, the summary counts the sluice documents and the skipped Service.
+    let out = lint(&[&good_file], "")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("good.yaml:1 Service/web: skipped: v1 Service is not a sluice kind"));
+    assert!(
+        stdout.ends_with(
+            "1 sluice document checked: 0 with problems (0 problems), 1 other skipped\n"
+        ),
+        "{stdout}"
+    );
+
+    // A directory, recursively (*.yaml and *.yml, not notes.txt).
+    let out = lint(&["-f", &dir.join("tree").to_string_lossy()], "")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("2 sluice documents checked"), "{stdout}");
+
+    // A problem: exit 1, one line naming the file, document, object, field and rule.
+    let out = lint(&[&bad_file], "")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let expected = format!(
+        "{bad_file}:2 Rollout/canary: spec.strategy.canary.steps[0].setWeight: Invalid value: 120: setWeight must be between 0 and 100\n\
+         2 sluice documents checked: 1 with problems (1 problem), 0 other skipped\n"
+    );
+    assert_eq!(stdout, expected);
+
+    // stdin, and JSON output.
+    let out = lint(&["-", "-o", "json"], &bad)?;
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report[0]["source"], "stdin");
+    assert_eq!(
+        report[0]["documents"][0]["problems"][0]["path"],
+        "spec.strategy.canary.steps[0].setWeight"
+    );
+
+    // Unparsable YAML: exit 2, the parser's message with its line, no panic; the other
+    // inputs are still checked.
+    let out = lint(&[&broken, &good_file], "")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{broken}: error: document 1: ")) && stdout.contains("line 2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 input unreadable"), "{stdout}");
+    let out = lint(&[&dir.join("missing.yaml").to_string_lossy()], "")?;
+    assert_eq!(out.status.code(), Some(2));
+    let out = lint(&[], "")?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lint needs a FILE"));
+
+    // The help reads as the command's documentation.
+    let help = std::process::Command::new(plugin_bin()?)
+        .args(["lint", "--help"])
+        .output()?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Check manifests offline"), "{help}");
+    assert!(help.contains("--filename"), "{help}");
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
