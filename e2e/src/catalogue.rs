@@ -638,6 +638,11 @@ pub fn rollout_cases() -> Vec<Case> {
             ),
             "spec.strategy.canary.steps[0].setWeight in body must be of type integer",
         ),
+        (
+            "fractional weight",
+            with(canary(), &[(&p("/steps/0"), json!({ "setWeight": 12.5 }))]),
+            "spec.strategy.canary.steps[0].setWeight in body must be of type int32: \"float64\"",
+        ),
     ]
 }
 

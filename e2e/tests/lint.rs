@@ -53,9 +53,12 @@ fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
-/// The errors the apiserver gives for a manifest, as `field: message` lines (without
-/// its note that CEL rules were skipped), or None when it admits it.
-async fn apiserver_errors(api: &Api<DynamicObject>, doc: &Value) -> Result<Option<Vec<String>>> {
+/// What the apiserver says of a manifest it refuses: its errors as sorted `field:
+/// message` lines, and the messages of its causes without a field (lint's notes).
+type Refusal = (Vec<String>, Vec<String>);
+
+/// The apiserver's refusal of a manifest, or None when it admits it.
+async fn apiserver_errors(api: &Api<DynamicObject>, doc: &Value) -> Result<Option<Refusal>> {
     let obj: DynamicObject = serde_json::from_value(doc.clone())?;
     let params = PostParams {
         dry_run: true,
@@ -65,23 +68,38 @@ async fn apiserver_errors(api: &Api<DynamicObject>, doc: &Value) -> Result<Optio
         Ok(_) => Ok(None),
         Err(kube::Error::Api(status)) if status.code == 422 => {
             let causes = status.details.map(|d| d.causes).unwrap_or_default();
-            let mut lines: Vec<String> = causes
+            let (pathless, fields): (Vec<_>, Vec<_>) = causes
                 .into_iter()
-                .filter(|c| !c.message.contains("some validation rules were not checked"))
+                .partition(|c| c.field.is_empty() || c.field == "<nil>");
+            let mut lines: Vec<String> = fields
+                .into_iter()
                 .map(|c| format!("{}: {}", c.field, c.message))
                 .collect();
             lines.sort();
             if lines.is_empty() {
-                bail!("a 422 without causes: {}", status.message);
+                bail!("a 422 without field causes: {}", status.message);
             }
-            Ok(Some(lines))
+            // A pathless cause's value (null, "") says nothing: lint's note is the rest.
+            let mut notes: Vec<String> = pathless
+                .into_iter()
+                .map(|c| {
+                    let m = c.message.as_str();
+                    m.strip_prefix("Invalid value: null: ")
+                        .or_else(|| m.strip_prefix("Invalid value: \"\": "))
+                        .unwrap_or(m)
+                        .to_string()
+                })
+                .collect();
+            notes.sort();
+            Ok(Some((lines, notes)))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// `lint -o json` of a stream: per document, its problems as `field: message` lines.
-fn lint_stream(docs: &[Value]) -> Result<Vec<Vec<String>>> {
+/// `lint -o json` of a stream: per document, its problems as sorted `field: message`
+/// lines and its notes.
+fn lint_stream(docs: &[Value]) -> Result<Vec<Refusal>> {
     let mut stream = String::new();
     for d in docs {
         stream.push_str("---\n");
@@ -114,7 +132,14 @@ fn lint_stream(docs: &[Value]) -> Result<Vec<Vec<String>>> {
                 })
                 .collect();
             lines.sort();
-            lines
+            let mut notes: Vec<String> = d["notes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+            notes.sort();
+            (lines, notes)
         })
         .collect())
 }
@@ -137,17 +162,24 @@ async fn lint_and_the_apiserver_agree_on_every_catalogue_case() -> Result<()> {
     let docs: Vec<Value> = cases.iter().map(|c| c.2.clone()).collect();
     let linted = lint_stream(&docs)?;
     let mut failures = Vec::new();
-    for ((kind, case, doc, message), lint) in cases.iter().zip(&linted) {
+    for ((kind, case, doc, message), (lint, notes)) in cases.iter().zip(&linted) {
         let Some(apiserver) = apiserver_errors(&api(&client, &ns.name, kind), doc).await? else {
             failures.push(format!("{case}: the apiserver admits it"));
             continue;
         };
+        let (apiserver, apiserver_notes) = apiserver;
         if !lint.iter().any(|l| l.contains(message)) {
             failures.push(format!("{case}: lint lacks {message:?}: {lint:?}"));
         }
         if &apiserver != lint {
             failures.push(format!(
                 "{case}: lint and the apiserver disagree\n  apiserver: {apiserver:?}\n  lint:      {lint:?}"
+            ));
+        }
+        // What the apiserver says without a field (CEL rules skipped, a format): notes.
+        if &apiserver_notes != notes {
+            failures.push(format!(
+                "{case}: lint's notes and the apiserver's pathless causes differ\n  apiserver: {apiserver_notes:?}\n  lint:      {notes:?}"
             ));
         }
     }
@@ -166,7 +198,7 @@ async fn valid_manifests_pass_lint_and_the_apiserver() -> Result<()> {
         ("AnalysisTemplate", valid_template()),
     ];
     let docs: Vec<Value> = bases.iter().map(|b| b.1.clone()).collect();
-    for (lint, (kind, doc)) in lint_stream(&docs)?.iter().zip(&bases) {
+    for ((lint, _), (kind, doc)) in lint_stream(&docs)?.iter().zip(&bases) {
         assert!(lint.is_empty(), "{kind}: lint: {lint:?}");
         let apiserver = apiserver_errors(&api(&client, &ns.name, kind), doc).await?;
         assert_eq!(apiserver, None, "{kind}");

@@ -207,7 +207,9 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
         }
     }
     map.retain(|k, _| ["apiVersion", "kind", "metadata", "spec"].contains(&k.as_str()));
-    problems.extend(metadata_problems(&map["metadata"]));
+    problems.extend(metadata_problems(
+        map.get("metadata").unwrap_or(&Value::Null),
+    ));
     let spec_schema = &schema["properties"]["spec"];
     let mut errs = Vec::new();
     match map.get_mut("spec") {
@@ -233,7 +235,10 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
         });
     }
     if kind == "Rollout" {
-        errs.extend(scale_problem(&map["spec"]["replicas"]));
+        let replicas = map
+            .get("spec")
+            .map_or(&Value::Null, |spec| &spec["replicas"]);
+        errs.extend(scale_problem(replicas));
     }
     if errs.iter().any(|e| e.blocking) {
         notes.push(
@@ -242,10 +247,15 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
     } else if let Some(spec) = map.get("spec") {
         rules::check(spec, spec_schema, "spec", &mut errs);
     }
-    problems.extend(errs.into_iter().map(|e| Problem {
-        path: e.path,
-        message: e.body,
-    }));
+    for e in errs {
+        match e.path.is_empty() {
+            true => notes.push(e.body),
+            false => problems.push(Problem {
+                path: e.path,
+                message: e.body,
+            }),
+        }
+    }
     if problems.is_empty() {
         problems.extend(planner_problems(kind, &object));
     }

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 /// One field error, formatted as the apiserver's `field.Error` (`path: body`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
-    /// The field path, e.g. `spec.strategy.canary.steps[0].setWeight`.
+    /// The field path, e.g. `spec.strategy.canary.steps[0].setWeight`; empty for what the
+    /// apiserver says without a field (`<nil>: ...`), a note.
     pub path: String,
     /// What the apiserver prints after the path, e.g. `Required value`.
     pub body: String,
@@ -156,6 +157,28 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
                 ),
                 true,
             ));
+        }
+        return;
+    }
+    if !type_matches(v, schema) && v.is_f64() && schema["type"] == "integer" {
+        // A fraction where an integer belongs: the apiserver names Go's type and the
+        // format, and adds a pathless cause (a note here).
+        let format = schema["format"].as_str();
+        let want = format.unwrap_or("integer");
+        errs.push(invalid(
+            format!(
+                "Invalid value: \"float64\": {path} in body must be of type {want}: \"float64\""
+            ),
+            true,
+        ));
+        if let Some(format) = format {
+            errs.push(FieldError {
+                path: String::new(),
+                body: format!(
+                    "Checked value must be of type integer with format {format} in {path}"
+                ),
+                blocking: false,
+            });
         }
         return;
     }

@@ -266,3 +266,36 @@ fn metadata_name_is_required_and_checked() {
         ["metadata.name: Required value: name or generateName is required"]
     );
 }
+
+/// Whatever the document holds, a report and never a panic.
+#[test]
+fn odd_documents_give_problems_not_panics() {
+    let texts = [
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\n",
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: 3\nspec: []\n",
+        "apiVersion: sluice.dev/v1alpha1\nkind: AnalysisRun\nmetadata: {name: r}\nspec: {metrics: [{name: m, provider: 7}]}\n",
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec: {replicas: 1.0e+3, strategy: {canary: {steps: [{setWeight: 1.5}]}}}\n",
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nstatus: {phase: Healthy}\nspec:\n",
+        "\"just a string\"\n",
+        "42\n",
+    ];
+    for text in texts {
+        let report = lint_text("odd.yaml", text);
+        assert_eq!(report.error, None, "{text}");
+        assert_eq!(report.documents.len(), 1, "{text}");
+        assert!(!report.documents[0].problems.is_empty(), "{text}");
+    }
+    let report = lint_text("odd.yaml", texts[0]);
+    let got: Vec<String> = report.documents[0]
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "metadata.name: Required value: name or generateName is required",
+            "spec: Required value",
+        ]
+    );
+}
