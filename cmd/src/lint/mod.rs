@@ -21,7 +21,8 @@ use serde_json::Value;
 /// One thing wrong with a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
-    /// The field path (`spec.strategy.canary`), or `InvalidSpec` for the planner's checks.
+    /// The field path (`spec.strategy.canary`), `InvalidSpec` for the planner's checks, or
+    /// empty where the apiserver names no field (`<nil>`: a format's range).
     pub path: String,
     /// The message, as the apiserver (or the controller) gives it.
     pub message: String,
@@ -29,7 +30,10 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        match self.path.is_empty() {
+            true => write!(f, "{}", self.message),
+            false => write!(f, "{}: {}", self.path, self.message),
+        }
     }
 }
 
@@ -235,10 +239,7 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
         });
     }
     if kind == "Rollout" {
-        let replicas = map
-            .get("spec")
-            .map_or(&Value::Null, |spec| &spec["replicas"]);
-        errs.extend(scale_problem(replicas));
+        errs.extend(scale_problem(map.get("spec").unwrap_or(&Value::Null)));
     }
     if errs.iter().any(|e| e.blocking) {
         notes.push(
@@ -247,15 +248,10 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
     } else if let Some(spec) = map.get("spec") {
         rules::check(spec, spec_schema, "spec", &mut errs);
     }
-    for e in errs {
-        match e.path.is_empty() {
-            true => notes.push(e.body),
-            false => problems.push(Problem {
-                path: e.path,
-                message: e.body,
-            }),
-        }
-    }
+    problems.extend(errs.into_iter().map(|e| Problem {
+        path: e.path,
+        message: e.body,
+    }));
     if problems.is_empty() {
         problems.extend(planner_problems(kind, &object));
     }
@@ -264,27 +260,39 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
 
 /// The scale subresource's own check of `spec.replicas` (the apiserver reads it with
 /// Go's types, and says so).
-fn scale_problem(replicas: &Value) -> Option<schema::FieldError> {
-    let body = match replicas {
-        Value::Null => return None,
-        Value::Number(n) => match n.as_i64() {
-            Some(n) if n >= 0 => return None,
-            Some(n) => format!("Invalid value: {n}: should be a non-negative integer"),
-            None => format!(
-                "Invalid value: 0: .spec.replicas accessor error: {n} is of the type float64, expected int64"
-            ),
-        },
-        other => {
-            let (shown, go_type) = match other {
-                Value::String(s) => (s.clone(), "string"),
-                Value::Bool(b) => (b.to_string(), "bool"),
-                Value::Array(_) => (other.to_string(), "[]interface {}"),
-                _ => (other.to_string(), "map[string]interface {}"),
-            };
-            format!(
-                "Invalid value: 0: .spec.replicas accessor error: {shown} is of the type {go_type}, expected int64"
-            )
+fn scale_problem(spec: &Value) -> Option<schema::FieldError> {
+    /// A value as Go's `%v` prints it, and its Go type.
+    fn go(v: &Value) -> (String, &'static str) {
+        match v {
+            Value::String(s) => (s.clone(), "string"),
+            Value::Bool(b) => (b.to_string(), "bool"),
+            Value::Number(n) => (n.to_string(), "float64"),
+            Value::Array(_) => (v.to_string(), "[]interface {}"),
+            _ => (v.to_string(), "map[string]interface {}"),
         }
+    }
+    let accessor = |v: &Value, expected: &str| {
+        let (shown, go_type) = go(v);
+        format!(
+            "Invalid value: 0: .spec.replicas accessor error: {shown} is of the type {go_type}, expected {expected}"
+        )
+    };
+    let body = match spec {
+        Value::Null => return None,
+        Value::Object(map) => match map.get("replicas").unwrap_or(&Value::Null) {
+            Value::Null => return None,
+            Value::Number(n) => match n.as_i64() {
+                Some(n) if n < 0 => format!("Invalid value: {n}: should be a non-negative integer"),
+                Some(n) if n > i64::from(i32::MAX) => format!(
+                    "Invalid value: {n}: should be less than or equal to {}",
+                    i32::MAX
+                ),
+                Some(_) => return None,
+                None => accessor(&map["replicas"], "int64"),
+            },
+            other => accessor(other, "int64"),
+        },
+        other => accessor(other, "map[string]interface{}"),
     };
     Some(schema::FieldError {
         path: ".spec.replicas".into(),
@@ -479,10 +487,7 @@ pub fn render(reports: &[FileReport]) -> Vec<String> {
             }
             for p in &d.problems {
                 problems += 1;
-                match p.path.is_empty() {
-                    true => lines.push(format!("{at}: {}", p.message)),
-                    false => lines.push(format!("{at}: {p}")),
-                }
+                lines.push(format!("{at}: {p}"));
             }
             if !d.problems.is_empty() {
                 for n in &d.notes {

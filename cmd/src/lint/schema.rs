@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
     /// The field path, e.g. `spec.strategy.canary.steps[0].setWeight`; empty for what the
-    /// apiserver says without a field (`<nil>: ...`), a note.
+    /// apiserver says without a field (`<nil>: ...`).
     pub path: String,
     /// What the apiserver prints after the path, e.g. `Required value`.
     pub body: String,
@@ -46,7 +46,7 @@ pub fn prune_and_default(value: &mut Value, schema: &Value, path: &str, unknown:
             } else if schema["additionalProperties"].is_object() {
                 let items = &schema["additionalProperties"];
                 for (k, v) in map.iter_mut() {
-                    prune_and_default(v, items, &format!("{path}[{k}]"), unknown);
+                    prune_and_default(v, items, &child(path, k), unknown);
                 }
             } else if !preserves_unknown(schema) && schema["type"] == "object" {
                 for k in map.keys() {
@@ -189,31 +189,24 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
             format!("Invalid value: \"{t}\": {path} in body must be of type {want}: \"{t}\""),
             true,
         ));
+        // The enum is checked whatever the type; the other checks are per type.
+        errs.extend(enum_problem(v, schema, path));
         return;
     }
-    if let Some(allowed) = schema["enum"].as_array()
-        && !allowed.contains(v)
-    {
-        // Every supported value is printed quoted, null included ("null").
-        let list: Vec<String> = allowed
-            .iter()
-            .map(|a| match a {
-                Value::String(s) => format!("{s:?}"),
-                other => format!("\"{other}\""),
-            })
-            .collect();
-        errs.push(invalid(
-            format!(
-                "Unsupported value: {}: supported values: {}",
-                shown(v),
-                list.join(", ")
-            ),
-            true,
-        ));
-    }
+    errs.extend(enum_problem(v, schema, path));
     match v {
         Value::Number(n) => {
             let x = n.as_f64().unwrap_or_default();
+            // An int32 out of its range: the apiserver says so without a field.
+            if schema["format"] == "int32" && n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) {
+                errs.push(FieldError {
+                    path: String::new(),
+                    body: format!(
+                        "Checked value must be of type integer with format int32 in {path}"
+                    ),
+                    blocking: false,
+                });
+            }
             if let Some(min) = schema["minimum"].as_f64()
                 && x < min
             {
@@ -276,6 +269,31 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
     }
 }
 
+/// A value outside the schema's enum.
+fn enum_problem(v: &Value, schema: &Value, path: &str) -> Option<FieldError> {
+    let allowed = schema["enum"].as_array()?;
+    if allowed.contains(v) {
+        return None;
+    }
+    // Every supported value is printed quoted, null included ("null").
+    let list: Vec<String> = allowed
+        .iter()
+        .map(|a| match a {
+            Value::String(s) => format!("{s:?}"),
+            other => format!("\"{other}\""),
+        })
+        .collect();
+    Some(FieldError {
+        path: path.to_string(),
+        body: format!(
+            "Unsupported value: {}: supported values: {}",
+            shown(v),
+            list.join(", ")
+        ),
+        blocking: true,
+    })
+}
+
 fn validate_array(items: &[Value], schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let n = items.len() as u64;
     if let Some(max) = schema["maxItems"].as_u64()
@@ -314,6 +332,20 @@ fn validate_array(items: &[Value], schema: &Value, path: &str, errs: &mut Vec<Fi
             _ => item.clone(),
         }
     };
+    if schema["x-kubernetes-list-type"] == "map" {
+        for (i, item) in items.iter().enumerate() {
+            if !item.is_object() {
+                errs.push(FieldError {
+                    path: format!("{path}[{i}]"),
+                    body: format!(
+                        "Invalid value: {}: must be an object for an array of list-type map",
+                        shown(item)
+                    ),
+                    blocking: false,
+                });
+            }
+        }
+    }
     if matches!(
         schema["x-kubernetes-list-type"].as_str(),
         Some("map") | Some("set")
@@ -365,12 +397,8 @@ fn validate_object(
         if let Some(sub) = properties.and_then(|p| p.get(k)) {
             validate(v, sub, &child(path, k), errs);
         } else if schema["additionalProperties"].is_object() {
-            validate(
-                v,
-                &schema["additionalProperties"],
-                &format!("{path}[{k}]"),
-                errs,
-            );
+            // A map's values are named `path.key` here (CEL's errors say `path[key]`).
+            validate(v, &schema["additionalProperties"], &child(path, k), errs);
         }
     }
 }
