@@ -241,8 +241,8 @@ fn mutated(mut doc: Value, pointer: &str, value: Option<Value>) -> Value {
     doc
 }
 
-/// Beyond the catalogue: every field of the valid bases removed, given the wrong type,
-/// and given an out-of-range number. Lint must admit what the apiserver admits and give
+/// Beyond the catalogue: every field of the valid bases removed, set to null, emptied
+/// ("", [] or {}), given the wrong type, and given an out-of-range number. Lint must admit what the apiserver admits and give
 /// the apiserver's errors for what it refuses, whatever the mutation.
 #[tokio::test]
 async fn lint_and_the_apiserver_agree_on_every_mutation_of_the_bases() -> Result<()> {
@@ -263,7 +263,19 @@ async fn lint_and_the_apiserver_agree_on_every_mutation_of_the_bases() -> Result
                 Value::String(_) => json!(7),
                 _ => json!("x"),
             };
-            let mut edits = vec![("removed", None), ("wrong type", Some(wrong))];
+            let mut edits = vec![
+                ("removed", None),
+                ("wrong type", Some(wrong)),
+                ("null", Some(Value::Null)),
+                (
+                    "empty",
+                    Some(match node {
+                        Value::String(_) => json!(""),
+                        Value::Array(_) => json!([]),
+                        _ => json!({}),
+                    }),
+                ),
+            ];
             if node.is_number() {
                 edits.push(("negative", Some(json!(-1000))));
                 edits.push(("huge", Some(json!(1_000_000_000_000_i64))));

@@ -261,15 +261,37 @@ fn check_object(kind: &str, doc: &Value, schema: &Value, notes: &mut Vec<String>
 /// The scale subresource's own check of `spec.replicas` (the apiserver reads it with
 /// Go's types, and says so).
 fn scale_problem(spec: &Value) -> Option<schema::FieldError> {
+    /// A value as Go's `%v` prints it (`map[a:1]`, `[x y]`).
+    fn go_value(v: &Value) -> String {
+        match v {
+            Value::Null => "<nil>".into(),
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(go_value).collect();
+                format!("[{}]", items.join(" "))
+            }
+            Value::Object(map) => {
+                let mut entries: Vec<String> = map
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", go_value(v)))
+                    .collect();
+                entries.sort();
+                format!("map[{}]", entries.join(" "))
+            }
+        }
+    }
     /// A value as Go's `%v` prints it, and its Go type.
     fn go(v: &Value) -> (String, &'static str) {
-        match v {
-            Value::String(s) => (s.clone(), "string"),
-            Value::Bool(b) => (b.to_string(), "bool"),
-            Value::Number(n) => (n.to_string(), "float64"),
-            Value::Array(_) => (v.to_string(), "[]interface {}"),
-            _ => (v.to_string(), "map[string]interface {}"),
-        }
+        let go_type = match v {
+            Value::String(_) => "string",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "float64",
+            Value::Array(_) => "[]interface {}",
+            _ => "map[string]interface {}",
+        };
+        (go_value(v), go_type)
     }
     let accessor = |v: &Value, expected: &str| {
         let (shown, go_type) = go(v);

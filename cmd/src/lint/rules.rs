@@ -30,8 +30,10 @@ fn to_cel(v: &Value, schema: &Value) -> cel::Value {
             items.iter().map(|i| to_cel(i, &schema["items"])).collect(),
         )),
         Value::Object(map) => {
+            // A field set to null is absent to the apiserver's CEL (`has()` is false).
             let fields: HashMap<String, cel::Value> = map
                 .iter()
+                .filter(|(_, child)| !child.is_null())
                 .map(|(k, child)| {
                     let sub = schema["properties"]
                         .get(k)
@@ -53,7 +55,7 @@ pub fn check(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError>) 
     if let Some(rules) = schema["x-kubernetes-validations"].as_array() {
         let this = to_cel(v, schema);
         for rule in rules {
-            if let Some(e) = evaluate(rule, &this, v, path) {
+            if let Some(e) = evaluate(rule, &this, v, schema["type"].as_str(), path) {
                 errs.push(e);
             }
         }
@@ -102,7 +104,13 @@ fn compiled(expr: &str) -> Result<Rc<cel::Program>, String> {
 
 /// One rule: None when it holds. The apiserver prints a scalar's value before the
 /// message, and nothing for an object or a list.
-fn evaluate(rule: &Value, this: &cel::Value, v: &Value, path: &str) -> Option<FieldError> {
+fn evaluate(
+    rule: &Value,
+    this: &cel::Value,
+    v: &Value,
+    schema_type: Option<&str>,
+    path: &str,
+) -> Option<FieldError> {
     let expr = rule["rule"].as_str().unwrap_or_default();
     let message = rule["message"]
         .as_str()
@@ -137,8 +145,16 @@ fn evaluate(rule: &Value, this: &cel::Value, v: &Value, path: &str) -> Option<Fi
         Ok(other) => Some(failed(format!(
             "Internal error: rule evaluated to {other:?}, not a bool: {expr}"
         ))),
-        Err(e) => Some(failed(format!(
-            "Invalid value: {value}rule could not be evaluated: {e}: {expr}"
-        ))),
+        // As cel-go words it: the error, then the rule's message; the value is its type.
+        Err(e) => {
+            let e = match &e {
+                cel::ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
+                other => other.to_string(),
+            };
+            let t = schema_type.unwrap_or("object");
+            Some(failed(format!(
+                "Invalid value: \"{t}\": {e} evaluating rule: {message}"
+            )))
+        }
     }
 }

@@ -45,6 +45,9 @@ pub fn prune_and_default(value: &mut Value, schema: &Value, path: &str, unknown:
                 prune_object(map, properties, schema, path, unknown);
             } else if schema["additionalProperties"].is_object() {
                 let items = &schema["additionalProperties"];
+                if items["nullable"] != Value::Bool(true) {
+                    map.retain(|_, v| !v.is_null());
+                }
                 for (k, v) in map.iter_mut() {
                     prune_and_default(v, items, &child(path, k), unknown);
                 }
@@ -126,6 +129,22 @@ fn bound(v: &Value) -> String {
         .map_or_else(|| v.to_string(), |f| format!("{}", f.trunc() as i64))
 }
 
+/// The got and wanted types of a type error, as kube-openapi names them: with a
+/// format, a value that is neither a string nor a list is named by Go's format of it
+/// (`float64`, `int64`, or nothing for a map or a bool) against the format.
+fn type_error(v: &Value, schema: &Value) -> (&'static str, String) {
+    let types = match is_int_or_string(schema) {
+        true => "integer,string".to_string(),
+        false => schema["type"].as_str().unwrap_or("object").to_string(),
+    };
+    match (schema["format"].as_str(), v) {
+        (_, Value::String(_) | Value::Array(_) | Value::Null) | (None, _) => (json_type(v), types),
+        (Some(format), Value::Number(n)) if n.is_f64() => ("float64", format.to_string()),
+        (Some(format), Value::Number(_)) => ("int64", format.to_string()),
+        (Some(format), _) => ("", format.to_string()),
+    }
+}
+
 fn type_matches(v: &Value, schema: &Value) -> bool {
     if is_int_or_string(schema) {
         return v.is_string() || v.is_i64() || v.is_u64();
@@ -149,7 +168,10 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         blocking,
     };
     if v.is_null() {
-        if schema["nullable"] != Value::Bool(true) {
+        if schema["nullable"] == Value::Bool(true) {
+            // A null is still checked against an enum that does not list it.
+            errs.extend(enum_problem(v, schema, path));
+        } else {
             errs.push(invalid(
                 format!(
                     "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
@@ -162,7 +184,8 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
     }
     if !type_matches(v, schema) && v.is_f64() && schema["type"] == "integer" {
         // A fraction where an integer belongs: the apiserver names Go's type and the
-        // format, and adds a pathless cause (a note here).
+        // format, and adds a cause without a field (the int32 range check's).
+
         let format = schema["format"].as_str();
         let want = format.unwrap_or("integer");
         errs.push(invalid(
@@ -183,8 +206,7 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         return;
     }
     if !type_matches(v, schema) {
-        let t = json_type(v);
-        let want = schema["type"].as_str().unwrap_or("object");
+        let (t, want) = type_error(v, schema);
         errs.push(invalid(
             format!("Invalid value: \"{t}\": {path} in body must be of type {want}: \"{t}\""),
             true,
@@ -334,7 +356,7 @@ fn validate_array(items: &[Value], schema: &Value, path: &str, errs: &mut Vec<Fi
     };
     if schema["x-kubernetes-list-type"] == "map" {
         for (i, item) in items.iter().enumerate() {
-            if !item.is_object() {
+            if !item.is_object() && !item.is_null() {
                 errs.push(FieldError {
                     path: format!("{path}[{i}]"),
                     body: format!(

@@ -299,3 +299,35 @@ fn odd_documents_give_problems_not_panics() {
         ]
     );
 }
+
+/// A null is absent to the CEL rules, is not defaulted where the schema allows it, and
+/// is still checked against an enum (what the lint e2e's mutations found).
+#[test]
+fn nulls_read_as_the_apiserver_reads_them() {
+    let doc = catalogue::with(
+        catalogue::valid_canary(),
+        &[("/spec/strategy/canary", Value::Null)],
+    );
+    assert_eq!(
+        problems(&doc),
+        ["spec.strategy: Invalid value: strategy must set exactly one of canary and blueGreen"]
+    );
+    // (`with` removes a key given null; these set null.)
+    let mut doc = catalogue::valid_canary();
+    doc["spec"]["strategy"]["canary"]["maxSurge"] = Value::Null;
+    assert_eq!(
+        problems(&doc),
+        [
+            "spec.strategy.canary: Invalid value: \"object\": no such key: maxSurge evaluating rule: maxSurge and maxUnavailable must not both be zero"
+        ]
+    );
+    let mut doc = catalogue::valid_canary();
+    doc["spec"]["strategy"]["canary"]["steps"][3]["analysis"]["args"][1]["valueFrom"]["podTemplateHashValue"] =
+        Value::Null;
+    let got = problems(&doc);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("Unsupported value: null: supported values: \"Stable\""),
+        "{got:?}"
+    );
+}
