@@ -1,5 +1,5 @@
 //! `kubectl sluice lint` against the real apiserver: for every manifest of the smoke
-//! catalogue the apiserver refuses, lint (the real `kubectl-sluice` binary, offline)
+//! catalogue the apiserver refuses (the template cases as each analysis kind), lint (the real `kubectl-sluice` binary, offline)
 //! gives exactly the errors the apiserver gives, field for field and word for word; the
 //! valid manifests (the catalogue's bases, `examples/`, `analysis-templates/`) are
 //! accepted by both. Then the plugin's exit codes and output on files, directories and
@@ -50,7 +50,10 @@ fn api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
         &GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind),
         &plural,
     );
-    Api::namespaced_with(client.clone(), ns, &resource)
+    match kind {
+        "ClusterAnalysisTemplate" => Api::all_with(client.clone(), &resource),
+        _ => Api::namespaced_with(client.clone(), ns, &resource),
+    }
 }
 
 /// What the apiserver says of a manifest it refuses: its errors as sorted `field:
@@ -155,12 +158,16 @@ async fn lint_and_the_apiserver_agree_on_every_catalogue_case() -> Result<()> {
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "lint").await?;
     let mut cases = Vec::new();
+    // The template cases also as the other analysis kinds, which share their schema.
     for (kind, list) in [
         ("Rollout", rollout_cases()),
         ("AnalysisTemplate", template_cases()),
+        ("ClusterAnalysisTemplate", template_cases()),
+        ("AnalysisRun", template_cases()),
     ] {
         for (case, mut doc, message) in list {
-            doc["metadata"]["name"] = json!(format!("case-{}", cases.len()));
+            doc["kind"] = json!(kind);
+            doc["metadata"]["name"] = json!(format!("lint-case-{}", cases.len()));
             cases.push((kind, case, doc, message));
         }
     }
@@ -169,16 +176,16 @@ async fn lint_and_the_apiserver_agree_on_every_catalogue_case() -> Result<()> {
     let mut failures = Vec::new();
     for ((kind, case, doc, message), (lint, notes)) in cases.iter().zip(&linted) {
         let Some(apiserver) = apiserver_errors(&api(&client, &ns.name, kind), doc).await? else {
-            failures.push(format!("{case}: the apiserver admits it"));
+            failures.push(format!("{kind} {case}: the apiserver admits it"));
             continue;
         };
         let (apiserver, apiserver_notes) = apiserver;
         if !lint.iter().any(|l| l.contains(message)) {
-            failures.push(format!("{case}: lint lacks {message:?}: {lint:?}"));
+            failures.push(format!("{kind} {case}: lint lacks {message:?}: {lint:?}"));
         }
         if &apiserver != lint {
             failures.push(format!(
-                "{case}: lint and the apiserver disagree\n  apiserver: {apiserver:?}\n  lint:      {lint:?}"
+                "{kind} {case}: lint and the apiserver disagree\n  apiserver: {apiserver:?}\n  lint:      {lint:?}"
             ));
         }
         // That CEL rules were skipped: a note of both.
