@@ -6,6 +6,7 @@
 //! accident. `make test` sets it from `plane.sh env`.
 
 pub mod bench;
+pub mod catalogue;
 pub mod chart;
 pub mod rollout_env;
 pub mod simulator;

@@ -20,12 +20,13 @@ use sluice_controller::runtime::{self, analysis::Measurer, replay};
     name = "kubectl-sluice",
     bin_name = "kubectl sluice",
     version,
-    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; replay analyses; convert Argo Rollouts manifests; run the dashboard locally",
+    about = "See and act on sluice Rollouts: get, list, promote, abort, retry, pause, resume, restart, set image, undo; check manifests offline (lint); convert Argo Rollouts manifests; replay analyses; run the dashboard locally",
     after_help = "Examples:
   kubectl sluice list rollouts -A
   kubectl sluice get rollout web --watch
   kubectl sluice promote web
   kubectl sluice set image web web=registry.example/app:v2
+  kubectl sluice lint rollout.yaml
   kubectl sluice convert argo-manifests/ > sluice.yaml
   kubectl sluice completion bash > /etc/bash_completion.d/kubectl-sluice"
 )]
@@ -122,6 +123,32 @@ enum Command {
         #[arg(long, short = 'o', value_name = "FILE|DIR", value_hint = clap::ValueHint::AnyPath)]
         output: Option<PathBuf>,
     },
+    /// Check manifests offline, as the apiserver and the controller would.
+    ///
+    /// Each Rollout, AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun is checked
+    /// against its CRD's schema (types, required fields, enums, bounds, unknown fields) and
+    /// CEL rules, with the messages the apiserver gives, and, when it would be admitted,
+    /// against the controller's own checks (the messages of the InvalidSpec condition).
+    /// Other kinds are skipped. No cluster is needed. One line per problem
+    /// (FILE:DOCUMENT KIND/NAME: FIELD: MESSAGE), then a summary. Exit 0 when every
+    /// document is clean, 1 when one has a problem, 2 when an input cannot be read or parsed.
+    #[command(after_help = "Examples:
+  kubectl sluice lint rollout.yaml
+  kubectl sluice lint -f deploy/ -f extra.yaml
+  helm template charts/app | kubectl sluice lint -
+  kubectl sluice lint manifests/ -o json")]
+    Lint {
+        /// Files (YAML streams or JSON), directories (searched recursively for *.yaml,
+        /// *.yml and *.json) or - for stdin.
+        #[arg(value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
+        files: Vec<PathBuf>,
+        /// A file, directory or - (stdin), as with kubectl apply -f; repeatable.
+        #[arg(long = "filename", short = 'f', value_name = "FILE", value_hint = clap::ValueHint::AnyPath)]
+        filenames: Vec<PathBuf>,
+        /// Output format: text (a line per problem and a summary) or json.
+        #[arg(long, short = 'o', value_enum, default_value_t = LintOutput::Text)]
+        output: LintOutput,
+    },
     /// Print the plugin's version.
     Version,
     /// Print a shell completion script.
@@ -188,6 +215,12 @@ enum Command {
         #[arg(long)]
         prometheus: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LintOutput {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,14 +305,20 @@ fn complete(words: &[String]) -> anyhow::Result<String> {
         }
         out.push('\n');
     }
-    // convert takes file and directory names: ShellCompDirectiveDefault lets the shell
-    // complete them; elsewhere ShellCompDirectiveNoFileComp, nothing else takes one.
+    // lint and convert take file and directory names: ShellCompDirectiveDefault lets the
+    // shell complete them; elsewhere ShellCompDirectiveNoFileComp, nothing else takes one.
     let typing = words.last().map(String::as_str).unwrap_or_default();
     let after = words.len().checked_sub(2).and_then(|i| words.get(i));
-    let file_arg = words.first().is_some_and(|w| w == "convert")
-        && words.len() > 1
-        && !typing.starts_with('-')
-        && after.is_none_or(|w| !w.starts_with('-') || w == "-o" || w == "--output" || w == "-");
+    let file_arg = match words.first().map(String::as_str) {
+        Some("lint") => true,
+        Some("convert") => {
+            words.len() > 1
+                && !typing.starts_with('-')
+                && after
+                    .is_none_or(|w| !w.starts_with('-') || w == "-o" || w == "--output" || w == "-")
+        }
+        _ => false,
+    };
     out.push_str(if file_arg { ":0\n" } else { ":4\n" });
     Ok(out)
 }
@@ -338,6 +377,11 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", complete(words)?);
             return Ok(());
         }
+        Command::Lint {
+            files,
+            filenames,
+            output,
+        } => std::process::exit(lint(files, filenames, *output)?),
         Command::Convert { inputs, output } => {
             let mut stdin = || std::io::read_to_string(std::io::stdin());
             let code = sluice::convert::files::run(
@@ -362,6 +406,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Version
         | Command::Completion { .. }
         | Command::Complete { .. }
+        | Command::Lint { .. }
         | Command::Convert { .. } => {
             unreachable!("handled before connecting")
         }
@@ -488,6 +533,39 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("rollout {ns}/{name}"))?;
     println!("rollout {ns}/{name} {}", action.done());
     Ok(())
+}
+
+/// `lint`: checks every input and prints the report; the exit code.
+fn lint(files: &[PathBuf], filenames: &[PathBuf], output: LintOutput) -> anyhow::Result<i32> {
+    use sluice::lint;
+    let args: Vec<PathBuf> = files.iter().chain(filenames).cloned().collect();
+    if args.is_empty() {
+        eprintln!(
+            "error: lint needs a FILE, a directory or - (stdin); see kubectl sluice lint --help"
+        );
+        return Ok(2);
+    }
+    let paths = match lint::expand(&args) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    let reports: Vec<lint::FileReport> = paths.iter().map(|p| lint::lint_path(p)).collect();
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        LintOutput::Text => {
+            for line in lint::render(&reports) {
+                writeln!(stdout, "{line}")?;
+            }
+        }
+        LintOutput::Json => {
+            serde_json::to_writer_pretty(&mut stdout, &reports)?;
+            writeln!(stdout)?;
+        }
+    }
+    Ok(lint::exit_code(&reports))
 }
 
 async fn dashboard(
@@ -680,6 +758,12 @@ mod tests {
             "the hidden command is offered: {top}"
         );
         assert!(top.ends_with(":4\n"));
+        assert!(top.contains("lint\tCheck manifests offline"), "{top}");
+        // lint's arguments are files: the shell completes them (ShellCompDirectiveDefault).
+        let out = complete(&words(&["lint", "exa"])).unwrap();
+        assert!(out.ends_with(":0\n"), "{out}");
+        let out = complete(&words(&["lint", "--out"])).unwrap();
+        assert!(out.starts_with("--output\t"), "{out}");
         // convert's inputs and -o are file names: the shell completes them.
         for typed in [
             &["convert", ""][..],

@@ -194,8 +194,9 @@ fn analysis_housekeeping(
 }
 
 /// What admission cannot check: the selector must select the template's pods, and the
-/// managed routes must be ones the router can hold.
-fn spec_problem(rollout: &Rollout) -> Option<String> {
+/// managed routes must be ones the router can hold. The `InvalidSpec` message, or None;
+/// public for `kubectl sluice lint`, which reports the same offline.
+pub fn spec_problem(rollout: &Rollout) -> Option<String> {
     if let Some(problem) = rollout
         .spec
         .strategy
