@@ -674,15 +674,10 @@ fn traffic_routing(value: Value, path: &str, report: &mut Report) -> Option<(Val
     }
     if let Some(routes) = t.take("managedRoutes") {
         let path = t.child("managedRoutes");
-        let mut converted = Vec::new();
-        for (p, route) in items(routes, &path, report) {
-            let mut r = Fields::of(route, &p, report)?;
-            let mut o = Map::new();
-            r.copy("name", &mut o);
-            r.finish(report);
-            converted.push(Value::Object(o));
-        }
-        out.insert("managedRoutes".into(), Value::Array(converted));
+        out.insert(
+            "managedRoutes".into(),
+            objects_with(routes, &path, &["name"], report)?,
+        );
     }
     if let Some(max) = t.take("maxTrafficWeight")
         && max.as_i64() != Some(100)
@@ -913,21 +908,31 @@ fn blue_green(value: Value, path: &str, report: &mut Report) -> Option<Value> {
     Some(Value::Object(out))
 }
 
+/// A list of objects, each kept with only `keys` (any other field is reported by
+/// [`Fields::finish`]).
+fn objects_with(value: Value, path: &str, keys: &[&str], report: &mut Report) -> Option<Value> {
+    let mut converted = Vec::new();
+    for (p, item) in items(value, path, report) {
+        let mut f = Fields::of(item, &p, report)?;
+        let mut o = Map::new();
+        for key in keys {
+            f.copy(key, &mut o);
+        }
+        f.finish(report);
+        converted.push(Value::Object(o));
+    }
+    Some(Value::Array(converted))
+}
+
 /// `templates` and `args` of a Rollout's analysis (steps, background, blue-green).
 fn rollout_analysis_fields(mut a: Fields, report: &mut Report) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     if let Some(templates) = a.take("templates") {
         let path = a.child("templates");
-        let mut converted = Vec::new();
-        for (p, t) in items(templates, &path, report) {
-            let mut f = Fields::of(t, &p, report)?;
-            let mut o = Map::new();
-            f.copy("templateName", &mut o);
-            f.copy("clusterScope", &mut o);
-            f.finish(report);
-            converted.push(Value::Object(o));
-        }
-        out.insert("templates".into(), Value::Array(converted));
+        out.insert(
+            "templates".into(),
+            objects_with(templates, &path, &["templateName", "clusterScope"], report)?,
+        );
     }
     if let Some(args) = a.take("args") {
         let path = a.child("args");
@@ -1189,16 +1194,10 @@ fn prometheus(value: Value, path: &str, report: &mut Report) -> Option<Value> {
     }
     if let Some(h) = p.take("headers") {
         let hp = p.child("headers");
-        let mut converted = Vec::new();
-        for (ip, header) in items(h, &hp, report) {
-            let mut f = Fields::of(header, &ip, report)?;
-            let mut o = Map::new();
-            f.copy("key", &mut o);
-            f.copy("value", &mut o);
-            f.finish(report);
-            converted.push(Value::Object(o));
-        }
-        out.insert("headers".into(), Value::Array(converted));
+        out.insert(
+            "headers".into(),
+            objects_with(h, &hp, &["key", "value"], report)?,
+        );
     }
     if p.take("authentication").is_some() {
         report.error(
