@@ -715,8 +715,8 @@ pub fn undo_choices(r: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<UndoChoice>
     choices
 }
 
-/// Buttons for the seven actions, and the undo form. Outside the live part, so that keyboard focus stays put
-/// while the page updates.
+/// Buttons for the seven actions, and the undo form. Outside the live part, so that
+/// keyboard focus stays put while the page updates.
 fn action_forms(ns: &str, name: &str, state: &ActionsState) -> Markup {
     let actions = [
         (
