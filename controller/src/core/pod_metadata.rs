@@ -18,7 +18,7 @@ use sluice_api::rollout::{PodMetadata, RolloutStatus};
 
 use super::action::{Action, MetadataChange};
 use super::hash::pod_template_hash;
-use super::observed::Observed;
+use super::observed::{Observed, ReplicaSetState};
 
 /// The two roles a revision's pods can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,14 @@ impl RoleMetadata {
             Role::New => &self.new,
         }
     }
+}
+
+/// Whether [`plan`] needs the pods' labels and annotations: when the strategy sets role
+/// metadata, or a ReplicaSet still records some (the spec dropped it, and its keys must
+/// come off the pods). Otherwise the runtime leaves them out of [`Observed`], which keeps
+/// the per-reconcile copy small for the Rollouts that use none.
+pub fn reads_pod_metadata(rollout: &Rollout, replica_sets: &[ReplicaSetState]) -> bool {
+    !RoleMetadata::of(rollout).is_empty() || replica_sets.iter().any(|rs| rs.pod_metadata.is_some())
 }
 
 /// The role of the revision `hash` once this plan's status holds, if it has one.

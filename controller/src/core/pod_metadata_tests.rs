@@ -274,3 +274,30 @@ fn blue_green_preview_pods_get_preview_metadata_then_active_metadata() {
         vec![Some("active".to_string()); 2]
     );
 }
+
+#[test]
+fn dropping_role_metadata_from_the_spec_takes_its_keys_off_and_the_pods_are_still_read() {
+    let mut r = rollout(canary(json!({
+        "stableMetadata": { "labels": { "role": "stable" } },
+    })));
+    let mut w = world();
+    settle(&mut r, &mut w, t0(), None);
+    let v1 = hash_of(&r);
+    assert_eq!(
+        label_of(&w, &v1, "role"),
+        vec![Some("stable".to_string()); 2]
+    );
+    assert!(super::pod_metadata::reads_pod_metadata(&r, &w.rs));
+
+    // The user removes stableMetadata: nothing is wanted, but the ReplicaSet still
+    // records what was applied, so the runtime must go on reading the pods' labels.
+    r.spec.strategy.canary.as_mut().unwrap().stable_metadata = None;
+    assert!(super::pod_metadata::reads_pod_metadata(&r, &w.rs));
+    settle(&mut r, &mut w, t0(), None);
+    assert_eq!(label_of(&w, &v1, "role"), vec![None, None]);
+    let rs = w.rs.iter().find(|rs| rs.hash == v1).unwrap();
+    assert_eq!(rs.pod_metadata, None, "the record is gone with the keys");
+    assert!(!w.rs_pod_metadata[&rs.name].0.contains_key("role"));
+    // Nothing left to take off: the pods need not be read any more.
+    assert!(!super::pod_metadata::reads_pod_metadata(&r, &w.rs));
+}

@@ -230,7 +230,8 @@ impl World {
                         .iter_mut()
                         .find(|rs| &rs.name == name)
                         .expect("relabelled RS exists");
-                    rs.pod_metadata = Some(applied.clone());
+                    // As the adapter: an empty record removes the annotation.
+                    rs.pod_metadata = (!applied.is_empty()).then(|| applied.clone());
                     let meta = self.rs_pod_metadata.entry(name.clone()).or_default();
                     change(&mut meta.0, labels);
                     change(&mut meta.1, annotations);

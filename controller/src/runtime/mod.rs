@@ -756,8 +756,8 @@ fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
         })
         .and_then(|rs| rs.spec.template.clone());
     // The pods of the revisions, by their controlling ReplicaSet; their labels and
-    // annotations only when the strategy puts role metadata on them.
-    let role_metadata = !core::pod_metadata::RoleMetadata::of(rollout).is_empty();
+    // annotations only when role metadata is wanted or still to be taken off.
+    let role_metadata = core::pod_metadata::reads_pod_metadata(rollout, &replica_sets);
     let copy_metadata = |m: Option<&std::collections::BTreeMap<String, String>>| {
         m.filter(|_| role_metadata).cloned().unwrap_or_default()
     };
