@@ -247,10 +247,13 @@ pub struct Revision {
 
 /// The revisions of a Rollout from its ReplicaSets (baselines are not revisions), by
 /// number, oldest first.
-pub fn revisions(rollout: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<Revision> {
+pub fn revisions<'a>(
+    rollout: &Rollout,
+    replica_sets: impl IntoIterator<Item = &'a ReplicaSet>,
+) -> Vec<Revision> {
     let uid = rollout.uid();
     let mut out: Vec<Revision> = replica_sets
-        .iter()
+        .into_iter()
         .filter(|rs| {
             rs.owner_references()
                 .iter()

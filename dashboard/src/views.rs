@@ -683,7 +683,10 @@ pub struct UndoChoice {
 /// The revisions a Rollout can be rolled back to from the dashboard, newest first: every
 /// revision it still has a ReplicaSet of, but its current template's. None for a
 /// workloadRef Rollout, whose template is the Deployment's (undo refuses it).
-pub fn undo_choices(r: &Rollout, replica_sets: &[ReplicaSet]) -> Vec<UndoChoice> {
+pub fn undo_choices<'a>(
+    r: &Rollout,
+    replica_sets: impl IntoIterator<Item = &'a ReplicaSet>,
+) -> Vec<UndoChoice> {
     if r.spec.workload_ref.is_some() {
         return Vec::new();
     }

@@ -134,7 +134,12 @@ pub fn plan(
     actions: &mut [Action],
 ) -> Vec<Action> {
     let wanted = RoleMetadata::of(rollout);
-    let current_hash = pod_template_hash(&rollout.spec.template);
+    // The strategy already hashed the template into the status; hashing it again is
+    // work on every reconcile.
+    let current_hash = status
+        .current_pod_hash
+        .clone()
+        .unwrap_or_else(|| pod_template_hash(&rollout.spec.template));
     for action in actions.iter_mut() {
         if let Action::CreateReplicaSet {
             hash, pod_metadata, ..

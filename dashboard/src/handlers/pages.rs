@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
-use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use maud::Markup;
@@ -202,14 +201,8 @@ pub(super) async fn detail(
                     }
                 }
                 if may_undo {
-                    let sets: Vec<ReplicaSet> = state
-                        .0
-                        .caches
-                        .replica_sets_of(r)
-                        .iter()
-                        .map(|rs| ReplicaSet::clone(rs))
-                        .collect();
-                    views::undo_choices(r, &sets)
+                    let sets = state.0.caches.replica_sets_of(r);
+                    views::undo_choices(r, sets.iter().map(|rs| rs.as_ref()))
                 } else {
                     Vec::new()
                 }
