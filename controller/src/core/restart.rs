@@ -42,7 +42,8 @@ pub enum Progress {
     /// replacement not yet available) says wait; the ReplicaSets' and pods' watch events
     /// bring the Rollout back.
     Waiting,
-    /// Every pod was created after `spec.restartAt` and the revisions are available.
+    /// Every pod was created after `spec.restartAt`, every one the revisions want exists,
+    /// and they are available.
     Finished,
 }
 
@@ -103,7 +104,17 @@ pub fn progress(
         .iter()
         .map(|rs| rs.available.min(rs.replicas))
         .sum();
-    let unavailable = desired - available;
+    // The pods and the ReplicaSets are separate watches: an evicted pod can be gone from
+    // the pods while its ReplicaSet still counts it available and has not made its
+    // replacement. A pod missing from the pods is unavailable, whatever the counts say.
+    let missing: i32 = revisions
+        .iter()
+        .map(|rs| {
+            let live = pods_of(rs).iter().filter(|p| !p.terminating).count() as i32;
+            (rs.replicas - live).max(0)
+        })
+        .sum();
+    let unavailable = (desired - available).max(missing);
     match candidate {
         None if !terminating && unavailable == 0 => Progress::Finished,
         None => Progress::Waiting,

@@ -214,6 +214,44 @@ fn a_restart_replaces_every_pod_one_at_a_time_and_records_when_it_finished() {
     }
 }
 
+/// The pod cache and the ReplicaSets' status are separate watches: an evicted pod can be
+/// gone from the pods before its ReplicaSet's counts drop and before its replacement
+/// exists. Counted from the stale status alone, nothing would be missing: the restart
+/// would be recorded as finished with a pod short (seen on the real plane), or a second
+/// pod evicted past maxUnavailable.
+#[test]
+fn a_pod_gone_before_its_replica_set_counts_it_is_still_missing() {
+    let mut sim = Sim::stable(3, json!({ "maxUnavailable": 1, "steps": [] }));
+    restart_at(&mut sim.r, after(100));
+    // Evict and replace all but the last pod.
+    for i in 0..2 {
+        sim.plan_once(after(100 + 2 * i));
+        sim.kubelet(after(100 + 2 * i));
+        sim.unready.clear();
+        sim.sync();
+    }
+    let p = sim.plan_once(after(110));
+    let last = match p.actions.as_slice() {
+        [Action::EvictPod { name }] => name.clone(),
+        other => panic!("expected the last eviction: {other:?}"),
+    };
+    // The evicted pod is deleted; the ReplicaSet still reports 3 available and has not
+    // made the replacement yet.
+    sim.w.pods.retain(|p| p.name != last);
+    let rs = &mut sim.w.rs[0];
+    (rs.current, rs.ready, rs.available) = (3, 3, 3);
+    let observed = sim.w.observed();
+    assert_eq!(observed.replica_sets[0].available, 3);
+    let status = sim.r.status.clone().unwrap();
+    assert_eq!(
+        progress(&sim.r, &observed, &status, after(111)),
+        Progress::Waiting,
+        "two pods for three replicas is not a finished restart"
+    );
+    let p = plan(&sim.r, &observed, after(111));
+    assert_eq!(p.status.restarted_at, None);
+}
+
 #[test]
 fn never_more_unavailable_than_max_unavailable_allows() {
     // 4 replicas, maxUnavailable 1, one pod crash-looping: evicting another would leave
