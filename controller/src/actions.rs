@@ -464,9 +464,11 @@ pub async fn set_image(
     images: &[(String, String)],
 ) -> Result<Rollout, ActionError> {
     let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
-    let rollout = api.get(name).await?;
-    let patch = json_patch(set_image_patch(&rollout, images)?)?;
-    Ok(api.patch(name, &spec_params(), &patch).await?)
+    let ((), patched) = patch_spec_guarded(&api, name, |rollout| {
+        Ok(((), set_image_patch(rollout, images)?))
+    })
+    .await?;
+    Ok(patched)
 }
 
 /// Rolls the named Rollout back to revision `to` (default: the previous one); returns the
@@ -478,19 +480,135 @@ pub async fn undo(
     to: Option<i64>,
 ) -> Result<(Revision, Rollout), ActionError> {
     let api: Api<Rollout> = Api::namespaced(client.clone(), namespace);
-    let rollout = api.get(name).await?;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
     let listed = sets
         .list(&ListParams::default().labels(&format!("{ROLLOUT_LABEL}={name}")))
         .await?;
-    let (revision, patch) = undo_patch(&rollout, &revisions(&rollout, &listed.items), to)?;
-    let patched = api.patch(name, &spec_params(), &json_patch(patch)?).await?;
-    Ok((revision, patched))
+    patch_spec_guarded(&api, name, |rollout| {
+        undo_patch(rollout, &revisions(rollout, &listed.items), to)
+    })
+    .await
+}
+
+/// Reads the Rollout, decides a spec JSON patch guarded by its resourceVersion (`plan`),
+/// and sends it. The controller writes the status all the time, and every status write
+/// moves the resourceVersion, so the guard fails (422) far more often for that than for
+/// a concurrent spec change: when the Rollout was written since it was read, the patch
+/// is decided again on the fresh Rollout, a few times, as [`apply`] does after a 409.
+async fn patch_spec_guarded<T>(
+    api: &Api<Rollout>,
+    name: &str,
+    plan: impl Fn(&Rollout) -> Result<(T, Value), ActionError>,
+) -> Result<(T, Rollout), ActionError> {
+    let mut attempt = 0;
+    loop {
+        let rollout = api.get(name).await?;
+        let (decided, ops) = plan(&rollout)?;
+        match api.patch(name, &spec_params(), &json_patch(ops)?).await {
+            Ok(patched) => return Ok((decided, patched)),
+            Err(kube::Error::Api(s)) if s.code == 422 && attempt < 5 => {
+                let now = api.get(name).await?;
+                if now.resource_version() == rollout.resource_version() {
+                    // Not the guard: the patch itself was refused.
+                    return Err(kube::Error::Api(s).into());
+                }
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(rv: &str, containers: &[&str]) -> Value {
+        let containers: Vec<Value> = containers
+            .iter()
+            .map(|c| json!({ "name": c, "image": "app:v1" }))
+            .collect();
+        json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "web", "namespace": "ns", "resourceVersion": rv },
+            "spec": {
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } },
+                    "spec": { "containers": containers } },
+                "strategy": { "canary": { "steps": [] } },
+            },
+        })
+    }
+
+    fn guard_failed() -> Value {
+        json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "the server rejected our request due to an error in our request",
+            "reason": "Invalid", "code": 422 })
+    }
+
+    /// A write between the read and the patch fails the patch's guard (undo's
+    /// resourceVersion, which every status write of the controller moves; here set
+    /// image's container names, a sidecar added in front): the action is decided again
+    /// on the Rollout as it is now.
+    #[tokio::test]
+    async fn a_spec_action_raced_by_a_status_write_is_decided_again_on_the_fresh_rollout() {
+        let (result, seen) = crate::adapters::mock_api::exchange(
+            vec![
+                (200, stored("1", &["web"])),
+                (422, guard_failed()),
+                (200, stored("2", &["sidecar", "web"])),
+                (200, stored("2", &["sidecar", "web"])),
+                (200, stored("3", &["sidecar", "web"])),
+            ],
+            |client| async move {
+                set_image(&client, "ns", "web", &[("web".into(), "app:v2".into())]).await
+            },
+        )
+        .await;
+        let patched = result.expect("the retry succeeds");
+        assert_eq!(patched.resource_version().as_deref(), Some("3"));
+        let patches: Vec<&Value> = seen
+            .iter()
+            .filter(|r| r.method == http::Method::PATCH)
+            .filter_map(|r| r.body.as_ref())
+            .collect();
+        assert_eq!(patches.len(), 2, "{seen:?}");
+        // The second patch is decided on the Rollout read after the first was refused.
+        assert_eq!(
+            patches[0][0]["path"],
+            "/spec/template/spec/containers/0/name"
+        );
+        assert_eq!(
+            patches[1][0]["path"],
+            "/spec/template/spec/containers/1/name"
+        );
+    }
+
+    /// A 422 with the Rollout unchanged is the patch itself refused: no retry.
+    #[tokio::test]
+    async fn a_refused_spec_patch_on_an_unchanged_rollout_is_reported_at_once() {
+        let (result, seen) = crate::adapters::mock_api::exchange(
+            vec![
+                (200, stored("1", &["web"])),
+                (422, guard_failed()),
+                (200, stored("1", &["web"])),
+            ],
+            |client| async move {
+                set_image(&client, "ns", "web", &[("web".into(), "bad image".into())]).await
+            },
+        )
+        .await;
+        match result {
+            Err(ActionError::Kube(kube::Error::Api(s))) => assert_eq!(s.code, 422),
+            other => panic!("expected the 422, got {other:?}"),
+        }
+        assert_eq!(
+            seen.iter()
+                .filter(|r| r.method == http::Method::PATCH)
+                .count(),
+            1
+        );
+    }
 
     fn rollout(status: Value) -> Rollout {
         serde_json::from_value(json!({
