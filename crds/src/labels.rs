@@ -52,6 +52,14 @@ pub const MANAGED_ROUTES_ANNOTATION: &str = "sluice.dev/managed-routes";
 /// no longer wants are taken off again.
 pub const POD_METADATA_ANNOTATION: &str = "sluice.dev/pod-metadata";
 
+/// Annotation of a Rollout: the notification webhooks (names from the notifications
+/// ConfigMap, comma-separated) that receive its transitions.
+pub const NOTIFY_ANNOTATION: &str = "sluice.dev/notify";
+
+/// Annotation of a Rollout: only these triggers (comma-separated, e.g.
+/// `aborted,completed`) reach its webhooks; without it, whatever each webhook takes.
+pub const NOTIFY_ON_ANNOTATION: &str = "sluice.dev/notify-on";
+
 /// Whether a key is a label or an annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -151,6 +159,23 @@ pub const CONTRACT: &[Key] = &[
         value: "`<route>=<fingerprint>`: the managed route the Ingress's canary-by-header \
                 annotations implement",
     },
+    Key {
+        key: NOTIFY_ANNOTATION,
+        kind: KeyKind::Annotation,
+        on: "Rollouts",
+        set_by: "the user",
+        value: "webhook names from the notifications ConfigMap, comma-separated: they receive \
+                the Rollout's transitions (see docs/operations.md, Notifications)",
+    },
+    Key {
+        key: NOTIFY_ON_ANNOTATION,
+        kind: KeyKind::Annotation,
+        on: "Rollouts",
+        set_by: "the user",
+        value: "triggers, comma-separated (`updated`, `step-completed`, `paused`, `promoted`, \
+                `analysis-failed`, `aborted`, `progress-deadline-exceeded`, `completed`): only \
+                these are sent; without it, each webhook's own `triggers`",
+    },
 ];
 
 #[cfg(test)]
@@ -175,6 +200,8 @@ mod tests {
                 "sluice.dev/baseline-for",
                 "sluice.dev/pod-metadata",
                 "sluice.dev/managed-routes",
+                "sluice.dev/notify",
+                "sluice.dev/notify-on",
             ]
         );
         assert_eq!(BASELINE_ROLE, "baseline");

@@ -238,10 +238,22 @@ impl ControllerProcess {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
         let log = dir.join(format!("controller-{namespace}-{nanos:x}.log"));
         let file = std::fs::File::create(&log)?;
+        // As the chart deploys it: its notifications ConfigMap is in the release's
+        // namespace, the only one its Role lets it watch.
+        let notifications = format!(
+            "--notifications-configmap={}/sluice-notifications",
+            chart::IDENTITY_NAMESPACE
+        );
+        let notifications = (restricted
+            && !extra
+                .iter()
+                .any(|a| a.starts_with("--notifications-configmap")))
+        .then_some(notifications.as_str());
         let child = Command::new(&bin)
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--namespace", namespace])
+            .args(notifications)
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(file.try_clone()?)

@@ -334,6 +334,23 @@ async fn install_upgrade_uninstall_makes_every_object_and_keeps_the_crds() -> Re
         "rolebinding",
         &format!("{release}-leader-election")
     ])?);
+    // Notifications: the one ConfigMap by name, and Secrets to read, in the release's
+    // namespace only.
+    let notify_role = get_json(&["-n", &name, "role", &format!("{release}-notifications")])?;
+    let mut notify_rows = rows(&[("", "secrets", "get")]);
+    for verb in ["get", "list", "watch"] {
+        notify_rows.insert((
+            "".into(),
+            "configmaps".into(),
+            verb.into(),
+            "sluice-notifications".into(),
+        ));
+    }
+    assert_eq!(rule_rows(&notify_role), notify_rows);
+    assert!(
+        a.contains(&"--notifications-configmap=$(POD_NAMESPACE)/sluice-notifications".to_string()),
+        "{a:?}"
+    );
 
     // Services and the disruption budget.
     let metrics = get_json(&["-n", &name, "service", &format!("{release}-metrics")])?;
@@ -504,6 +521,8 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
             "update",
             &format!("leases.coordination.k8s.io/{IDENTITY_RELEASE}"),
         ),
+        (lease_ns, "watch", "configmaps/sluice-notifications"),
+        (lease_ns, "get", "configmaps/sluice-notifications"),
     ];
     let must_not: &[(Option<&str>, &str, &str)] = &[
         (ns, "list", "secrets"),
@@ -549,6 +568,10 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
             "patch",
             &format!("leases.coordination.k8s.io/{IDENTITY_RELEASE}"),
         ),
+        (lease_ns, "watch", "configmaps"),
+        (lease_ns, "get", "configmaps/someone-elses"),
+        (ns, "get", "configmaps/sluice-notifications"),
+        (lease_ns, "update", "configmaps/sluice-notifications"),
         (ns, "create", "serviceaccounts/token"),
         (None, "impersonate", "users"),
         (None, "escalate", "clusterroles.rbac.authorization.k8s.io"),

@@ -11,12 +11,16 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use sluice_controller::runtime::{self, Settings};
-use sluice_controller::runtime::{leader, metrics};
+use sluice_controller::runtime::{leader, metrics, notifier};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 /// How long after SIGTERM the controllers may take to stop.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(35);
+
+/// How long after the controllers stop the queued notifications may take to go out
+/// (before the Lease is released).
+const NOTIFY_FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -105,6 +109,33 @@ struct Args {
     /// Between two leader-election attempts.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     retry_period: Duration,
+
+    /// The notifications ConfigMap (its webhooks; see docs/operations.md), as NAME or
+    /// NAMESPACE/NAME. A bare name is looked for in $POD_NAMESPACE, else --namespace;
+    /// empty: no notifications.
+    #[arg(
+        long,
+        default_value = "sluice-notifications",
+        env = "SLUICE_NOTIFICATIONS_CONFIGMAP"
+    )]
+    notifications_configmap: String,
+}
+
+/// Where the notifications ConfigMap is, if anywhere.
+fn notifications_source(arg: &str, namespace: Option<&str>) -> Option<notifier::Source> {
+    let (namespace, name) = match arg.split_once('/') {
+        Some((ns, name)) => (ns.to_string(), name),
+        None => (
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .or_else(|| namespace.map(str::to_string))?,
+            arg,
+        ),
+    };
+    (!name.is_empty() && !namespace.is_empty()).then(|| notifier::Source {
+        namespace,
+        name: name.to_string(),
+    })
 }
 
 /// Who this process is in the election: the pod name (HOSTNAME in a pod) and the pid,
@@ -203,12 +234,32 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let notifier = match notifications_source(
+        &args.notifications_configmap,
+        args.namespace.as_deref(),
+    ) {
+        Some(source) => {
+            info!(configmap = %format!("{}/{}", source.namespace, source.name), "notifications from ConfigMap");
+            let reporter = kube::runtime::events::Reporter {
+                controller: "sluice".into(),
+                instance: std::env::var("HOSTNAME").ok(),
+            };
+            notifier::Notifier::start(client.clone(), source, reporter)?
+        }
+        None => {
+            info!(
+                "no notifications: no namespace for --notifications-configmap (set NAMESPACE/NAME)"
+            );
+            notifier::Notifier::disabled()
+        }
+    };
     let synced = Arc::new(AtomicBool::new(false));
     let settings = Settings {
         namespace: args.namespace,
         instance_id: args.instance_id,
         concurrency: args.concurrency,
         caches_synced: synced.clone(),
+        notifier: notifier.clone(),
     };
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -276,6 +327,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     };
+    // Before the Lease goes: the next leader plans no transition this one recorded, so
+    // what this one queued is told by this one or not at all.
+    notifier.close(NOTIFY_FLUSH_GRACE).await;
     if let Some(election) = election {
         let _ = release.send(());
         if tokio::time::timeout(Duration::from_secs(5), election)

@@ -467,7 +467,14 @@ fn metadata(value: Value, report: &mut Report) -> Option<Value> {
         let mut kept = Map::new();
         for (key, value) in std::mem::take(&mut fields.map) {
             let path = format!("{path}[{key}]");
-            if ARGO_ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p)) {
+            if key.starts_with("notifications.argoproj.io/subscribe.") {
+                report.warn(
+                    &path,
+                    "an Argo Rollouts notification subscription; dropped: subscribe with \
+                     sluice.dev/notify (webhook names) and sluice.dev/notify-on (triggers), \
+                     see docs/operations.md, Notifications",
+                );
+            } else if ARGO_ANNOTATION_PREFIXES.iter().any(|p| key.starts_with(p)) {
                 report.warn(&path, "an Argo Rollouts annotation; dropped");
             } else if key == "kubectl.kubernetes.io/last-applied-configuration" {
                 report.warn(&path, "holds the Argo object as last applied; dropped");

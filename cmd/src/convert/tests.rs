@@ -277,6 +277,16 @@ fn fields_without_an_equivalent_are_each_a_warning_naming_the_field() {
             "spec.strategy.canary.steps[1].analysis.measurementRetention",
         ]
     );
+    let subscription = r
+        .findings
+        .iter()
+        .find(|f| f.path.contains("notifications.argoproj.io/subscribe"))
+        .unwrap();
+    assert!(
+        subscription.message.contains("sluice.dev/notify"),
+        "the warning says how to subscribe in sluice: {}",
+        subscription.message
+    );
     let out = output(&all, "Rollout");
     // What sluice has is kept: the other annotation, the router, the steps.
     assert_eq!(

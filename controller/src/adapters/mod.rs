@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod cache;
 #[cfg(test)]
 pub(crate) mod mock_api;
+pub mod notify;
 pub mod prometheus;
 pub mod router;
 pub mod slices;

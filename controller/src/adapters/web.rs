@@ -123,6 +123,25 @@ impl WebClient {
 
     /// Sends the request and returns the JSON answer of a 2xx response.
     pub async fn fetch(&self, req: &WebRequest<'_>) -> Result<Value, WebError> {
+        let body = self.exchange(req).await?;
+        serde_json::from_slice(&body).map_err(|e| WebError::NotJson {
+            url: redact(req.url),
+            reason: e.to_string(),
+            body: if body.iter().all(u8::is_ascii_whitespace) {
+                "(empty body)".into()
+            } else {
+                body_start(&body, MAX_ERROR_BODY_CHARS)
+            },
+        })
+    }
+
+    /// Sends the request; Ok on a 2xx response, whatever its body (a notification).
+    pub async fn send(&self, req: &WebRequest<'_>) -> Result<(), WebError> {
+        self.exchange(req).await.map(drop)
+    }
+
+    /// Sends the request and returns the body of a 2xx response.
+    async fn exchange(&self, req: &WebRequest<'_>) -> Result<Vec<u8>, WebError> {
         let url = redact(req.url);
         let http = match req.tls {
             WebTls::Platform => self.shared.clone(),
@@ -195,15 +214,7 @@ impl WebClient {
                 body: body_start(&body, MAX_ERROR_BODY_CHARS),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| WebError::NotJson {
-            url,
-            reason: e.to_string(),
-            body: if body.iter().all(u8::is_ascii_whitespace) {
-                "(empty body)".into()
-            } else {
-                body_start(&body, MAX_ERROR_BODY_CHARS)
-            },
-        })
+        Ok(body)
     }
 }
 

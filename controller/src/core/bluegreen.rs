@@ -553,6 +553,9 @@ pub fn plan(
         status,
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
+        // A blue-green's transitions all have Events (`ActiveServiceSwitched` is its
+        // promotion).
+        notices: Vec::new(),
     };
     with_phase(
         plan,

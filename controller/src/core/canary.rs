@@ -24,6 +24,7 @@ use super::common::{
     Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
     point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
+use super::notice::{Notice, Trigger};
 use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::phase::{PhaseInput, with_phase};
 use super::replicas::{Budget, Sizing, replicas_for_weight, step_towards};
@@ -174,7 +175,7 @@ pub fn plan(
     let Entered {
         mut actions,
         mut events,
-        ..
+        new_template,
     } = enter_revision(
         &mut status,
         StrategyKind::Canary,
@@ -203,6 +204,7 @@ pub fn plan(
 
     // --- steps ---------------------------------------------------------------------------
     let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(steps.len());
+    let entered_at = index;
     let mut paused_at_step = false;
     let mut abort_reason = None;
     let background_paused = held_by_background(&status);
@@ -270,6 +272,24 @@ pub fn plan(
     }
     if mode == Mode::Stable || mode == Mode::Promoting {
         index = steps.len();
+    }
+    // Promotion starts in the reconcile that passes the last step or first sees a
+    // promote-full (from then on the index stays at the end). No Event tells it: the
+    // last StepCompleted and RolloutCompleted frame it.
+    let mut notices = Vec::new();
+    if mode == Mode::Promoting && (entered_at < steps.len() || (new_template && steps.is_empty())) {
+        let how = if status.promote_full && entered_at < steps.len() {
+            format!(
+                "promoted in full with {entered_at} of {} steps done",
+                steps.len()
+            )
+        } else {
+            format!("completed all {} steps", steps.len())
+        };
+        notices.push(Notice::of(
+            Trigger::Promoted,
+            format!("{how}: revision {template_hash} goes to full weight"),
+        ));
     }
     // The background analysis covers the canary only: promotion or abort ends it.
     if mode != Mode::Canary
@@ -539,6 +559,7 @@ pub fn plan(
         status,
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
+        notices,
     };
     with_phase(
         plan,

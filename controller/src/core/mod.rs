@@ -12,6 +12,9 @@ mod common;
 pub mod conditions;
 pub mod hash;
 pub mod judge;
+pub mod notice;
+#[cfg(test)]
+mod notice_tests;
 pub mod observed;
 mod phase;
 pub mod pod_metadata;
@@ -63,6 +66,8 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
     /// Events to record (transitions only).
     pub events: Vec<PlannedEvent>,
+    /// Transitions to tell subscribers about, once the status is written.
+    pub notices: Vec<notice::Notice>,
 }
 
 /// Plans one reconcile of a Rollout.
@@ -133,6 +138,26 @@ fn finish(
     let (scale, scaled_down) = workload_ref::plan(rollout, observed, &p.status);
     p.actions.extend(scale);
     p.events.extend(scaled_down);
+    let step = match strategy {
+        StrategyKind::Canary => rollout.spec.strategy.canary.as_ref().map(|c| c.steps.len()),
+        StrategyKind::BlueGreen => rollout
+            .spec
+            .strategy
+            .blue_green
+            .as_ref()
+            .map(|b| bluegreen::stages(b).len()),
+    }
+    .map(|count| notice::StepPosition {
+        completed: p.status.current_step_index.unwrap_or(0).max(0) as u32,
+        count: count as u32,
+    });
+    p.notices = notice::collect(
+        std::mem::take(&mut p.notices),
+        &p.events,
+        &p.status,
+        step,
+        now,
+    );
     p.status.observed_generation = rollout.metadata.generation;
     p.status.strategy = Some(strategy);
     p.status.selector = Some(selector_string(&rollout.spec.selector));
@@ -276,6 +301,7 @@ fn invalid(rollout: &Rollout, reason: &str, message: &str, now: Timestamp) -> Pl
         status,
         requeue_after: None,
         events,
+        notices: Vec::new(),
     }
 }
 

@@ -11,6 +11,7 @@ use super::Plan;
 use super::action::PlannedEvent;
 use super::common::{secs, until};
 use super::conditions::{self as c, types};
+use super::notice::{Notice, Trigger};
 
 /// Inputs of the phase and condition computation: the Rollout (its generation, progress
 /// deadline and stored status) and where the strategy's plan stands.
@@ -65,6 +66,11 @@ pub(super) fn with_phase(mut plan: Plan, input: PhaseInput) -> Plan {
         status.aborted_at = Some(Time(now));
     }
 
+    if let Some(reason) = &input.abort_reason {
+        plan.notices
+            .push(Notice::of(Trigger::AnalysisFailed, reason.clone()));
+    }
+    let status = &mut plan.status;
     let (phase, message) = if input.mode_aborted {
         let kept = (old.phase == Some(RolloutPhase::Degraded) && old.abort)
             .then(|| old.message.clone())

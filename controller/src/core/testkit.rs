@@ -52,6 +52,8 @@ pub(super) struct World {
     pub(super) stable: Option<String>,
     /// The reasons of every Event planned by [`settle`], in order.
     pub(super) events: Vec<String>,
+    /// Every notice planned by [`settle`], in order.
+    pub(super) notices: Vec<super::notice::Notice>,
     /// Pods, for the restart tests only (the others count pods in the ReplicaSets).
     pub(super) pods: Vec<PodState>,
     /// The Deployment of `workloadRef`, for its tests only.
@@ -378,6 +380,7 @@ pub(super) fn settle_checking(
         let p = plan(r, &w.observed(), now);
         w.apply(&p.actions);
         w.events.extend(p.events.iter().map(|e| e.reason.clone()));
+        w.notices.extend(p.notices.iter().cloned());
         // The ReplicaSet of the current template holds that template.
         let h = hash_of(r);
         if w.rs.iter().any(|rs| rs.hash == h) {

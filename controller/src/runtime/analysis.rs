@@ -437,7 +437,7 @@ fn error_policy(
     ctx.queue.requeue(&key, delay)
 }
 
-async fn secret_value(
+pub(crate) async fn secret_value(
     client: &Client,
     namespace: &str,
     key: &SecretKeySelector,

@@ -21,7 +21,7 @@ pub fn delay(attempt: u32, jitter: f64) -> Duration {
 }
 
 /// 0.5 s doubling up to `max`, jittered as [`delay`].
-fn capped(attempt: u32, max: Duration, jitter: f64) -> Duration {
+pub fn capped(attempt: u32, max: Duration, jitter: f64) -> Duration {
     // 0.5 s · 2^20 is past any cap used here, so the exponent never needs to grow further
     // (and cannot overflow).
     let exponent = attempt.clamp(1, 21) - 1;

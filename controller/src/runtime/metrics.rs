@@ -48,6 +48,15 @@ pub struct ProviderLabels {
     pub provider: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// The webhook's name in the notifications ConfigMap.
+    pub webhook: String,
+    /// `delivered`, `failed` (refused, or retries given up) or `dropped` (never sent: a
+    /// full queue, a body that would not render, the webhook gone from the config).
+    pub outcome: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 type DepthSource = Box<dyn Fn() -> usize + Send + Sync>;
 
@@ -68,6 +77,7 @@ pub struct Metrics {
     /// Per controller, what counts its due objects at scrape time.
     queue_depth_sources: Mutex<HashMap<&'static str, DepthSource>>,
     rollouts: Family<RolloutLabels, Gauge>,
+    notifications: Family<NotificationLabels, Counter>,
     /// Each Rollout's (phase, strategy), as its last reconcile planned it.
     rollout_phases: Mutex<HashMap<String, RolloutLabels>>,
 }
@@ -143,6 +153,12 @@ impl Metrics {
             "Rollouts served by this replica, by phase and strategy",
             rollouts.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications to webhooks, by webhook and outcome",
+            notifications.clone(),
+        );
         // Series that exist from the start, at zero, so that `rate()` and `increase()` see
         // their first increment and alerts can tell "none yet" from "not exported".
         for controller in ["rollout", "analysisrun"] {
@@ -172,8 +188,19 @@ impl Metrics {
             queue_depth,
             queue_depth_sources: Mutex::new(HashMap::new()),
             rollouts,
+            notifications,
             rollout_phases: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A notification to `webhook` ended with `outcome`.
+    pub fn notified(&self, webhook: &str, outcome: &'static str) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                webhook: webhook.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Records a reconcile's outcome and duration.

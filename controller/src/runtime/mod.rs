@@ -40,6 +40,7 @@ pub mod expectations;
 pub mod leader;
 pub mod malformed;
 pub mod metrics;
+pub mod notifier;
 pub mod queue;
 pub mod rate_limit;
 pub mod references;
@@ -124,6 +125,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Set once the Rollout controller's caches have all listed (for `/readyz`).
     pub caches_synced: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the plans' notices go.
+    pub notifier: notifier::Notifier,
 }
 
 /// Reconciles of one kind at once, by default. Reconciles read only caches, so they are
@@ -138,6 +141,7 @@ impl Default for Settings {
             instance_id: None,
             concurrency: DEFAULT_CONCURRENCY,
             caches_synced: Arc::default(),
+            notifier: notifier::Notifier::disabled(),
         }
     }
 }
@@ -189,6 +193,7 @@ struct Context {
     /// that has one (set `want_deployments`), never before.
     deployments: Store<Deployment>,
     want_deployments: tokio::sync::watch::Sender<bool>,
+    notifier: notifier::Notifier,
 }
 
 type RolloutKey = ObjectRef<DeserializeGuard<Rollout>>;
@@ -441,6 +446,7 @@ pub async fn run(
         gate,
         deployments,
         want_deployments,
+        notifier: settings.notifier.clone(),
     });
 
     let referring = |kind: Referenced| {
@@ -671,6 +677,13 @@ async fn reconcile_inner(
     for event in &plan.events {
         publish(&ctx, rollout, event).await;
     }
+    // Only now that the status records the transitions: a reconcile that failed before
+    // plans them again, one after finds them recorded (see `core::notice`).
+    ctx.notifier.notify(
+        rollout,
+        &plan.notices,
+        plan.status.phase.map(|p| format!("{p:?}")),
+    );
     if !plan.actions.is_empty() || status_written {
         info!(
             rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
