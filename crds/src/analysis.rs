@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::{ObjectFieldSelector, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -158,10 +159,11 @@ pub struct MeasurementRetention {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.count) || self.count <= 1 || has(self.interval)").message("a metric measured more than once needs an interval"),
-    validation = Rule::new("has(self.provider.judge) || has(self.provider.sequential) || has(self.provider.web) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition"),
+    validation = Rule::new("has(self.provider.judge) || has(self.provider.sequential) || has(self.provider.web) || has(self.provider.job) || has(self.successCondition) || has(self.failureCondition)").message("a prometheus metric needs a successCondition or a failureCondition"),
     validation = Rule::new("!has(self.provider.web) || has(self.successCondition) || has(self.failureCondition)").message("a web metric needs a successCondition or a failureCondition"),
     validation = Rule::new("!has(self.provider.sequential) || has(self.interval)").message("a sequential metric needs an interval: its evidence is counted in slices of one interval"),
-    validation = Rule::new("!has(self.provider.sequential) || (!has(self.successCondition) && !has(self.failureCondition))").message("a sequential metric takes no successCondition or failureCondition: its verdict is the test's")
+    validation = Rule::new("!has(self.provider.sequential) || (!has(self.successCondition) && !has(self.failureCondition))").message("a sequential metric takes no successCondition or failureCondition: its verdict is the test's"),
+    validation = Rule::new("!has(self.provider.job) || (!has(self.successCondition) && !has(self.failureCondition))").message("a job metric takes no successCondition or failureCondition: its verdict is the Job's (Complete or Failed)")
 )]
 pub struct Metric {
     /// Name of the metric, unique within the analysis.
@@ -214,7 +216,7 @@ pub struct Metric {
 /// The source of a metric's measurements: exactly one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.judge) ? 1 : 0) + (has(self.sequential) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1").message("provider must set exactly one of prometheus, judge, sequential and web"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.judge) ? 1 : 0) + (has(self.sequential) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1").message("provider must set exactly one of prometheus, judge, sequential, web and job"))]
 pub struct MetricProvider {
     /// A PromQL query; `result` is its value(s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +234,44 @@ pub struct MetricProvider {
     /// An HTTP request whose JSON answer (or the part `jsonPath` picks) is `result`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebMetric>,
+
+    /// A Kubernetes Job per measurement: Successful when it completes, Failed when it
+    /// fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMetric>,
+}
+
+/// A Kubernetes Job run for each measurement, as Argo Rollouts' `job` provider: sluice
+/// creates `<run>-<metric>-<n>` (n counts the metric's measurements from 1; shortened
+/// with a hash to fit 63 characters) in the run's namespace, owned by the AnalysisRun.
+/// The measurement is Running while the Job runs, Successful when the Job is `Complete`,
+/// Failed when it is `Failed`, Error when the apiserver refuses to create it. A run that
+/// ends (terminated, or decided by another metric) deletes its Jobs still running.
+/// `{{args.NAME}}` is replaced in the containers' (and init containers') `command`,
+/// `args` and `env[].value`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.spec.template.spec) && has(self.spec.template.spec.restartPolicy) && self.spec.template.spec.restartPolicy in ['Never', 'OnFailure']").message("job spec.template.spec.restartPolicy must be Never or OnFailure, as the Job API requires"))]
+pub struct JobMetric {
+    /// Labels and annotations of the Job (sluice adds its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JobMetricMetadata>,
+
+    /// The Job's spec (`batch/v1` JobSpec), as in a Job: `kubectl explain job.spec`.
+    pub spec: JobSpec,
+}
+
+/// Labels and annotations of a job metric's Jobs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetricMetadata {
+    /// Labels of the Job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Annotations of the Job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 fn default_web_timeout_seconds() -> i64 {

@@ -10,12 +10,18 @@ use crate::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate, Rollout};
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("rollouts.yaml", without_pod_template_docs(Rollout::crd())),
-        ("analysistemplates.yaml", AnalysisTemplate::crd()),
+        (
+            "analysistemplates.yaml",
+            without_job_spec_docs(AnalysisTemplate::crd()),
+        ),
         (
             "clusteranalysistemplates.yaml",
-            ClusterAnalysisTemplate::crd(),
+            without_job_spec_docs(ClusterAnalysisTemplate::crd()),
         ),
-        ("analysisruns.yaml", AnalysisRun::crd()),
+        (
+            "analysisruns.yaml",
+            without_job_spec_docs(AnalysisRun::crd()),
+        ),
     ]
 }
 
@@ -58,7 +64,23 @@ pub fn render_chart_template(crd: &CustomResourceDefinition) -> String {
 /// `kubectl explain deployment.spec.template`). With them the Rollout CRD is ~580 KB, over
 /// the 256 KiB `last-applied-configuration` limit that client-side `kubectl apply` and
 /// Argo CD hit; without them it applies either way.
-fn without_pod_template_docs(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+fn without_pod_template_docs(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    without_docs_below(crd, &["spec", "template"])
+}
+
+/// Drops the upstream field docs below a job metric's `spec` (a JobSpec, documented by
+/// `kubectl explain job.spec`), for the reason of [`without_pod_template_docs`]: each
+/// analysis CRD embeds a whole pod template there.
+fn without_job_spec_docs(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    without_docs_below(crd, &["spec", "metrics", "[]", "provider", "job", "spec"])
+}
+
+/// The CRD without the `description`s below the schema at `path` (property names, `[]`
+/// for a list's items); the schema at `path` keeps its own.
+fn without_docs_below(
+    mut crd: CustomResourceDefinition,
+    path: &[&str],
+) -> CustomResourceDefinition {
     fn strip(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
@@ -77,17 +99,18 @@ fn without_pod_template_docs(mut crd: CustomResourceDefinition) -> CustomResourc
         else {
             continue;
         };
-        let template = schema
-            .properties
-            .as_mut()
-            .and_then(|p| p.get_mut("spec"))
-            .and_then(|spec| spec.properties.as_mut())
-            .and_then(|p| p.get_mut("template"));
-        if let Some(template) = template {
-            let mut json = serde_json::to_value(&template.properties).expect("schema serializes");
-            strip(&mut json);
-            template.properties = serde_json::from_value(json).expect("schema round-trips");
+        let mut json = serde_json::to_value(&*schema).expect("schema serializes");
+        let mut at = Some(&mut json);
+        for step in path {
+            at = at.and_then(|s| match *step {
+                "[]" => s.get_mut("items"),
+                name => s.get_mut("properties").and_then(|p| p.get_mut(name)),
+            });
         }
+        if let Some(properties) = at.and_then(|s| s.get_mut("properties")) {
+            strip(properties);
+        }
+        *schema = serde_json::from_value(json).expect("schema round-trips");
     }
     crd
 }
@@ -185,8 +208,9 @@ fn document_fields(path: &str, schema: &serde_json::Value, out: &mut String) {
         type_name(schema),
         cell.trim()
     ));
-    // The pod template is Kubernetes' own type, documented by `kubectl explain deployment`.
-    if path == "spec.template" {
+    // The pod template and a job metric's JobSpec are Kubernetes' own types, documented
+    // by `kubectl explain deployment.spec.template` and `kubectl explain job.spec`.
+    if path == "spec.template" || path.ends_with(".provider.job.spec") {
         return;
     }
     let children = match schema["type"].as_str() {

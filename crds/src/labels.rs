@@ -29,6 +29,16 @@ pub const ANALYSIS_ROLE_LABEL: &str = "sluice.dev/analysis-role";
 /// without `--instance-id`.
 pub const CONTROLLER_INSTANCE_LABEL: &str = "sluice.dev/controller-instance";
 
+/// Label of the Jobs of `job` metrics: the uid of the AnalysisRun that owns the Job.
+/// sluice's Job watch selects on it; a uid always fits a label value, a run's name may not.
+pub const ANALYSIS_RUN_UID_LABEL: &str = "sluice.dev/analysis-run-uid";
+
+/// Annotation of the Jobs of `job` metrics: the name of the AnalysisRun that owns the Job.
+pub const ANALYSIS_RUN_ANNOTATION: &str = "sluice.dev/analysis-run";
+
+/// Annotation of the Jobs of `job` metrics: the name of the metric the Job measures.
+pub const METRIC_ANNOTATION: &str = "sluice.dev/metric";
+
 /// Annotation with the revision number of a ReplicaSet (1 for the first template).
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
 
@@ -93,7 +103,7 @@ pub const CONTRACT: &[Key] = &[
     Key {
         key: ROLLOUT_LABEL,
         kind: KeyKind::Label,
-        on: "ReplicaSets (baseline included), AnalysisRuns, canary Ingresses",
+        on: "ReplicaSets (baseline included), AnalysisRuns, canary Ingresses; copied from a run to its Jobs",
         set_by: "sluice",
         value: "the Rollout's name; `kubectl get rs,analysisruns -l sluice.dev/rollout=NAME`",
     },
@@ -116,10 +126,32 @@ pub const CONTRACT: &[Key] = &[
     Key {
         key: CONTROLLER_INSTANCE_LABEL,
         kind: KeyKind::Label,
-        on: "Rollouts; copied to their AnalysisRuns",
+        on: "Rollouts; copied to their AnalysisRuns and from those to their Jobs",
         set_by: "the user (a Rollout's); sluice (its runs)",
         value: "the `--instance-id` of the controller (shard) that serves the Rollout; \
                 without it, the controller started without `--instance-id`",
+    },
+    Key {
+        key: ANALYSIS_RUN_UID_LABEL,
+        kind: KeyKind::Label,
+        on: "the Jobs of `job` metrics",
+        set_by: "sluice",
+        value: "the owning AnalysisRun's uid; `kubectl get jobs -l sluice.dev/analysis-run-uid` \
+                lists every Job sluice made for a measurement",
+    },
+    Key {
+        key: ANALYSIS_RUN_ANNOTATION,
+        kind: KeyKind::Annotation,
+        on: "the Jobs of `job` metrics",
+        set_by: "sluice",
+        value: "the name of the AnalysisRun the Job measures for",
+    },
+    Key {
+        key: METRIC_ANNOTATION,
+        kind: KeyKind::Annotation,
+        on: "the Jobs of `job` metrics",
+        set_by: "sluice",
+        value: "the name of the metric the Job measures",
     },
     Key {
         key: REVISION_ANNOTATION,
@@ -195,6 +227,9 @@ mod tests {
                 "sluice.dev/role",
                 "sluice.dev/analysis-role",
                 "sluice.dev/controller-instance",
+                "sluice.dev/analysis-run-uid",
+                "sluice.dev/analysis-run",
+                "sluice.dev/metric",
                 "sluice.dev/revision",
                 "sluice.dev/scale-down-deadline",
                 "sluice.dev/baseline-for",

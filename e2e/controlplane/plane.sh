@@ -52,6 +52,8 @@ AUDIT_GROUP="sluice:bench"
 
 KUBECTL="$K8S_BIN/kubectl"
 KWOKCTL="$KWOK_BIN/kwokctl"
+# The e2e-only pod stages that make labelled Job pods succeed or fail.
+JOB_STAGES="$(cd "$(dirname "$0")" && pwd)/kwok-job-stages.yaml"
 KUBECONFIG_PATH="$SLUICE_STATE/kubeconfig"
 PLANE_ENV="$SLUICE_STATE/plane.env"   # ports the running plane was started with
 LOG_DIR="$SLUICE_STATE/logs"          # logs of this script's own helpers (kwokctl)
@@ -246,6 +248,12 @@ componentsPatches:
     extraArgs:
       - key: leader-elect
         value: "false"
+  # A second --config beside kwokctl's own (which holds the default stages): Job pods the
+  # e2e tests label succeed or fail (see the file).
+  - name: kwok-controller
+    extraArgs:
+      - key: config
+        value: $JOB_STAGES
 EOF
     [ "$AUDIT" = 1 ] || return 0
     mkdir -p "$AUDIT_DIR"

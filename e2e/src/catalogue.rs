@@ -120,6 +120,25 @@ pub fn valid_template() -> Value {
                         }],
                     } },
                 },
+                {
+                    "name": "smoke",
+                    "provider": { "job": {
+                        "metadata": { "labels": { "team": "web" } },
+                        "spec": {
+                            "backoffLimit": 0,
+                            "activeDeadlineSeconds": 60,
+                            "template": { "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{
+                                    "name": "curl",
+                                    "image": "curlimages/curl:8.11.1",
+                                    "args": ["--fail", "http://{{args.service}}/healthz"],
+                                    "resources": { "limits": { "memory": "64Mi" } },
+                                }],
+                            } },
+                        },
+                    } },
+                },
             ],
             "dryRun": [{ "metricName": "judge" }],
             "measurementRetention": [{ "metricName": "*", "limit": 20 }],
@@ -743,12 +762,39 @@ pub fn template_cases() -> Vec<Case> {
                     json!({ "address": "http://x", "query": "up" }),
                 )],
             ),
-            "provider must set exactly one of prometheus, judge, sequential and web",
+            "provider must set exactly one of prometheus, judge, sequential, web and job",
         ),
         (
             "no provider",
             with(t(), &[("/spec/metrics/1/provider/judge", Value::Null)]),
-            "provider must set exactly one of prometheus, judge, sequential and web",
+            "provider must set exactly one of prometheus, judge, sequential, web and job",
+        ),
+        (
+            "job pod restartPolicy Always",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/2/provider/job/spec/template/spec/restartPolicy",
+                    json!("Always"),
+                )],
+            ),
+            "job spec.template.spec.restartPolicy must be Never or OnFailure",
+        ),
+        (
+            "job pod restartPolicy missing",
+            with(
+                t(),
+                &[(
+                    "/spec/metrics/2/provider/job/spec/template/spec/restartPolicy",
+                    Value::Null,
+                )],
+            ),
+            "job spec.template.spec.restartPolicy must be Never or OnFailure",
+        ),
+        (
+            "job metric with a condition",
+            with(t(), &[("/spec/metrics/2/successCondition", json!("true"))]),
+            "a job metric takes no successCondition or failureCondition",
         ),
         (
             "web metric without condition",

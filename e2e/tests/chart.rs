@@ -152,6 +152,7 @@ const NAMESPACED: &[(&str, &str, &str)] = &[
         "list,watch,patch",
     ),
     ("", "secrets", "get"),
+    ("batch", "jobs", "get,list,watch,create,delete"),
     ("events.k8s.io", "events", "create,patch"),
 ];
 const CLUSTER: &[(&str, &str, &str)] = &[
@@ -514,6 +515,9 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (ns, "create", "ingresses.networking.k8s.io"),
         (ns, "patch", "httproutes.gateway.networking.k8s.io"),
         (ns, "get", "secrets"),
+        (ns, "create", "jobs.batch"),
+        (ns, "delete", "jobs.batch"),
+        (None, "watch", "jobs.batch"),
         (ns, "create", "events.events.k8s.io"),
         (lease_ns, "create", "leases.coordination.k8s.io"),
         (
@@ -545,6 +549,8 @@ async fn the_chart_role_grants_what_the_controller_uses_and_nothing_more() -> Re
         (ns, "update", "services"),
         (ns, "get", "pods"),
         (ns, "delete", "pods"),
+        (ns, "update", "jobs.batch"),
+        (ns, "patch", "jobs.batch"),
         (ns, "create", "httproutes.gateway.networking.k8s.io"),
         (ns, "delete", "httproutes.gateway.networking.k8s.io"),
         (ns, "update", "ingresses.networking.k8s.io"),

@@ -1108,9 +1108,21 @@ fn metric(value: Value, path: &str, report: &mut Report) -> Option<Value> {
         Some(p) if p.contains_key("web") => ResultShape::Json,
         _ => ResultShape::Numbers,
     };
+    let is_job = provider
+        .as_ref()
+        .and_then(Value::as_object)
+        .is_some_and(|p| p.contains_key("job"));
     for key in ["successCondition", "failureCondition"] {
         if let Some(c) = m.take(key) {
             let p = m.child(key);
+            if is_job {
+                // Argo ignores them too: a job metric's verdict is its Job's.
+                report.warn(
+                    &p,
+                    "a job metric's verdict is its Job's (Complete or Failed); sluice refuses a condition on it, dropped",
+                );
+                continue;
+            }
             let Some(text) = c.as_str() else {
                 report.error(&p, "a condition is a string");
                 continue;
@@ -1140,6 +1152,7 @@ fn metric(value: Value, path: &str, report: &mut Report) -> Option<Value> {
         None => report.error(&m.child("provider"), "a metric needs a provider"),
     }
     if out.contains_key("provider")
+        && !is_job
         && !out.contains_key("successCondition")
         && !out.contains_key("failureCondition")
         && !report.failed()
@@ -1165,14 +1178,51 @@ fn metric_provider(value: Value, path: &str, report: &mut Report) -> Option<Valu
     if let Some(web) = p.take("web") {
         out.insert("web".into(), web_metric(web, &p.child("web"), report)?);
     }
+    if let Some(job) = p.take("job") {
+        out.insert("job".into(), job_metric(job, &p.child("job"), report)?);
+    }
     for (key, _) in std::mem::take(&mut p.map) {
         report.error(
             &join(path, &key),
             format!(
-                "the {key} metric provider is not supported by sluice (prometheus and web are)"
+                "the {key} metric provider is not supported by sluice (prometheus, web and job are)"
             ),
         );
     }
+    Some(Value::Object(out))
+}
+
+/// Argo's `job`: the JobSpec passes through unchanged; of the metadata, sluice keeps the
+/// labels and annotations (what Argo puts on the Job).
+fn job_metric(value: Value, path: &str, report: &mut Report) -> Option<Value> {
+    let mut j = Fields::of(value, path, report)?;
+    let mut out = Map::new();
+    if let Some(metadata) = j.take("metadata") {
+        let mut meta = Fields::of(metadata, &j.child("metadata"), report)?;
+        let mut kept = Map::new();
+        meta.copy("labels", &mut kept);
+        meta.copy("annotations", &mut kept);
+        meta.finish(report);
+        if !kept.is_empty() {
+            out.insert("metadata".into(), Value::Object(kept));
+        }
+    }
+    match j.take("spec") {
+        Some(spec) => {
+            let policy = spec
+                .pointer("/template/spec/restartPolicy")
+                .and_then(Value::as_str);
+            if !matches!(policy, Some("Never" | "OnFailure")) {
+                report.error(
+                    &join(&j.child("spec"), "template.spec.restartPolicy"),
+                    "a Job's pods need restartPolicy Never or OnFailure; the Job API (and sluice's admission) refuses the Job otherwise",
+                );
+            }
+            out.insert("spec".into(), spec);
+        }
+        None => report.error(&j.child("spec"), "a job metric needs the Job's spec"),
+    }
+    j.finish(report);
     Some(Value::Object(out))
 }
 

@@ -599,9 +599,19 @@ fn metric_refusals_name_the_field_and_why() {
             "lookback",
         ),
         (
-            json!({ "provider": { "job": { "spec": {} } } }),
-            "spec.metrics[0].provider.job",
-            "job",
+            json!({ "provider": { "job": { "spec": { "template": { "spec": { "containers": [] } } } } } }),
+            "spec.metrics[0].provider.job.spec.template.spec.restartPolicy",
+            "restartPolicy Never or OnFailure",
+        ),
+        (
+            json!({ "provider": { "job": { "metadata": { "labels": { "a": "b" } } } } }),
+            "spec.metrics[0].provider.job.spec",
+            "needs the Job's spec",
+        ),
+        (
+            json!({ "provider": { "kayenta": { "address": "http://k" } } }),
+            "spec.metrics[0].provider.kayenta",
+            "kayenta",
         ),
         (
             json!({ "successCondition": "asInt(result) > 1" }),
@@ -670,6 +680,37 @@ fn gateway_plugin_namespace_and_exported_objects() {
     assert!(out.get("status").is_none() && out["metadata"].get("uid").is_none());
 }
 
+/// Argo's job provider converts with its JobSpec unchanged; a condition on it (which Argo
+/// ignores) is dropped with a warning, and no condition is asked for.
+#[test]
+fn a_job_metric_converts_with_its_spec_unchanged() {
+    let spec = json!({ "backoffLimit": 0, "activeDeadlineSeconds": 60, "template": { "spec": {
+        "restartPolicy": "Never",
+        "containers": [{ "name": "smoke", "image": "curlimages/curl:8.11.1",
+            "args": ["-fsS", "http://{{args.service}}/healthz"],
+            "env": [{ "name": "SVC", "value": "{{args.service}}" }] }] } } });
+    let c = convert_one(template(json!({ "provider": { "job": {
+        "metadata": { "labels": { "team": "shop" }, "annotations": { "a": "b" }, "name": "x" },
+        "spec": spec.clone(),
+    } } })));
+    assert_eq!(c.outcome, Outcome::Converted, "{c:#?}");
+    assert_eq!(
+        warnings(&c),
+        [
+            "spec.metrics[0].provider.job.metadata.name",
+            "spec.metrics[0].successCondition",
+        ]
+    );
+    let out = c.output.as_ref().unwrap();
+    let metric = &out["spec"]["metrics"][0];
+    assert_eq!(metric["provider"]["job"]["spec"], spec);
+    assert_eq!(
+        metric["provider"]["job"]["metadata"],
+        json!({ "labels": { "team": "shop" }, "annotations": { "a": "b" } })
+    );
+    assert!(metric.get("successCondition").is_none());
+}
+
 /// A Rollout naming a template refused in the same run is told so.
 #[test]
 fn a_rollout_naming_a_refused_template_is_warned() {
@@ -677,7 +718,7 @@ fn a_rollout_naming_a_refused_template_is_warned() {
         json!({ "steps": [{ "setWeight": 10 }, { "analysis": { "templates": [{ "templateName": "t" }] } }] }),
     );
     r["metadata"]["name"] = json!("web");
-    let mut t = template(json!({ "provider": { "job": {} } }));
+    let mut t = template(json!({ "provider": { "kayenta": {} } }));
     t["metadata"]["name"] = json!("t");
     let mut all = convert_all(vec![r, t]);
     check_references(&mut all);

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod cache;
+pub mod job;
 #[cfg(test)]
 pub(crate) mod mock_api;
 pub mod notify;

@@ -17,6 +17,8 @@ pub enum Cache {
     Ingress,
     HttpRoute,
     Pod,
+    /// The Jobs of `job` metrics (the AnalysisRun controller's).
+    Job,
 }
 
 /// What a write left in the API: an object at a resourceVersion, or no object.

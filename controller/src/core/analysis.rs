@@ -64,6 +64,11 @@ pub enum AnalysisError {
         metric: String,
         reason: &'static str,
     },
+    /// A job metric with conditions: its verdict is the Job's.
+    #[error(
+        "metric {0:?}: a job metric takes no successCondition or failureCondition: its verdict is the Job's (Complete or Failed)"
+    )]
+    JobCondition(String),
 }
 
 /// Replaces every `{{args.NAME}}` (spaces allowed inside the braces) in `query` by the
@@ -165,6 +170,10 @@ pub fn validate_spec(spec: &AnalysisSpec) -> Result<(), AnalysisError> {
                     metric: metric.name.clone(),
                     reason,
                 });
+            }
+        } else if metric.provider.job.is_some() {
+            if metric.success_condition.is_some() || metric.failure_condition.is_some() {
+                return Err(AnalysisError::JobCondition(metric.name.clone()));
             }
         } else if metric.provider.judge.is_none()
             && metric.success_condition.is_none()
@@ -399,6 +408,10 @@ pub struct Schedule {
     pub due_now: Vec<String>,
     /// The earliest time a metric not due now becomes due; None when none will be.
     pub next: Option<Timestamp>,
+    /// Names of the metrics whose last measurement is still Running (a Job that has not
+    /// finished): the runtime looks at it again instead of taking a new one, when what it
+    /// waits for changes (the Job's watch event), not at a time.
+    pub in_flight: Vec<String>,
 }
 
 /// Which metrics are due at `now` for a run that started at `started_at`.
@@ -410,7 +423,9 @@ pub struct Schedule {
 /// as Argo Rollouts), or once its phase is decided. Nothing is due once the run has a
 /// completed phase: to terminate a run, the caller records the phase [`run_phase`] gives
 /// with `terminated` in `status.phase`. Metrics whose durations do not parse are never due
-/// ([`validate_spec`] rejects them first).
+/// ([`validate_spec`] rejects them first). A metric whose last measurement is still in
+/// flight (Pending or Running) is never due: it is listed in `in_flight` and its next
+/// measurement is counted from when that one finishes ([`complete`]).
 pub fn due(
     spec: &AnalysisSpec,
     status: &AnalysisRunStatus,
@@ -422,7 +437,12 @@ pub fn due(
         return schedule;
     }
     for metric in &spec.metrics {
-        let Some(at) = next_measurement(metric, find(status, &metric.name), started_at) else {
+        let result = find(status, &metric.name);
+        if result.is_some_and(|r| !is_completed(r.phase) && last_in_flight(r).is_some()) {
+            schedule.in_flight.push(metric.name.clone());
+            continue;
+        }
+        let Some(at) = next_measurement(metric, result, started_at) else {
             continue;
         };
         if at <= now {
@@ -493,6 +513,64 @@ fn effective_count(metric: &Metric, interval: Option<Duration>) -> Option<i32> {
         (Some(count), _) => Some(count.max(1)),
         (None, None) => Some(1),
         (None, Some(_)) => None,
+    }
+}
+
+/// The metric's last measurement when it is still in flight (Pending or Running).
+fn last_in_flight(result: &MetricResult) -> Option<&Measurement> {
+    result
+        .measurements
+        .last()
+        .filter(|m| !is_completed(m.phase))
+}
+
+/// The metrics whose last measurement is still in flight, in spec order, whatever the
+/// metric's phase: what a run that ends must stop ([`terminate_in_flight`]).
+pub fn in_flight<'a>(spec: &'a AnalysisSpec, status: &AnalysisRunStatus) -> Vec<&'a str> {
+    spec.metrics
+        .iter()
+        .filter(|m| find(status, &m.name).is_some_and(|r| last_in_flight(r).is_some()))
+        .map(|m| m.name.as_str())
+        .collect()
+}
+
+/// Records the outcome of `metric`'s measurement in flight: the Running measurement is
+/// replaced by `measurement` and counted as [`record`] counts a new one. Without one in
+/// flight this is [`record`].
+pub fn complete(
+    spec: &AnalysisSpec,
+    status: &mut AnalysisRunStatus,
+    metric: &str,
+    measurement: Measurement,
+) {
+    if let Some(result) = status.metric_results.iter_mut().find(|r| r.name == metric)
+        && last_in_flight(result).is_some()
+    {
+        result.measurements.pop();
+    }
+    record(spec, status, metric, measurement);
+}
+
+/// Ends `metric`'s measurement in flight because the run ended before it finished (as
+/// Argo Rollouts: Inconclusive, with why). It is counted nowhere, so it decides nothing:
+/// the run's verdict is what it was without it.
+pub fn terminate_in_flight(
+    status: &mut AnalysisRunStatus,
+    metric: &str,
+    finished_at: Timestamp,
+    message: String,
+) {
+    let Some(result) = status.metric_results.iter_mut().find(|r| r.name == metric) else {
+        return;
+    };
+    if let Some(last) = result.measurements.last_mut()
+        && !is_completed(last.phase)
+    {
+        last.phase = AnalysisPhase::Inconclusive;
+        last.finished_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            finished_at,
+        ));
+        last.message = Some(message);
     }
 }
 

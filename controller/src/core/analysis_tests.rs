@@ -41,6 +41,7 @@ fn metric(name: &str, success: Option<&str>, failure: Option<&str>) -> Metric {
             judge: None,
             sequential: None,
             web: None,
+            job: None,
         },
     }
 }
@@ -60,6 +61,7 @@ fn judge_metric(success: Option<&str>) -> Metric {
         }),
         sequential: None,
         web: None,
+        job: None,
     };
     m
 }

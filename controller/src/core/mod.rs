@@ -11,6 +11,9 @@ pub mod canary;
 mod common;
 pub mod conditions;
 pub mod hash;
+pub mod job;
+#[cfg(test)]
+mod job_tests;
 pub mod judge;
 pub mod notice;
 #[cfg(test)]

@@ -28,11 +28,13 @@ use sluice_api::analysis::{
 use tracing::{error, info, warn};
 
 use super::expectations::Expectations;
+use super::job_metrics::JobMetrics;
 use super::malformed::{self, Shape};
 use super::metrics;
 use super::queue::{Gate, Queue};
 use super::{ReconcileError, Settings, api, backoff, watches};
 use crate::adapters::AdapterError;
+use crate::adapters::job::JOB_CALL_TIMEOUT;
 use crate::adapters::prometheus::{PrometheusClient, PrometheusError, QueryRequest, QueryResult};
 use crate::adapters::slices::{SliceGrid, SliceSource};
 use crate::adapters::web::{WebBody, WebClient, WebRequest, WebTls};
@@ -91,11 +93,19 @@ pub fn time_budget(spec: &AnalysisSpec) -> Duration {
                 // Four counters, or two histograms.
                 (Some(s), _) => timeout(&s.connection) * if s.counts.is_some() { 4 } else { 2 },
                 (None, Some(w)) => web_timeout(w) + SECRET_READ_TIMEOUT * web_secrets(w),
+                // Create (and a GET of one that exists already), a GET of one not
+                // cached, or a delete: two calls at most.
+                (None, None) if m.provider.job.is_some() => JOB_CALL_TIMEOUT * 2,
                 (None, None) => Duration::ZERO,
             },
         })
         .sum();
-    RECONCILE_OVERHEAD + SECRET_READ_TIMEOUT * secret_args + queries
+    let job_cache = if spec.metrics.iter().any(|m| m.provider.job.is_some()) {
+        super::CACHE_SYNC_WAIT
+    } else {
+        Duration::ZERO
+    };
+    RECONCILE_OVERHEAD + SECRET_READ_TIMEOUT * secret_args + queries + job_cache
 }
 
 fn web_timeout(web: &WebMetric) -> Duration {
@@ -121,6 +131,8 @@ pub struct Measurer {
 /// Shared state of the AnalysisRun reconciler.
 struct Context {
     measurer: Measurer,
+    /// The Jobs of job metrics.
+    jobs: JobMetrics,
     recorder: Recorder,
     /// The runs as the Controller's watch holds them.
     runs: Store<DeserializeGuard<AnalysisRun>>,
@@ -183,7 +195,16 @@ pub async fn run(
             queue.triggered(vec![ObjectRef::from_obj(run)]);
         })
     };
-    let controller = Controller::for_stream(trigger, runs.clone());
+    // A Job's change (it completed, failed, or was deleted) brings back the run that
+    // controls it.
+    let (jobs, job_stream) = JobMetrics::new(client.clone(), &settings);
+    let job_stream = {
+        let queue = queue.clone();
+        job_stream.inspect_ok(move |job| {
+            queue.triggered(owning_runs(&job.metadata));
+        })
+    };
+    let controller = Controller::for_stream(trigger, runs.clone()).owns_stream(job_stream);
     let gate = Gate::new(settings.concurrency);
     let shutdown = {
         let gate = gate.clone();
@@ -198,6 +219,7 @@ pub async fn run(
             prometheus,
             web,
         },
+        jobs,
         recorder: malformed::recorder(&client),
         runs,
         expectations: Expectations::default(),
@@ -216,6 +238,19 @@ pub async fn run(
         .for_each(|_| async {})
         .await;
     info!("analysis controller stopped");
+}
+
+type RunKey = ObjectRef<DeserializeGuard<AnalysisRun>>;
+
+/// The runs that control `meta`'s object (a Job's), keyed as the Controller keys them.
+fn owning_runs(meta: &kube::api::ObjectMeta) -> Vec<RunKey> {
+    let ns = meta.namespace.clone().unwrap_or_default();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.controller == Some(true) && o.kind == "AnalysisRun")
+        .map(|o| ObjectRef::new(&o.name).within(&ns))
+        .collect()
 }
 
 fn terminal(phase: Option<AnalysisPhase>) -> bool {
@@ -246,22 +281,28 @@ async fn reconcile(
     metrics::metrics().queue_waited("analysisrun", waited);
     // The run as it is now, not as it was when it joined the line.
     let guard = ctx.runs.get(&key).unwrap_or(guard);
-    if let Some(wait) = ctx.expectations.wait(&key, Instant::now(), |w| {
-        ctx.runs
-            .get(&ObjectRef::new(&w.name).within(&w.namespace))
-            .map(|r| r.resource_version())
-    }) {
+    if let Some(wait) = ctx
+        .expectations
+        .wait(&key, Instant::now(), |w| match w.cache {
+            Cache::Job => ctx.jobs.cached_version(&w.namespace, &w.name),
+            _ => ctx
+                .runs
+                .get(&ObjectRef::new(&w.name).within(&w.namespace))
+                .map(|r| r.resource_version()),
+        })
+    {
         metrics::metrics().cache_waited("analysisrun");
         return Ok(ctx.queue.requeue(&key, wait));
     }
     let started = Instant::now();
-    let mut written = None;
+    let mut written = Vec::new();
     let outcome = tokio::time::timeout(
         budget,
         // Boxed, so that a run waiting in the gate is a small future (see the Rollouts').
         Box::pin(reconcile_inner(
             guard,
             &ctx.measurer,
+            &ctx.jobs,
             &ctx.recorder,
             &mut written,
         )),
@@ -273,7 +314,7 @@ async fn reconcile(
         .map_or_else(|e| e.category(), |_| "success");
     metrics::metrics().reconciled("analysisrun", result, started.elapsed());
     ctx.expectations
-        .record(key.clone(), written.into_iter().collect(), Instant::now());
+        .record(key.clone(), written, Instant::now());
     if outcome.is_ok() {
         ctx.failures.forget(&key);
     }
@@ -283,13 +324,15 @@ async fn reconcile(
     })
 }
 
-/// Measures what is due and writes the run's status; returns when it is next due (None:
-/// only on a change).
+/// Measures what is due, looks again at measurements in flight (Jobs), stops those of a
+/// run that ends, and writes the run's status; returns when it is next due (None: only
+/// on a change).
 async fn reconcile_inner(
     guard: Arc<DeserializeGuard<AnalysisRun>>,
     ctx: &Measurer,
+    jobs: &JobMetrics,
     recorder: &Recorder,
-    written: &mut Option<Written>,
+    written: &mut Vec<Written>,
 ) -> Result<Option<Duration>, ReconcileError> {
     let Ok(run) = &guard.0 else {
         // It can never be measured: Error, InvalidSpec and one Event, once; the Rollout
@@ -298,11 +341,13 @@ async fn reconcile_inner(
         return Ok(None);
     };
     let old = run.status.clone().unwrap_or_default();
-    if terminal(old.phase) {
+    let spec = &run.spec.analysis;
+    // A finished run has nothing left to do, unless a Job of it still runs (a status
+    // written by a controller that did not stop it).
+    if terminal(old.phase) && plan::in_flight(spec, &old).is_empty() {
         return Ok(None);
     }
     let namespace = run.namespace().unwrap_or_default();
-    let spec = &run.spec.analysis;
     let mut status = old.clone();
     let now = Timestamp::now();
     let started_at = status.started_at.get_or_insert(Time(now)).0;
@@ -314,12 +359,33 @@ async fn reconcile_inner(
         status.message = Some(format!("invalid analysis: {e}"));
         status.completed_at = Some(Time(now));
         status.observed_generation = run.metadata.generation;
-        *written = write_status(&ctx.client, run, &status).await?;
+        written.extend(write_status(&ctx.client, run, &status).await?);
         warn!(run = %format!("{namespace}/{}", run.name_any()), error = %e, "invalid analysis");
         return Ok(None);
     }
-    if !run.spec.terminate {
+    if spec.metrics.iter().any(|m| m.provider.job.is_some()) {
+        jobs.synced().await?;
+    }
+    if !run.spec.terminate && !terminal(old.phase) {
         let schedule = plan::due(spec, &status, started_at, now);
+        for name in &schedule.in_flight {
+            let Some(metric) = spec.metrics.iter().find(|m| &m.name == name) else {
+                continue;
+            };
+            let running = status
+                .metric_results
+                .iter()
+                .find(|r| &r.name == name)
+                .and_then(|r| r.measurements.last())
+                .cloned();
+            let (Some(_), Some(running)) = (&metric.provider.job, running) else {
+                continue;
+            };
+            if let Some(measurement) = jobs.resume(run, &status, name, &running).await? {
+                count_measurement("job", &measurement);
+                plan::complete(spec, &mut status, name, measurement);
+            }
+        }
         if !schedule.due_now.is_empty() {
             let args = resolve_args(&ctx.client, &namespace, &spec.args).await;
             for name in &schedule.due_now {
@@ -327,8 +393,11 @@ async fn reconcile_inner(
                     continue;
                 };
                 let started = Instant::now();
-                let measurement = match &args {
-                    Ok(args) => {
+                let measurement = match (&args, &metric.provider.job) {
+                    (Ok(args), Some(job)) => {
+                        jobs.start(run, &status, name, job, args, written).await
+                    }
+                    (Ok(args), None) => {
                         ctx.measure(
                             &namespace,
                             metric,
@@ -338,25 +407,15 @@ async fn reconcile_inner(
                         )
                         .await
                     }
-                    Err(e) => error_measurement(Timestamp::now(), e.clone()),
+                    (Err(e), _) => error_measurement(Timestamp::now(), e.clone()),
                 };
-                let provider = if metric.provider.judge.is_some() {
-                    "judge"
-                } else if metric.provider.sequential.is_some() {
-                    "sequential"
-                } else if metric.provider.web.is_some() {
-                    "web"
-                } else {
-                    "prometheus"
-                };
-                let m = metrics::metrics();
-                m.measurements
-                    .get_or_create(&metrics::MeasurementLabels {
-                        provider,
-                        phase: format!("{:?}", measurement.phase),
-                    })
-                    .inc();
-                m.measurement_duration
+                let provider = provider_name(metric);
+                // A Job's measurement is counted when it finishes.
+                if measurement.phase != AnalysisPhase::Running {
+                    count_measurement(provider, &measurement);
+                }
+                metrics::metrics()
+                    .measurement_duration
                     .get_or_create(&metrics::ProviderLabels { provider })
                     .observe(started.elapsed().as_secs_f64());
                 plan::record(spec, &mut status, name, measurement);
@@ -364,21 +423,38 @@ async fn reconcile_inner(
         }
     }
     let (phase, message) = plan::run_phase(spec, &status, run.spec.terminate);
-    status.phase = Some(phase);
-    status.message = Some(message);
+    if terminal(Some(phase)) {
+        // The run ends before these Jobs do: delete them (their pods with them) before
+        // the verdict is written, so that a failed delete is retried, not forgotten.
+        for name in plan::in_flight(spec, &status) {
+            let name = name.to_string();
+            let message = match spec.metrics.iter().find(|m| m.name == name) {
+                Some(m) if m.provider.job.is_some() => {
+                    let job = jobs.stop(run, &status, &name, written).await?;
+                    format!("the run ended before Job {job} finished; the Job was deleted")
+                }
+                _ => "the run ended before the measurement finished".to_string(),
+            };
+            plan::terminate_in_flight(&mut status, &name, Timestamp::now(), message);
+        }
+    }
+    if !terminal(old.phase) {
+        status.phase = Some(phase);
+        status.message = Some(message);
+    }
     status.observed_generation = run.metadata.generation;
-    if terminal(Some(phase)) && status.completed_at.is_none() {
+    if terminal(status.phase) && status.completed_at.is_none() {
         status.completed_at = Some(Time(Timestamp::now()));
     }
     if status != old {
         // A conflict (a terminate, a deletion) is an error for the backoff; its watch
         // event brings the run back at once, and the measurement taken here is dropped.
-        *written = write_status(&ctx.client, run, &status).await?;
-        if terminal(Some(phase)) {
+        written.extend(write_status(&ctx.client, run, &status).await?);
+        if terminal(Some(phase)) && !terminal(old.phase) {
             info!(run = %format!("{namespace}/{}", run.name_any()), ?phase, "analysis finished");
         }
     }
-    if terminal(Some(phase)) {
+    if terminal(status.phase) {
         return Ok(None);
     }
     let after = Timestamp::now();
@@ -393,6 +469,32 @@ async fn reconcile_inner(
         }
         None => None,
     })
+}
+
+/// The provider label of `metric` in the measurement metrics.
+fn provider_name(metric: &Metric) -> &'static str {
+    let p = &metric.provider;
+    if p.judge.is_some() {
+        "judge"
+    } else if p.sequential.is_some() {
+        "sequential"
+    } else if p.web.is_some() {
+        "web"
+    } else if p.job.is_some() {
+        "job"
+    } else {
+        "prometheus"
+    }
+}
+
+fn count_measurement(provider: &'static str, measurement: &Measurement) {
+    metrics::metrics()
+        .measurements
+        .get_or_create(&metrics::MeasurementLabels {
+            provider,
+            phase: format!("{:?}", measurement.phase),
+        })
+        .inc();
 }
 
 /// Replaces the run's status as it was read (a conflict when someone, e.g. a terminate,
@@ -572,6 +674,9 @@ impl Measurer {
             measure_sequential(self, namespace, metric, sequential, args, at, run).await
         } else if let Some(web) = &metric.provider.web {
             measure_web(self, namespace, metric, web, args, at).await
+        } else if metric.provider.job.is_some() {
+            // Only a run can own a Job; the AnalysisRun controller starts it (`JobMetrics`).
+            Err("a job metric is measured only by an AnalysisRun, which runs its Job".to_string())
         } else {
             Err("metric has no provider".to_string())
         };
@@ -894,6 +999,7 @@ mod tests {
                 prometheus: PrometheusClient::new().unwrap(),
                 web: WebClient::new().unwrap(),
             },
+            jobs: JobMetrics::for_tests(client.clone(), Vec::new()),
             recorder: malformed::recorder(&client),
             runs: kube::runtime::reflector::store::Writer::default().as_reader(),
             expectations: Expectations::default(),
@@ -1118,6 +1224,277 @@ mod tests {
             "{}",
             replay.message
         );
+    }
+
+    /// A run of one job metric whose container's env takes `{{args.svc}}`.
+    fn job_run(status: serde_json::Value, terminate: bool) -> AnalysisRun {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+            "metadata": { "name": "r", "namespace": "shop", "resourceVersion": "1",
+                          "uid": "run-uid", "labels": { "sluice.dev/rollout": "web" } },
+            "spec": {
+                "terminate": terminate,
+                "args": [{ "name": "svc", "value": "web-canary" }],
+                "metrics": [{ "name": "smoke", "provider": { "job": { "spec": {
+                    "backoffLimit": 0,
+                    "template": { "spec": { "restartPolicy": "Never", "containers": [{
+                        "name": "c", "image": "busybox",
+                        "env": [{ "name": "SVC", "value": "{{args.svc}}" }] }] } } } } } }],
+            },
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    /// The status of a run whose Job `r-smoke-1` is running.
+    fn running() -> serde_json::Value {
+        json!({
+            "phase": "Running", "message": "measuring smoke", "startedAt": "2026-01-01T00:00:00Z",
+            "metricResults": [{ "name": "smoke", "phase": "Running", "measurements": [{
+                "phase": "Running", "startedAt": "2026-01-01T00:00:00Z",
+                "message": "Job r-smoke-1 running" }] }],
+        })
+    }
+
+    fn job(conditions: serde_json::Value, owner_uid: &str) -> k8s_openapi::api::batch::v1::Job {
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": { "name": "r-smoke-1", "namespace": "shop", "resourceVersion": "9",
+                "ownerReferences": [{ "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+                    "name": "r", "uid": owner_uid, "controller": true }] },
+            "status": { "conditions": conditions },
+        }))
+        .unwrap()
+    }
+
+    /// An API that creates Jobs, deletes them and stores run statuses, echoing each.
+    fn job_api() -> (Client, mock_api::Log) {
+        mock_api::serve(|seen| {
+            let mut body = seen.body.clone().unwrap_or(json!({}));
+            match seen.method.as_str() {
+                "POST" => {
+                    body["metadata"]["resourceVersion"] = json!("5");
+                    (201, body)
+                }
+                "PUT" => {
+                    body["metadata"]["resourceVersion"] = json!("2");
+                    (200, body)
+                }
+                "DELETE" => (
+                    200,
+                    json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" }),
+                ),
+                _ => mock_api::not_found("jobs.batch", "r-smoke-1"),
+            }
+        })
+    }
+
+    async fn reconcile_job_run(
+        run: AnalysisRun,
+        jobs: Vec<k8s_openapi::api::batch::v1::Job>,
+    ) -> (Option<Duration>, Vec<Written>, Vec<mock_api::Seen>) {
+        let (client, log) = job_api();
+        let jobs = JobMetrics::for_tests(client.clone(), jobs);
+        let mut written = Vec::new();
+        let after = reconcile_inner(
+            Arc::new(DeserializeGuard(Ok(run))),
+            &measurer(client.clone()),
+            &jobs,
+            &malformed::recorder(&client),
+            &mut written,
+        )
+        .await
+        .unwrap();
+        let seen = std::mem::take(&mut *log.lock().unwrap());
+        (after, written, seen)
+    }
+
+    fn written_status(seen: &[mock_api::Seen]) -> AnalysisRunStatus {
+        let put = seen
+            .iter()
+            .find(|s| s.method == "PUT")
+            .expect("a status write");
+        assert_eq!(
+            put.path,
+            "/apis/sluice.dev/v1alpha1/namespaces/shop/analysisruns/r/status"
+        );
+        serde_json::from_value(put.body.as_ref().unwrap()["status"].clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_due_job_metric_creates_its_job_and_records_it_running() {
+        let (after, written, seen) = reconcile_job_run(job_run(json!(null), false), vec![]).await;
+        let post = seen
+            .iter()
+            .find(|s| s.method == "POST")
+            .expect("a Job created");
+        assert_eq!(post.path, "/apis/batch/v1/namespaces/shop/jobs");
+        let body = post.body.as_ref().unwrap();
+        assert_eq!(body["metadata"]["name"], "r-smoke-1");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "run-uid");
+        assert_eq!(
+            body["metadata"]["labels"]["sluice.dev/analysis-run-uid"],
+            "run-uid"
+        );
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+            "web-canary"
+        );
+        let status = written_status(&seen);
+        assert_eq!(status.phase, Some(AnalysisPhase::Running));
+        let m = &status.metric_results[0].measurements[0];
+        assert_eq!(m.phase, AnalysisPhase::Running);
+        assert_eq!(m.message.as_deref(), Some("Job r-smoke-1 running"));
+        assert_eq!(
+            status.metric_results[0].count, 0,
+            "counted when it finishes"
+        );
+        // The next reconcile waits for the Job in the cache and the status; the Job's
+        // watch event brings the run back, not a timer.
+        assert_eq!(after, None);
+        let caches: Vec<Cache> = written.iter().map(|w| w.cache).collect();
+        assert_eq!(caches, [Cache::Job, Cache::AnalysisRun]);
+    }
+
+    #[tokio::test]
+    async fn a_job_still_running_is_no_write_at_all() {
+        let (after, written, seen) =
+            reconcile_job_run(job_run(running(), false), vec![job(json!([]), "run-uid")]).await;
+        assert!(seen.is_empty(), "{seen:#?}");
+        assert!(written.is_empty());
+        assert_eq!(after, None);
+    }
+
+    #[tokio::test]
+    async fn a_completed_job_passes_its_measurement_and_a_failed_one_fails_it() {
+        let complete = json!([{ "type": "Complete", "status": "True" }]);
+        let (_, _, seen) =
+            reconcile_job_run(job_run(running(), false), vec![job(complete, "run-uid")]).await;
+        assert!(seen.iter().all(|s| s.method == "PUT"), "{seen:#?}");
+        let status = written_status(&seen);
+        assert_eq!(status.phase, Some(AnalysisPhase::Successful), "{status:#?}");
+        let r = &status.metric_results[0];
+        assert_eq!((r.count, r.successful, r.measurements.len()), (1, 1, 1));
+        assert_eq!(
+            r.measurements[0].message.as_deref(),
+            Some("Job r-smoke-1 completed")
+        );
+
+        let failed = json!([{ "type": "Failed", "status": "True",
+            "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline" }]);
+        let (_, _, seen) =
+            reconcile_job_run(job_run(running(), false), vec![job(failed, "run-uid")]).await;
+        let status = written_status(&seen);
+        assert_eq!(status.phase, Some(AnalysisPhase::Failed), "{status:#?}");
+        assert_eq!(
+            status.metric_results[0].measurements[0].message.as_deref(),
+            Some(
+                "Job r-smoke-1 failed: DeadlineExceeded: Job was active longer than specified deadline"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_gone_or_not_the_runs_is_an_error() {
+        // Not in the cache and not in the API (the mock answers 404).
+        let (_, _, seen) = reconcile_job_run(job_run(running(), false), vec![]).await;
+        assert_eq!(seen[0].method, "GET");
+        let status = written_status(&seen);
+        let m = &status.metric_results[0].measurements[0];
+        assert_eq!(m.phase, AnalysisPhase::Error);
+        assert_eq!(
+            m.message.as_deref(),
+            Some("Job r-smoke-1 no longer exists: it was deleted before it finished")
+        );
+        let (_, _, seen) =
+            reconcile_job_run(job_run(running(), false), vec![job(json!([]), "other")]).await;
+        let m = &written_status(&seen).metric_results[0].measurements[0];
+        assert_eq!(
+            m.message.as_deref(),
+            Some("Job r-smoke-1 is not controlled by this AnalysisRun")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_terminated_run_deletes_its_running_job_before_its_verdict() {
+        let (_, written, seen) =
+            reconcile_job_run(job_run(running(), true), vec![job(json!([]), "run-uid")]).await;
+        let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+        assert_eq!(
+            methods,
+            ["DELETE", "PUT"],
+            "the Job goes before the verdict is written"
+        );
+        assert_eq!(
+            seen[0].path,
+            "/apis/batch/v1/namespaces/shop/jobs/r-smoke-1"
+        );
+        assert_eq!(
+            seen[0].body.as_ref().unwrap()["propagationPolicy"],
+            "Background"
+        );
+        let status = written_status(&seen);
+        assert_eq!(status.phase, Some(AnalysisPhase::Successful));
+        assert_eq!(status.message.as_deref(), Some("terminated"));
+        let m = &status.metric_results[0].measurements[0];
+        assert_eq!(m.phase, AnalysisPhase::Inconclusive);
+        assert_eq!(
+            m.message.as_deref(),
+            Some("the run ended before Job r-smoke-1 finished; the Job was deleted")
+        );
+        assert!(written.contains(&Written::gone(Cache::Job, "shop", "r-smoke-1")));
+    }
+
+    #[tokio::test]
+    async fn replay_says_a_job_metric_cannot_be_run_in_the_past() {
+        let job = json!({ "name": "smoke", "provider": { "job": { "spec": { "template": {
+            "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox" }] } } } } } });
+        let only_job: AnalysisSpec =
+            serde_json::from_value(json!({ "metrics": [job.clone()] })).unwrap();
+        let now = Timestamp::now();
+        let m = measurer(secret_api());
+        let err = crate::runtime::replay::replay(&m, "shop", &only_job, &[], now, now)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "nothing to replay: metric smoke: job provider: a Job runs now, against what is deployed now; it cannot be run in the past"
+        );
+        // Beside a replayable metric it is named as not replayed, and the verdict is not
+        // claimed for the analysis.
+        let (prometheus, _seen) = crate::adapters::web::tests::serve(
+            200,
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}"#,
+        )
+        .await;
+        let mixed: AnalysisSpec = serde_json::from_value(json!({ "metrics": [
+            job,
+            { "name": "rate", "successCondition": "result[0] >= 0.99",
+              "provider": { "prometheus": { "address": prometheus, "query": "up" } } },
+        ] }))
+        .unwrap();
+        let replay = crate::runtime::replay::replay(&m, "shop", &mixed, &[], now, now)
+            .await
+            .unwrap();
+        assert_eq!(replay.skipped.len(), 1);
+        assert_eq!(replay.skipped[0].0, "smoke");
+        assert_eq!(replay.phase, AnalysisPhase::Inconclusive);
+        assert!(
+            replay.message.contains("smoke could not be replayed"),
+            "{}",
+            replay.message
+        );
+    }
+
+    #[test]
+    fn the_budget_counts_a_job_metrics_calls_and_its_cache() {
+        let spec: AnalysisSpec = serde_json::from_value(json!({
+            "metrics": [{ "name": "smoke", "provider": { "job": { "spec": { "template": {
+                "spec": { "restartPolicy": "Never", "containers": [{ "name": "c" }] } } } } } }],
+        }))
+        .unwrap();
+        // Overhead 30 s, two Job calls of 10 s, the Job cache's first list 10 s.
+        assert_eq!(time_budget(&spec), Duration::from_secs(30 + 2 * 10 + 10));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use references::Referenced;
 pub mod analysis;
 pub mod backoff;
 pub mod expectations;
+pub mod job_metrics;
 pub mod leader;
 pub mod malformed;
 pub mod metrics;
@@ -149,9 +150,14 @@ impl Default for Settings {
 impl Settings {
     /// `config` selecting the objects of this controller's shard.
     pub fn instance_selector(&self, config: watcher::Config) -> watcher::Config {
+        config.labels(&self.shard_labels())
+    }
+
+    /// The label selector of this controller's shard, to combine with others.
+    pub fn shard_labels(&self) -> String {
         match &self.instance_id {
-            Some(id) => config.labels(&format!("{CONTROLLER_INSTANCE_LABEL}={id}")),
-            None => config.labels(&format!("!{CONTROLLER_INSTANCE_LABEL}")),
+            Some(id) => format!("{CONTROLLER_INSTANCE_LABEL}={id}"),
+            None => format!("!{CONTROLLER_INSTANCE_LABEL}"),
         }
     }
 }
@@ -227,6 +233,8 @@ impl Context {
             Cache::Ingress => version(self.caches.ingress(ns, name)),
             Cache::HttpRoute => version(self.caches.http_route(ns, name)),
             Cache::Pod => version(self.pods.get(&ObjectRef::new(name).within(ns))),
+            // Only the AnalysisRun controller writes Jobs, and waits for its own cache.
+            Cache::Job => None,
         }
     }
 }
@@ -551,7 +559,7 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest a reconcile waits for a cache started on demand (the Deployments') to list;
 /// then it fails and is retried with backoff.
-const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 async fn reconcile(
     guard: Arc<DeserializeGuard<Rollout>>,

@@ -38,8 +38,15 @@ pub struct Replay {
 
 /// Why a metric cannot be replayed over a past window, if it cannot.
 pub fn not_replayable(metric: &Metric) -> Option<String> {
-    metric.provider.web.as_ref().map(|_| {
-        "web provider: an HTTP endpoint answers only about now, not about a past window".to_string()
+    if metric.provider.web.is_some() {
+        return Some(
+            "web provider: an HTTP endpoint answers only about now, not about a past window"
+                .to_string(),
+        );
+    }
+    metric.provider.job.as_ref().map(|_| {
+        "job provider: a Job runs now, against what is deployed now; it cannot be run in the past"
+            .to_string()
     })
 }
 
