@@ -662,7 +662,10 @@ async fn namespaced_mode_grants_one_namespace_and_cluster_templates() -> Result<
     service_account_kubeconfig(home, release, &kubeconfig)?;
     let _crds = CRD_OWNER.lock().await;
     install_crds(&client).await?;
-    let mut controller = ControllerProcess::start_as_identity(&watched.name, &kubeconfig, &[])?;
+    // Its notifications ConfigMap is in its own release's namespace, as the chart passes it.
+    let notifications = format!("--notifications-configmap={home}/sluice-notifications");
+    let mut controller =
+        ControllerProcess::start_as_identity(&watched.name, &kubeconfig, &[&notifications])?;
     let env = Env {
         client: client.clone(),
         ns: watched,

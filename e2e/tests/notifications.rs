@@ -231,7 +231,10 @@ async fn events(env: &Env, reason: &str) -> Result<Vec<Event>> {
         .collect())
 }
 
-#[tokio::test]
+// Multi-threaded: `terminate` blocks its thread until the controller exits, and the
+// receiver must go on answering meanwhile (on a current-thread runtime it froze, and the
+// flush at shutdown found nobody answering).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_transition_is_notified_once_through_retries_and_a_restart() -> Result<()> {
     let receiver = Receiver::start().await?;
     let mut env = Env::new("notify").await?;
