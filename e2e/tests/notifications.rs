@@ -289,7 +289,19 @@ async fn each_transition_is_notified_once_through_retries_and_a_restart() -> Res
         ("paused".into(), 1),
     ];
     assert_eq!(triggers(&receiver.accepted("/audit")), before_restart);
-    assert_eq!(triggers(&receiver.accepted("/chat")), before_restart);
+    // The chat webhook's bodies are chat lines: the trigger is in the text.
+    let chat_lines: Vec<String> = receiver
+        .accepted("/chat")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(chat_lines.len(), 3, "{chat_lines:?}");
+    for (line, (trigger, _)) in chat_lines.iter().zip(&before_restart) {
+        assert!(
+            line.contains(&format!("*{}/web* {}", env.ns(), trigger.replace('-', " "))),
+            "{chat_lines:?}"
+        );
+    }
     let chat_requests = receiver.requests("/chat");
     assert_eq!(
         chat_requests.iter().filter(|r| r.status == 503).count(),
