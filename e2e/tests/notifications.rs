@@ -158,7 +158,8 @@ async fn answer(
 }
 
 /// The notifications ConfigMap (the controller's default name, in its namespace) and the
-/// Secret with the chat webhook's URL and the JSON webhook's token.
+/// Secret with the chat webhook's URL and the JSON webhook's token; waits until the
+/// controller has read them.
 async fn configure(env: &Env, receiver: &Receiver, webhooks: &str) -> Result<()> {
     env.apply(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -174,7 +175,13 @@ async fn configure(env: &Env, receiver: &Receiver, webhooks: &str) -> Result<()>
         "metadata": { "name": "sluice-notifications" },
         "data": { "webhooks": webhooks },
     }))
-    .await
+    .await?;
+    env.controller
+        .as_ref()
+        .expect("the test's controller runs")
+        .wait_log("notifications configured", Duration::from_secs(30))
+        .await?;
+    Ok(())
 }
 
 fn webhooks(receiver: &Receiver) -> String {
@@ -240,11 +247,6 @@ async fn each_transition_is_notified_once_through_retries_and_a_restart() -> Res
     let mut env = Env::new("notify").await?;
     // The controller started before the ConfigMap exists: it picks it up when created.
     configure(&env, &receiver, &webhooks(&receiver)).await?;
-    env.controller
-        .as_ref()
-        .unwrap()
-        .wait_log("notifications configured", Duration::from_secs(30))
-        .await?;
     canary(
         &env,
         json!({ "sluice.dev/notify": "audit, chat" }),
@@ -375,11 +377,6 @@ async fn a_failed_analysis_a_narrowed_subscription_and_bad_config_are_each_told(
     let env = Env::new("notify-bad").await?;
     // Only aborts, for this Rollout; and one webhook name the ConfigMap does not have.
     configure(&env, &receiver, &webhooks(&receiver)).await?;
-    env.controller
-        .as_ref()
-        .unwrap()
-        .wait_log("notifications configured", Duration::from_secs(30))
-        .await?;
     canary(
         &env,
         json!({ "sluice.dev/notify": "audit, pager", "sluice.dev/notify-on": "aborted" }),
