@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod crdgen;
 pub mod duration;
+pub mod gate;
 pub mod labels;
 pub mod rollout;
 

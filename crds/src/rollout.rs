@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisRunArgument, AnalysisTemplateRef};
 use crate::duration::HumanDuration;
+use crate::gate::{Gate, GateStatus};
 
 fn default_replicas() -> i32 {
     1
@@ -190,6 +191,7 @@ pub struct RollbackWindow {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.canary) != has(self.blueGreen)").message("strategy must set exactly one of canary and blueGreen"))]
+#[x_kube(validation = Rule::new("!has(self.gates) || has(self.canary) || self.gates.all(g, !('weightIncrease' in g.on))").message("a weightIncrease gate needs the canary strategy: blue-green has no weights"))]
 pub struct RolloutStrategy {
     /// Shift traffic to the new version in steps, with analysis between them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +201,13 @@ pub struct RolloutStrategy {
     /// the active Service to it at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStrategy>,
+
+    /// Webhooks the rollout waits for before it moves past a point, or tells when it
+    /// completed or rolled back (see `docs/analysis.md`, "Gates").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub gates: Vec<Gate>,
 }
 
 /// Canary: the new version receives a growing share of traffic, step by step.
@@ -680,6 +689,9 @@ pub enum PauseReason {
     /// The background analysis was inconclusive and needs a human; a promote starts a
     /// fresh background run.
     BackgroundAnalysisInconclusive,
+    /// A gate (`strategy.gates`, named by `gate`) has not answered 2xx yet; a promote
+    /// passes it.
+    Gate,
 }
 
 /// One reason the rollout is paused, and since when.
@@ -690,6 +702,9 @@ pub struct PauseCondition {
     pub reason: PauseReason,
     /// When the pause started.
     pub start_time: Time,
+    /// The gate that holds the rollout, for reason `Gate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
 }
 
 /// Observed state of a Rollout, written only by the controller (and by user actions,
@@ -801,6 +816,11 @@ pub struct RolloutStatus {
     /// Blue-green progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStatus>,
+
+    /// The gates called for the current revision (`strategy.gates`): pending, passed or
+    /// failed, per point (and step, for `weightIncrease`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateStatus>,
 
     /// Ready, Reconciling, Stalled, Paused, Available, Progressing and InvalidSpec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -458,6 +458,8 @@ pub struct Outgoing<'a> {
     pub content_type: &'a str,
     pub body: &'a str,
     pub timeout: Duration,
+    /// How the server's certificate is checked (a gate may name its CA).
+    pub tls: WebTls<'a>,
 }
 
 /// POSTs `outgoing` once. The reasons never name the URL: a chat webhook's path is its
@@ -474,7 +476,7 @@ pub async fn attempt(client: &WebClient, outgoing: &Outgoing<'_>) -> Attempt {
         headers: &headers,
         body: Some(WebBody::Text(outgoing.body.into())),
         timeout: outgoing.timeout,
-        tls: WebTls::Platform,
+        tls: outgoing.tls,
     };
     match client.send(&request).await {
         Ok(()) => Attempt::Delivered,

@@ -265,6 +265,7 @@ async fn attempt_against(status: u16) -> (Attempt, Option<crate::adapters::web::
             content_type: "application/json",
             body: "{\"text\":\"hi\"}",
             timeout: Duration::from_secs(5),
+            tls: WebTls::Platform,
         },
     )
     .await;
@@ -318,6 +319,7 @@ async fn an_unreachable_webhook_is_retried_and_a_bad_url_refused_without_naming_
                     content_type: "application/json",
                     body: "{}",
                     timeout: Duration::from_secs(5),
+                    tls: WebTls::Platform,
                 },
             )
             .await

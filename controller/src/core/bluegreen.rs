@@ -13,6 +13,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
+use sluice_api::gate::GatePoint;
 use sluice_api::rollout::{
     BlueGreenStatus, BlueGreenStrategy, PauseReason, Rollout, RolloutAnalysis, RolloutStatus,
     StrategyKind,
@@ -24,6 +25,7 @@ use super::common::{
     Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
     point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
+use super::gate::{Gates, Hold, Subject};
 use super::observed::{AnalysisRunState, Observed, ReplicaSetState};
 use super::phase::{PhaseInput, with_phase};
 
@@ -199,6 +201,8 @@ pub fn plan(
     let mut paused_at_stage = false;
     let mut abort_reason = None;
     let mut detail = None;
+    let subject = Subject::of(rollout, template_hash, &stable_hash);
+    let mut gates = Gates::default();
     if mode == Mode::Progressing {
         while index < stages.len() {
             if spec.paused {
@@ -208,7 +212,18 @@ pub fn plan(
             let outcome = match stage {
                 Stage::Preview => {
                     if at_size(current_rs, preview_size) {
-                        Outcome::Done
+                        gated(
+                            gates.check(
+                                &subject,
+                                GatePoint::PreRollout,
+                                None,
+                                &observed.gate_answers,
+                                &mut status,
+                                &mut wake,
+                                now,
+                            ),
+                            &mut detail,
+                        )
                     } else {
                         detail = Some(format!(
                             "preview: {} of {preview_size} pods of revision {template_hash} available",
@@ -268,8 +283,20 @@ pub fn plan(
                 }
                 Stage::Promote => {
                     if at_size(current_rs, replicas) {
-                        switched = true;
-                        Outcome::Done
+                        let outcome = gated(
+                            gates.check(
+                                &subject,
+                                GatePoint::PrePromotion,
+                                None,
+                                &observed.gate_answers,
+                                &mut status,
+                                &mut wake,
+                                now,
+                            ),
+                            &mut detail,
+                        );
+                        switched = matches!(outcome, Outcome::Done);
+                        outcome
                     } else {
                         detail = Some(format!(
                             "promoting: {} of {replicas} pods of revision {template_hash} available; activeService switches when all are",
@@ -556,6 +583,7 @@ pub fn plan(
         // A blue-green's transitions all have Events (`ActiveServiceSwitched` is its
         // promotion).
         notices: Vec::new(),
+        gate_calls: gates.calls,
     };
     with_phase(
         plan,
@@ -574,6 +602,18 @@ pub fn plan(
             now,
         },
     )
+}
+
+/// A stage's outcome from its gates: done once they passed, paused while one holds.
+fn gated(hold: Hold, detail: &mut Option<String>) -> Outcome {
+    match hold {
+        Hold::Open => Outcome::Done,
+        Hold::Held(why) => {
+            *detail = Some(why);
+            Outcome::Paused
+        }
+        Hold::Failed(reason) => Outcome::Abort(reason),
+    }
 }
 
 fn completed_event(hash: &str) -> PlannedEvent {

@@ -12,6 +12,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use sluice_api::analysis::AnalysisPhase;
+use sluice_api::gate::{GatePhase, GatePoint};
 use sluice_api::rollout::{
     BackgroundAnalysis, CanaryStatus, CanaryStep, CanaryStrategy, ManagedRouteStatus,
     PauseCondition, PauseReason, Rollout, RolloutStatus, StrategyKind, TrafficWeights,
@@ -24,6 +25,7 @@ use super::common::{
     Entered, PauseState, Wake, count_replicas, enter_revision, next_revision, pause_state,
     point_services, prune_history, secs, stable_hash, stable_rs_settled, start_run, until,
 };
+use super::gate::{GateStep, Gates, Hold, Subject};
 use super::notice::{Notice, Trigger};
 use super::observed::{BaselineState, Observed, ReplicaSetState};
 use super::phase::{PhaseInput, with_phase};
@@ -84,6 +86,15 @@ pub fn setting_at(steps: &[CanaryStep], index: usize) -> StepSetting {
     }
     setting.routed = !routes.is_empty();
     setting
+}
+
+/// The setting in force before step `index` is entered: what a gate holding the rollout
+/// there keeps (nothing of the canary before the first step).
+pub fn setting_before(steps: &[CanaryStep], index: usize) -> StepSetting {
+    match index.checked_sub(1) {
+        Some(previous) => setting_at(steps, previous),
+        None => StepSetting::default(),
+    }
 }
 
 /// Desired sizes and weight.
@@ -151,6 +162,9 @@ struct Walk {
     paused_at_step: bool,
     /// Set when a step's analysis failed: abort with this message.
     abort_reason: Option<String>,
+    /// Set while a gate holds the rollout before the step at `index`: why. The setting in
+    /// force is the one before that step.
+    gate_hold: Option<String>,
 }
 
 /// Plans one reconcile of a canary Rollout.
@@ -201,6 +215,9 @@ pub fn plan(
 
     let current_rs = observed.replica_set(template_hash);
     let stable_rs = observed.replica_set(&stable_hash);
+    let subject = Subject::of(rollout, template_hash, &stable_hash);
+    let mut gates = Gates::default();
+    let mut gate_hold = None;
 
     // --- steps ---------------------------------------------------------------------------
     let mut index = (status.current_step_index.unwrap_or(0).max(0) as usize).min(steps.len());
@@ -231,9 +248,17 @@ pub fn plan(
             has_router,
             dynamic_stable: canary.dynamic_stable_scale,
             frozen: spec.paused || background_paused,
+            subject: &subject,
             now,
         };
-        let walk = walk_steps(&revisions, index, &mut status, &mut actions, &mut wake);
+        let walk = walk_steps(
+            &revisions,
+            index,
+            &mut gates,
+            &mut status,
+            &mut actions,
+            &mut wake,
+        );
         if walk.index != index {
             events.push(PlannedEvent {
                 warning: false,
@@ -244,6 +269,7 @@ pub fn plan(
         }
         index = walk.index;
         paused_at_step = walk.paused_at_step;
+        gate_hold = walk.gate_hold;
         let mut walk_abort = walk.abort_reason;
         if walk_abort.is_none()
             && index < steps.len()
@@ -255,12 +281,28 @@ pub fn plan(
                 Background::Abort(reason) => walk_abort = Some(reason),
             }
         }
+        // The last gates before full weight (and a stepless Rollout's preRollout).
+        if walk_abort.is_none() && gate_hold.is_none() && index >= steps.len() {
+            let points = [
+                steps.is_empty().then_some(GatePoint::PreRollout),
+                Some(GatePoint::PrePromotion),
+            ];
+            for point in points.into_iter().flatten() {
+                let answers = &observed.gate_answers;
+                match gates.check(&subject, point, None, answers, &mut status, &mut wake, now) {
+                    Hold::Open => continue,
+                    Hold::Held(why) => gate_hold = Some(why),
+                    Hold::Failed(reason) => walk_abort = Some(reason),
+                }
+                break;
+            }
+        }
         if let Some(reason) = walk_abort {
             status.abort = true;
             status.aborted_at = Some(Time(now));
             abort_reason = Some(reason);
             mode = Mode::Aborted;
-        } else if index >= steps.len() {
+        } else if index >= steps.len() && gate_hold.is_none() {
             mode = Mode::Promoting;
         }
     }
@@ -277,7 +319,14 @@ pub fn plan(
     // promote-full (from then on the index stays at the end). No Event tells it: the
     // last StepCompleted and RolloutCompleted frame it.
     let mut notices = Vec::new();
-    if mode == Mode::Promoting && (entered_at < steps.len() || (new_template && steps.is_empty())) {
+    // A gate held it at the end of the steps until now.
+    let held_at_end = entered_at >= steps.len()
+        && old.gates.iter().any(|g| {
+            g.revision == template_hash && g.point.holds() && g.phase == GatePhase::Pending
+        });
+    if mode == Mode::Promoting
+        && (entered_at < steps.len() || held_at_end || (new_template && steps.is_empty()))
+    {
         let how = if status.promote_full && entered_at < steps.len() {
             format!(
                 "promoted in full with {entered_at} of {} steps done",
@@ -337,7 +386,11 @@ pub fn plan(
         },
         Mode::Canary => targets(
             replicas,
-            setting_at(steps, index),
+            if gate_hold.is_some() {
+                setting_before(steps, index)
+            } else {
+                setting_at(steps, index)
+            },
             has_router,
             canary.dynamic_stable_scale,
         ),
@@ -423,7 +476,13 @@ pub fn plan(
     // take what they send; none once it completes or aborts.
     let desired_routes: Vec<RouteSetting> = match mode {
         Mode::Canary if current_rs.is_some_and(|rs| rs.available > 0) => {
-            routes::routes_at(steps, routes::managed(canary), index)
+            match (gate_hold.is_some(), index.checked_sub(1)) {
+                (false, _) => routes::routes_at(steps, routes::managed(canary), index),
+                (true, Some(previous)) => {
+                    routes::routes_at(steps, routes::managed(canary), previous)
+                }
+                (true, None) => Vec::new(),
+            }
         }
         _ => Vec::new(),
     };
@@ -542,7 +601,7 @@ pub fn plan(
             .all(|rs| rs.hash == stable_hash || rs.current == 0 || draining(rs))
         // A baseline left over is work still to do: done means it is gone.
         && observed.baselines.is_empty();
-    let paused = spec.paused || paused_at_step;
+    let paused = spec.paused || paused_at_step || gate_hold.is_some();
     let timed_pause = paused_at_step
         && !spec.paused
         && status
@@ -560,6 +619,7 @@ pub fn plan(
         requeue_after: wake.0.map(|w| until(now, w)),
         events,
         notices,
+        gate_calls: gates.calls,
     };
     with_phase(
         plan,
@@ -570,7 +630,7 @@ pub fn plan(
             settled,
             paused,
             timed_pause,
-            detail: None,
+            detail: gate_hold,
             min_available: Budget::new(replicas, &canary.max_surge, &canary.max_unavailable)
                 .min_available,
             now,
@@ -599,6 +659,8 @@ struct Revisions<'a> {
     dynamic_stable: bool,
     /// Held where it stands: `spec.paused`, or an inconclusive background analysis.
     frozen: bool,
+    /// The rollout as its gates describe it.
+    subject: &'a Subject<'a>,
     now: Timestamp,
 }
 
@@ -607,6 +669,7 @@ struct Revisions<'a> {
 fn walk_steps(
     revisions: &Revisions,
     start: usize,
+    gates: &mut Gates,
     status: &mut RolloutStatus,
     actions: &mut Vec<Action>,
     wake: &mut Wake,
@@ -624,6 +687,7 @@ fn walk_steps(
         has_router,
         dynamic_stable,
         frozen,
+        subject,
         now,
     } = *revisions;
     let mut index = start;
@@ -636,7 +700,52 @@ fn walk_steps(
                 index,
                 paused_at_step: false,
                 abort_reason: None,
+                gate_hold: None,
             };
+        }
+        // Gates hold before the step: its setting is not applied until they pass.
+        let before = setting_before(steps, index);
+        let raise = step
+            .set_weight
+            .filter(|w| *w > before.weight)
+            .map(|next_weight| GateStep {
+                index: index as i32,
+                count: steps.len() as i32,
+                weight: before.weight,
+                next_weight,
+            });
+        let points = [
+            (index == 0).then_some((GatePoint::PreRollout, None)),
+            raise.map(|r| (GatePoint::WeightIncrease, Some(r))),
+        ];
+        for (point, at) in points.into_iter().flatten() {
+            match gates.check(
+                subject,
+                point,
+                at,
+                &observed.gate_answers,
+                status,
+                wake,
+                now,
+            ) {
+                Hold::Open => {}
+                Hold::Held(why) => {
+                    return Walk {
+                        index,
+                        paused_at_step: false,
+                        abort_reason: None,
+                        gate_hold: Some(why),
+                    };
+                }
+                Hold::Failed(reason) => {
+                    return Walk {
+                        index,
+                        paused_at_step: false,
+                        abort_reason: Some(reason),
+                        gate_hold: None,
+                    };
+                }
+            }
         }
         // A step is reached only once the setting in force there (weight, canary size)
         // is in place: a pause or an analysis entered earlier would report a step whose
@@ -665,6 +774,7 @@ fn walk_steps(
             index,
             paused_at_step: false,
             abort_reason: None,
+            gate_hold: None,
         };
         let done = if step.set_weight.is_some()
             || step.set_canary_scale.is_some()
@@ -689,6 +799,7 @@ fn walk_steps(
                         index,
                         paused_at_step: true,
                         abort_reason: None,
+                        gate_hold: None,
                     };
                 }
                 PauseState::Over => true,
@@ -741,6 +852,7 @@ fn walk_steps(
                     return Walk {
                         index,
                         paused_at_step: false,
+                        gate_hold: None,
                         abort_reason: Some(format!(
                             "analysis {run_name} of step {} ended {phase:?}{}",
                             index + 1,
@@ -755,6 +867,7 @@ fn walk_steps(
                                 index,
                                 paused_at_step: true,
                                 abort_reason: None,
+                                gate_hold: None,
                             };
                         }
                         PauseState::Over => {
@@ -781,6 +894,7 @@ fn walk_steps(
         index,
         paused_at_step: false,
         abort_reason: None,
+        gate_hold: None,
     }
 }
 
@@ -857,6 +971,7 @@ fn background_analysis(
             status.pause_conditions.push(PauseCondition {
                 reason: PauseReason::BackgroundAnalysisInconclusive,
                 start_time: Time(now),
+                gate: None,
             });
             Background::Paused
         }

@@ -66,6 +66,7 @@ pub(super) fn pause_state(
         status.pause_conditions.push(PauseCondition {
             reason,
             start_time: Time(now),
+            gate: None,
         });
     }
     let Some(cond) = status.pause_conditions.iter().find(|c| c.reason == reason) else {

@@ -10,6 +10,9 @@ pub mod bluegreen;
 pub mod canary;
 mod common;
 pub mod conditions;
+pub mod gate;
+#[cfg(test)]
+mod gate_tests;
 pub mod hash;
 pub mod job;
 #[cfg(test)]
@@ -71,6 +74,8 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Transitions to tell subscribers about, once the status is written.
     pub notices: Vec<notice::Notice>,
+    /// The gates to call now (see `core::gate`); the runtime stops calling any not listed.
+    pub gate_calls: Vec<gate::GateCall>,
 }
 
 /// Plans one reconcile of a Rollout.
@@ -127,6 +132,25 @@ fn finish(
     strategy: StrategyKind,
     now: Timestamp,
 ) -> Plan {
+    let revision = p.status.current_pod_hash.clone().unwrap_or_default();
+    let stable = p.status.stable_rs.clone().unwrap_or_default();
+    let mut gates = gate::Gates {
+        calls: std::mem::take(&mut p.gate_calls),
+    };
+    let mut wake = common::Wake::default();
+    gates.settle(
+        &gate::Subject::of(rollout, &revision, &stable),
+        &observed.gate_answers,
+        &mut p.status,
+        &mut p.events,
+        &mut wake,
+        now,
+    );
+    p.gate_calls = gates.calls;
+    if let Some(at) = wake.0 {
+        let after = common::until(now, at);
+        p.requeue_after = Some(p.requeue_after.map_or(after, |r| r.min(after)));
+    }
     let housekeeping = analysis_housekeeping(&p.status, observed, &p.actions);
     p.actions.extend(housekeeping);
     let restart = restart::plan(rollout, observed, &p.status, now);
@@ -305,6 +329,7 @@ fn invalid(rollout: &Rollout, reason: &str, message: &str, now: Timestamp) -> Pl
         requeue_after: None,
         events,
         notices: Vec::new(),
+        gate_calls: Vec::new(),
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Observed {
     /// The Deployment `workloadRef` names, when it exists (its template is already in the
     /// Rollout the planner is given: the runtime resolves it).
     pub workload: Option<WorkloadState>,
+    /// The last answer of each gate the runtime called for this Rollout, by
+    /// `gate::key` (kept in memory only: `status.gates` is the record).
+    pub gate_answers: BTreeMap<String, super::gate::GateAnswer>,
 }
 
 /// The Deployment a Rollout takes its template from, as `workloadRef.scaleDown` needs it.

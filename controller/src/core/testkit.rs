@@ -63,6 +63,8 @@ pub(super) struct World {
     pub(super) model_pods: bool,
     /// The role labels and annotations on each ReplicaSet's pod template, by name.
     pub(super) rs_pod_metadata: BTreeMap<String, TemplateMetadata>,
+    /// What the runtime would report of the gates it called, by `gate::key`.
+    pub(super) gate_answers: BTreeMap<String, super::gate::GateAnswer>,
 }
 
 impl World {
@@ -103,6 +105,7 @@ impl World {
                 .cloned(),
             pods: self.pods.clone(),
             workload: self.workload.clone(),
+            gate_answers: self.gate_answers.clone(),
         }
     }
 

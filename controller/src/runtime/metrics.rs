@@ -57,6 +57,14 @@ pub struct NotificationLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GateLabels {
+    /// `preRollout`, `weightIncrease`, `prePromotion`, `postRollout` or `rollback`.
+    pub point: &'static str,
+    /// `passed` (answered 2xx) or `held` (any other answer, or none).
+    pub outcome: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 type DepthSource = Box<dyn Fn() -> usize + Send + Sync>;
 
@@ -78,6 +86,7 @@ pub struct Metrics {
     queue_depth_sources: Mutex<HashMap<&'static str, DepthSource>>,
     rollouts: Family<RolloutLabels, Gauge>,
     notifications: Family<NotificationLabels, Counter>,
+    gate_calls: Family<GateLabels, Counter>,
     /// Each Rollout's (phase, strategy), as its last reconcile planned it.
     rollout_phases: Mutex<HashMap<String, RolloutLabels>>,
 }
@@ -159,6 +168,12 @@ impl Metrics {
             "Notifications to webhooks, by webhook and outcome",
             notifications.clone(),
         );
+        let gate_calls = Family::<GateLabels, Counter>::default();
+        registry.register(
+            "gate_calls",
+            "Calls of gates (spec.strategy.gates), by point and outcome",
+            gate_calls.clone(),
+        );
         // Series that exist from the start, at zero, so that `rate()` and `increase()` see
         // their first increment and alerts can tell "none yet" from "not exported".
         for controller in ["rollout", "analysisrun"] {
@@ -189,6 +204,7 @@ impl Metrics {
             queue_depth_sources: Mutex::new(HashMap::new()),
             rollouts,
             notifications,
+            gate_calls,
             rollout_phases: Mutex::new(HashMap::new()),
         }
     }
@@ -200,6 +216,13 @@ impl Metrics {
                 webhook: webhook.to_string(),
                 outcome,
             })
+            .inc();
+    }
+
+    /// A call of a gate at `point` ended with `outcome`.
+    pub fn gate_called(&self, point: &'static str, outcome: &'static str) {
+        self.gate_calls
+            .get_or_create(&GateLabels { point, outcome })
             .inc();
     }
 

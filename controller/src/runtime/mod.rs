@@ -22,7 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use sluice_api::analysis::{AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate};
 use sluice_api::labels::{CONTROLLER_INSTANCE_LABEL, POD_TEMPLATE_HASH_LABEL, ROLLOUT_LABEL};
 use sluice_api::rollout::Rollout;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::adapters::cache::Caches;
 use crate::adapters::router::Router;
@@ -37,6 +37,7 @@ use references::Referenced;
 pub mod analysis;
 pub mod backoff;
 pub mod expectations;
+pub mod gates;
 pub mod job_metrics;
 pub mod leader;
 pub mod malformed;
@@ -200,6 +201,8 @@ struct Context {
     deployments: Store<Deployment>,
     want_deployments: tokio::sync::watch::Sender<bool>,
     notifier: notifier::Notifier,
+    /// Calls the gates the plans want called (`spec.strategy.gates`).
+    gatekeeper: gates::Gatekeeper,
 }
 
 type RolloutKey = ObjectRef<DeserializeGuard<Rollout>>;
@@ -285,6 +288,16 @@ pub async fn run(
 ) {
     let ns = settings.namespace.as_deref();
     let gate = queue::Gate::new(settings.concurrency);
+    let web = match crate::adapters::web::WebClient::new() {
+        Ok(w) => w,
+        Err(e) => {
+            error!(error = %e, "cannot build the web client for gates: not serving");
+            return;
+        }
+    };
+    // A gate that answers anew brings its Rollout back (see `gates`).
+    let (gate_wake, gate_woken) = futures::channel::mpsc::unbounded();
+    let gatekeeper = gates::Gatekeeper::new(client.clone(), web, gate_wake);
     let shutdown = {
         let gate = gate.clone();
         async move {
@@ -455,6 +468,7 @@ pub async fn run(
         deployments,
         want_deployments,
         notifier: settings.notifier.clone(),
+        gatekeeper,
     });
 
     let referring = |kind: Referenced| {
@@ -472,7 +486,11 @@ pub async fn run(
         referring(Referenced::ClusterAnalysisTemplate),
     );
     let owner_queue = queue.clone();
+    let gate_queue = queue.clone();
     controller
+        .reconcile_on(
+            gate_woken.flat_map(move |key| futures::stream::iter(gate_queue.triggered(vec![key]))),
+        )
         .owns_stream(rs_stream)
         .owns_stream(run_stream)
         // A pod's owner is its ReplicaSet, whose owner is the Rollout: a pod on its way
@@ -606,6 +624,7 @@ async fn reconcile_inner(
     if rollout.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector take the children.
         ctx.expectations.forget(&key);
+        ctx.gatekeeper.forget(&key);
         metrics::metrics().rollout_phase(key.to_string(), None);
         return Ok(Requeue::await_change());
     }
@@ -659,6 +678,7 @@ async fn reconcile_inner(
     debug!(rollout = %rollout.name_any(), "observing");
     let mut observed = observe(&ctx, rollout);
     observed.workload = workload;
+    observed.gate_answers = ctx.gatekeeper.answers(&key);
     debug!(rollout = %rollout.name_any(), ?observed, "planning");
     let plan = core::plan(rollout, &observed, Timestamp::now());
     let strategy = if rollout.spec.strategy.blue_green.is_some() {
@@ -685,6 +705,9 @@ async fn reconcile_inner(
     for event in &plan.events {
         publish(&ctx, rollout, event).await;
     }
+    // Only now that the status records when each gate was first called (its timeout
+    // counts from there).
+    ctx.gatekeeper.want(&key, rollout, &plan.gate_calls);
     // Only now that the status records the transitions: a reconcile that failed before
     // plans them again, one after finds them recorded (see `core::notice`).
     ctx.notifier.notify(

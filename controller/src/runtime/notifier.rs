@@ -435,6 +435,7 @@ async fn deliver(shared: &Shared, delivery: &Delivery) -> &'static str {
                         content_type: &delivery.content_type,
                         body: &delivery.body,
                         timeout: webhook.timeout,
+                        tls: crate::adapters::web::WebTls::Platform,
                     },
                 )
                 .await

@@ -119,7 +119,7 @@ fn context_with_rollouts(
         analysis_runs: run_store,
         caches: caches(Vec::new()),
         caches_ready: async { true }.boxed().shared(),
-        recorder: Recorder::new(client, reporter()),
+        recorder: Recorder::new(client.clone(), reporter()),
         reporter: reporter(),
         failures: backoff::Failures::default(),
         expectations: Default::default(),
@@ -129,6 +129,11 @@ fn context_with_rollouts(
         deployments: reflector::store::Writer::default().as_reader(),
         want_deployments: tokio::sync::watch::channel(false).0,
         notifier: super::notifier::Notifier::disabled(),
+        gatekeeper: super::gates::Gatekeeper::new(
+            client.clone(),
+            crate::adapters::web::WebClient::new().unwrap(),
+            futures::channel::mpsc::unbounded().0,
+        ),
     });
     (ctx, rollout_writer)
 }
