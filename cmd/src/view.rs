@@ -275,6 +275,35 @@ pub fn render_tree(t: &RolloutTree, now: Timestamp) -> Vec<String> {
             lines.push(format!("  {mark} {:>2}. {label}", i + 1));
         }
     }
+    // The gates called for this revision, as `status.gates` records them.
+    if !status.gates.is_empty() {
+        lines.push("Gates:".into());
+        for g in &status.gates {
+            let step = g
+                .step
+                .map(|s| format!(" step {}", s + 1))
+                .unwrap_or_default();
+            let message = g
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "  {:<14}{} at {}{step} for {}{message}",
+                g.name,
+                match g.phase {
+                    sluice_api::gate::GatePhase::Pending => "Pending",
+                    sluice_api::gate::GatePhase::Passed => "Passed",
+                    sluice_api::gate::GatePhase::Failed => "Failed",
+                },
+                g.point.as_str(),
+                age(
+                    Some(&g.started_at),
+                    g.finished_at.as_ref().map_or(now, |t| t.0)
+                ),
+            ));
+        }
+    }
     // Images of the ReplicaSets that have a role, newest revision first.
     let mut sets: Vec<&ReplicaSet> = t.replica_sets.iter().collect();
     sets.sort_by_key(|rs| std::cmp::Reverse((revision(rs), rs.name_any())));

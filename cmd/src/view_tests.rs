@@ -350,3 +350,40 @@ fn list_has_a_namespace_column_only_for_all_namespaces() {
         ]
     );
 }
+
+#[test]
+fn the_gates_of_the_revision_are_listed_with_their_last_answer() {
+    let rollout = rollout(
+        canary_steps(),
+        json!({
+            "phase": "Paused", "strategy": "Canary",
+            "message": "held by gate load-test at weightIncrease step 3: HTTP 503: busy",
+            "currentStepIndex": 2, "currentPodHash": "bbb", "stableRS": "aaa",
+            "pauseConditions": [{ "reason": "Gate", "gate": "load-test", "startTime": ago(90) }],
+            "gates": [
+                { "name": "freeze", "point": "preRollout", "revision": "bbb", "phase": "Passed",
+                  "startedAt": ago(600), "finishedAt": ago(590), "message": "answered 2xx" },
+                { "name": "load-test", "point": "weightIncrease", "revision": "bbb", "step": 2,
+                  "phase": "Pending", "startedAt": ago(90), "message": "HTTP 503: busy" },
+            ],
+        }),
+    );
+    let tree = RolloutTree {
+        rollout,
+        replica_sets: Vec::new(),
+        pods: Vec::new(),
+        runs: Vec::new(),
+    };
+    let lines = render_tree(&tree, now());
+    let at = lines
+        .iter()
+        .position(|l| l == "Gates:")
+        .expect("a Gates block");
+    assert_eq!(
+        lines[at + 1..at + 3],
+        [
+            "  freeze        Passed at preRollout for 10s: answered 2xx".to_string(),
+            "  load-test     Pending at weightIncrease step 3 for 90s: HTTP 503: busy".to_string(),
+        ]
+    );
+}

@@ -1037,3 +1037,31 @@ async fn a_blue_green_detail_page_shows_its_stages_and_selectors() {
     assert!(body.contains("new2") && body.contains("old1"), "{body}");
     assert!(!body.contains("Set weight"), "{body}");
 }
+
+#[test]
+fn the_detail_view_names_the_gate_that_holds_and_lists_the_gates() {
+    let mut r = rollout(
+        "shop",
+        "web",
+        2,
+        "held by gate load-test at weightIncrease step 3: HTTP 503",
+    );
+    let status = r.status.as_mut().unwrap();
+    status.pause_conditions = serde_json::from_value(json!([
+        { "reason": "Gate", "gate": "load-test", "startTime": "2026-01-01T00:00:00Z" },
+    ]))
+    .unwrap();
+    status.gates = serde_json::from_value(json!([
+        { "name": "load-test", "point": "weightIncrease", "revision": "bbb", "step": 2,
+          "phase": "Pending", "startedAt": "2026-01-01T00:00:00Z", "message": "HTTP 503: busy" },
+    ]))
+    .unwrap();
+    let (caches, _) = Caches::fixed(vec![r.clone()], vec![], vec![], vec![]);
+    let now: k8s_openapi::jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+    let html = crate::views::detail_live(&caches, &r, now).into_string();
+    assert!(html.contains("Gate <code>load-test</code> for"), "{html}");
+    assert!(
+        html.contains("<code>load-test</code> Pending at weightIncrease step 3: <span class=\"message\">HTTP 503: busy</span>"),
+        "{html}"
+    );
+}

@@ -496,7 +496,20 @@ pub fn detail_live(caches: &Caches, r: &Rollout, now: Timestamp) -> Markup {
                 dt { "Revision" } dd { code { (status.current_pod_hash.clone().unwrap_or_else(|| "—".into())) } " (stable: " code { (status.stable_rs.clone().unwrap_or_else(|| "—".into())) } ")" }
                 @if !status.pause_conditions.is_empty() {
                     dt { "Paused" } dd {
-                        @for p in &status.pause_conditions { (format!("{:?}", p.reason)) " for " (age(now, Some(p.start_time.0))) " " }
+                        @for p in &status.pause_conditions { (format!("{:?}", p.reason)) @if let Some(g) = &p.gate { " " code { (g) } } " for " (age(now, Some(p.start_time.0))) " " }
+                    }
+                }
+                @if !status.gates.is_empty() {
+                    dt { "Gates" } dd #gates {
+                        ul {
+                            @for g in &status.gates {
+                                li {
+                                    code { (g.name) } " " (format!("{:?}", g.phase)) " at " (g.point.as_str())
+                                    @if let Some(s) = g.step { " step " (s + 1) }
+                                    @if let Some(m) = &g.message { ": " span.message { (m) } }
+                                }
+                            }
+                        }
                     }
                 }
                 @if let Some(bg) = &status.blue_green {
