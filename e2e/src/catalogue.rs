@@ -147,6 +147,15 @@ pub fn valid_template() -> Value {
 }
 
 /// Sets (or, with `Value::Null`, removes) the value at a JSON pointer.
+/// A valid gate of `spec.strategy.gates`, with `over`'s fields replaced.
+fn gate(over: Value) -> Value {
+    let mut g = json!({ "name": "approve", "on": ["prePromotion"], "url": "http://gate.example/" });
+    for (k, v) in over.as_object().expect("an object") {
+        g[k] = v.clone();
+    }
+    g
+}
+
 pub fn with(mut doc: Value, edits: &[(&str, Value)]) -> Value {
     for (pointer, value) in edits {
         let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
@@ -278,6 +287,90 @@ pub fn rollout_cases() -> Vec<Case> {
             "no strategy",
             with(canary(), &[(CANARY, Value::Null)]),
             "strategy must set exactly one of canary and blueGreen",
+        ),
+        (
+            "weightIncrease gate on blue-green",
+            with(
+                valid_blue_green(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(json!({ "on": ["weightIncrease"] }))]),
+                )],
+            ),
+            "a weightIncrease gate needs the canary strategy",
+        ),
+        (
+            "gate with url and urlFrom",
+            with(
+                canary(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(
+                        json!({ "urlFrom": { "secretKeyRef": { "name": "s", "key": "k" } } })
+                    )]),
+                )],
+            ),
+            "a gate sets exactly one of url and urlFrom",
+        ),
+        (
+            "gate insecure and caBundle",
+            with(
+                canary(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(
+                        json!({ "url": "https://gate.example/", "insecure": true,
+                        "caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" })
+                    )]),
+                )],
+            ),
+            "a gate sets insecure or caBundle, not both",
+        ),
+        (
+            "gate insecure on http",
+            with(
+                canary(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(json!({ "insecure": true }))]),
+                )],
+            ),
+            "gate insecure applies only to an https:// url",
+        ),
+        (
+            "gate name not a DNS label",
+            with(
+                canary(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(json!({ "name": "Load_Test" }))]),
+                )],
+            ),
+            "gate name must be a DNS label",
+        ),
+        (
+            "gate url not http",
+            with(
+                canary(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(json!({ "url": "ftp://gate.example/" }))]),
+                )],
+            ),
+            "gate url must be an http:// or https:// URL",
+        ),
+        (
+            "gate caBundle not PEM",
+            with(
+                canary(),
+                &[(
+                    "/spec/strategy/gates",
+                    json!([gate(
+                        json!({ "url": "https://gate.example/", "caBundle": "abc" })
+                    )]),
+                )],
+            ),
+            "gate caBundle must hold PEM certificates",
         ),
         (
             "same canary and stable service",

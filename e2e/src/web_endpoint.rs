@@ -1,6 +1,7 @@
 //! A JSON endpoint on 127.0.0.1 for the `web` analysis provider's end-to-end tests: the
 //! controller runs as a local process, so it reaches the test's loopback server. The
-//! answer can be changed while it runs, and every request's path is counted.
+//! answer can be changed while it runs, and every request's path and body is kept (the
+//! gates' end-to-end tests read the JSON a gate receives).
 
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +14,7 @@ pub struct WebEndpoint {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     answer: Arc<Mutex<(u16, String)>>,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<(String, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,9 +39,24 @@ impl WebEndpoint {
                                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                             }
                         }
-                        let head = String::from_utf8_lossy(&buf).into_owned();
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                         let target = head.split(' ').nth(1).unwrap_or_default().to_string();
-                        requests.lock().unwrap().push(target);
+                        let length = head
+                            .lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        let mut body = buf[end..].to_vec();
+                        while body.len() < length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        requests.lock().unwrap().push((target, body));
                         let (status, body) = answer.lock().unwrap().clone();
                         let response = format!(
                             "HTTP/1.1 {status} Canned\r\nContent-Type: application/json\r\n\
@@ -68,7 +84,19 @@ impl WebEndpoint {
 
     /// The request targets (path and query) seen so far.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        let requests = self.requests.lock().unwrap();
+        requests.iter().map(|(target, _)| target.clone()).collect()
+    }
+
+    /// The bodies of the requests to `path`, in order, as JSON (`null` for one that is
+    /// not JSON).
+    pub fn bodies(&self, path: &str) -> Vec<serde_json::Value> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|(target, _)| target == path)
+            .map(|(_, body)| serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+            .collect()
     }
 }
 
