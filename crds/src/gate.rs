@@ -32,9 +32,11 @@ pub struct Gate {
     /// Where the gate applies: `preRollout`, `weightIncrease` (canary only),
     /// `prePromotion` hold the rollout until the webhook answers 2xx; `postRollout` and
     /// `rollback` are told after the fact and hold nothing.
+    // Not `on`, as Flagger might name it: YAML 1.1 parsers (kubectl's, Helm's) read a
+    // bare `on` key as `true`, which broke the CRD's `required` list under Helm.
     #[schemars(length(min = 1, max = 5))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub on: Vec<GatePoint>,
+    pub points: Vec<GatePoint>,
 
     /// The URL the JSON description of the rollout is POSTed to, `http://` or `https://`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,4 +183,47 @@ pub enum GatePhase {
     Passed,
     /// Did not answer 2xx within its timeout.
     Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    /// Words YAML 1.1 (kubectl's and Helm's parsers) reads as booleans when unquoted.
+    const YAML11_BOOLEANS: &[&str] = &[
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+        "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+    ];
+
+    fn property_names(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                map.values().for_each(|v| property_names(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| property_names(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_field_of_any_crd_is_a_word_yaml_1_1_reads_as_a_boolean() {
+        for crd in [
+            serde_json::to_value(crate::Rollout::crd()).unwrap(),
+            serde_json::to_value(crate::AnalysisTemplate::crd()).unwrap(),
+            serde_json::to_value(crate::ClusterAnalysisTemplate::crd()).unwrap(),
+            serde_json::to_value(crate::AnalysisRun::crd()).unwrap(),
+        ] {
+            let mut names = Vec::new();
+            property_names(&crd, &mut names);
+            assert!(names.len() > 50, "{names:?}");
+            let bad: Vec<_> = names
+                .iter()
+                .filter(|n| YAML11_BOOLEANS.contains(&n.as_str()))
+                .collect();
+            assert!(bad.is_empty(), "{}: {bad:?}", crd["metadata"]["name"]);
+        }
+    }
 }

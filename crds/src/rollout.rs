@@ -191,7 +191,7 @@ pub struct RollbackWindow {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.canary) != has(self.blueGreen)").message("strategy must set exactly one of canary and blueGreen"))]
-#[x_kube(validation = Rule::new("!has(self.gates) || has(self.canary) || self.gates.all(g, !('weightIncrease' in g.on))").message("a weightIncrease gate needs the canary strategy: blue-green has no weights"))]
+#[x_kube(validation = Rule::new("!has(self.gates) || has(self.canary) || self.gates.all(g, !('weightIncrease' in g.points))").message("a weightIncrease gate needs the canary strategy: blue-green has no weights"))]
 pub struct RolloutStrategy {
     /// Shift traffic to the new version in steps, with analysis between them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -149,7 +149,8 @@ pub fn valid_template() -> Value {
 /// Sets (or, with `Value::Null`, removes) the value at a JSON pointer.
 /// A valid gate of `spec.strategy.gates`, with `over`'s fields replaced.
 fn gate(over: Value) -> Value {
-    let mut g = json!({ "name": "approve", "on": ["prePromotion"], "url": "http://gate.example/" });
+    let mut g =
+        json!({ "name": "approve", "points": ["prePromotion"], "url": "http://gate.example/" });
     for (k, v) in over.as_object().expect("an object") {
         g[k] = v.clone();
     }
@@ -294,7 +295,7 @@ pub fn rollout_cases() -> Vec<Case> {
                 valid_blue_green(),
                 &[(
                     "/spec/strategy/gates",
-                    json!([gate(json!({ "on": ["weightIncrease"] }))]),
+                    json!([gate(json!({ "points": ["weightIncrease"] }))]),
                 )],
             ),
             "a weightIncrease gate needs the canary strategy",

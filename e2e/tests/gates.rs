@@ -55,8 +55,8 @@ async fn a_gate_holds_each_weight_increase_until_it_answers_2xx() -> Result<()> 
             "steps": [{ "setWeight": 25 }, { "setWeight": 75 }],
         },
         "gates": [
-            { "name": "approve", "on": ["weightIncrease"], "url": format!("{}/approve", endpoint.url), "timeout": "10m" },
-            { "name": "smoke", "on": ["postRollout"], "url": format!("{}/smoke", endpoint.url),
+            { "name": "approve", "points": ["weightIncrease"], "url": format!("{}/approve", endpoint.url), "timeout": "10m" },
+            { "name": "smoke", "points": ["postRollout"], "url": format!("{}/smoke", endpoint.url),
               "metadata": { "cmd": "hey -z 1m http://web-canary/" } },
         ],
     })))
@@ -160,8 +160,8 @@ async fn a_gate_past_its_timeout_aborts_and_the_rollback_gate_is_told() -> Resul
             "steps": [{ "setWeight": 50 }, { "pause": {} }],
         },
         "gates": [
-            { "name": "freeze", "on": ["preRollout"], "url": format!("{}/freeze", endpoint.url), "timeout": "8s" },
-            { "name": "pager", "on": ["rollback"], "url": format!("{}/pager", endpoint.url) },
+            { "name": "freeze", "points": ["preRollout"], "url": format!("{}/freeze", endpoint.url), "timeout": "8s" },
+            { "name": "pager", "points": ["rollback"], "url": format!("{}/pager", endpoint.url) },
         ],
     })))
     .await?;
@@ -227,7 +227,7 @@ async fn a_promote_passes_the_blue_green_gate_holding_the_switch() -> Result<()>
     env.services(&["web-active", "web-preview"]).await?;
     env.apply(rollout(json!({
         "blueGreen": { "activeService": "web-active", "previewService": "web-preview" },
-        "gates": [{ "name": "cab", "on": ["prePromotion"], "url": format!("{}/cab", endpoint.url) }],
+        "gates": [{ "name": "cab", "points": ["prePromotion"], "url": format!("{}/cab", endpoint.url) }],
     })))
     .await?;
     env.wait_healthy_on_new_revision().await?;

@@ -144,7 +144,7 @@ impl<'a> Subject<'a> {
             .strategy
             .gates
             .iter()
-            .filter(move |g| g.on.contains(&point))
+            .filter(move |g| g.points.contains(&point))
     }
 
     fn request(&self, gate: &Gate, point: GatePoint, step: Option<GateStep>) -> GateRequest {
@@ -377,7 +377,7 @@ impl Gates {
             }
             let Some(gate) = gates
                 .iter()
-                .find(|g| g.name == entry.name && g.on.contains(&entry.point))
+                .find(|g| g.name == entry.name && g.points.contains(&entry.point))
             else {
                 // The gate left the spec: nobody to tell any more.
                 entry.phase = GatePhase::Failed;

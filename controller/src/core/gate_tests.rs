@@ -96,7 +96,7 @@ fn a_weight_increase_waits_for_its_gate_with_the_weight_before_it() {
             { "setWeight": 25 },
             { "setWeight": 50 },
         ] } }),
-        json!([{ "name": "approve", "on": ["weightIncrease"], "url": "http://gate", "timeout": "10m" }]),
+        json!([{ "name": "approve", "points": ["weightIncrease"], "url": "http://gate", "timeout": "10m" }]),
     );
     let v1 = {
         settle(&mut r, &mut w, t0(), None);
@@ -190,8 +190,8 @@ fn a_gate_past_its_timeout_aborts_and_a_retry_asks_again() {
     let mut r = rollout(
         json!({ "canary": { "steps": [{ "setWeight": 50 }, { "pause": {} }] } }),
         json!([
-            { "name": "freeze", "on": ["preRollout"], "url": "http://gate", "timeout": "5m" },
-            { "name": "pager", "on": ["rollback"], "url": "http://pager" },
+            { "name": "freeze", "points": ["preRollout"], "url": "http://gate", "timeout": "5m" },
+            { "name": "pager", "points": ["rollback"], "url": "http://pager" },
         ]),
     );
     settle(&mut r, &mut w, t0(), None);
@@ -259,7 +259,7 @@ fn a_promote_passes_the_gate_that_holds() {
     let mut w = World::new();
     let mut r = rollout(
         json!({ "canary": { "steps": [{ "setWeight": 25 }] } }),
-        json!([{ "name": "approve", "on": ["weightIncrease", "prePromotion"], "url": "http://gate" }]),
+        json!([{ "name": "approve", "points": ["weightIncrease", "prePromotion"], "url": "http://gate" }]),
     );
     settle(&mut r, &mut w, t0(), None);
     set_image(&mut r, "app:v2");
@@ -310,7 +310,7 @@ fn post_rollout_is_told_once_and_holds_nothing() {
     let mut w = World::new();
     let mut r = rollout(
         json!({ "canary": { "steps": [{ "setWeight": 50 }] } }),
-        json!([{ "name": "smoke", "on": ["postRollout"], "url": "http://gate", "timeout": "2m" }]),
+        json!([{ "name": "smoke", "points": ["postRollout"], "url": "http://gate", "timeout": "2m" }]),
     );
     settle(&mut r, &mut w, t0(), None);
     set_image(&mut r, "app:v2");
@@ -355,7 +355,7 @@ fn a_blue_green_gate_holds_the_switch_with_the_preview_at_full_size() {
     let mut w = World::new().with_services(&["active", "preview"]);
     let mut r = rollout(
         json!({ "blueGreen": { "activeService": "active", "previewService": "preview" } }),
-        json!([{ "name": "smoke", "on": ["preRollout", "prePromotion"], "url": "http://gate" }]),
+        json!([{ "name": "smoke", "points": ["preRollout", "prePromotion"], "url": "http://gate" }]),
     );
     settle(&mut r, &mut w, t0(), None);
     let v1 = hash_of(&r);
@@ -410,7 +410,7 @@ fn a_gate_removed_from_the_spec_stops_holding() {
     let mut w = World::new();
     let mut r = rollout(
         json!({ "canary": { "steps": [{ "setWeight": 50 }] } }),
-        json!([{ "name": "approve", "on": ["weightIncrease"], "url": "http://gate" }]),
+        json!([{ "name": "approve", "points": ["weightIncrease"], "url": "http://gate" }]),
     );
     settle(&mut r, &mut w, t0(), None);
     set_image(&mut r, "app:v2");

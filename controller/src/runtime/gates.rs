@@ -274,7 +274,7 @@ mod tests {
                 "template": { "metadata": { "labels": { "app": "web" } } },
                 "strategy": {
                     "canary": {},
-                    "gates": [{ "name": "approve", "on": ["prePromotion"], "url": url,
+                    "gates": [{ "name": "approve", "points": ["prePromotion"], "url": url,
                                 "headers": [{ "key": "X-Team", "value": "shop" }] }],
                 },
             },
