@@ -256,40 +256,27 @@ impl Gates {
                     status.gates.len() - 1
                 }
             };
-            let answer = answers.get(&k);
-            let entry = &mut status.gates[at];
-            if let Some(answer) = answer.filter(|a| a.passed) {
-                entry.phase = GatePhase::Passed;
-                entry.finished_at = Some(Time(now));
-                entry.message = Some(answer.message.clone());
-                drop_condition(status, &gate.name);
-                continue;
+            match follow(&mut status.gates[at], gate, answers.get(&k), now) {
+                Standing::Passed => drop_condition(status, &gate.name),
+                Standing::TimedOut { last, limit } => {
+                    drop_condition(status, &gate.name);
+                    return Hold::Failed(format!(
+                        "gate {} ({}{}) did not pass within {}: {last}",
+                        gate.name,
+                        point.as_str(),
+                        step_label(step_index),
+                        humantime::format_duration(limit)
+                    ));
+                }
+                Standing::Waiting { last, deadline } => {
+                    wake.at(deadline);
+                    self.calls.push(GateCall {
+                        key: k,
+                        request: subject.request(gate, point, step),
+                    });
+                    waiting.push((gate.name.clone(), last));
+                }
             }
-            let last = answer.map_or("no answer yet".to_string(), |a| a.message.clone());
-            let limit = gate.hold_limit();
-            let deadline =
-                entry.started_at.0 + SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX);
-            if now >= deadline {
-                let reason = format!(
-                    "gate {} ({}{}) did not pass within {}: {last}",
-                    gate.name,
-                    point.as_str(),
-                    step_label(step_index),
-                    humantime::format_duration(limit)
-                );
-                entry.phase = GatePhase::Failed;
-                entry.finished_at = Some(Time(now));
-                entry.message = Some(last);
-                drop_condition(status, &gate.name);
-                return Hold::Failed(reason);
-            }
-            entry.message = answer.map(|a| a.message.clone());
-            wake.at(deadline);
-            self.calls.push(GateCall {
-                key: k,
-                request: subject.request(gate, point, step),
-            });
-            waiting.push((gate.name.clone(), last));
         }
         match waiting.as_slice() {
             [] => Hold::Open,
@@ -386,22 +373,9 @@ impl Gates {
                 continue;
             };
             let k = status_key(entry);
-            let answer = answers.get(&k);
-            if let Some(answer) = answer.filter(|a| a.passed) {
-                entry.phase = GatePhase::Passed;
-                entry.finished_at = Some(Time(now));
-                entry.message = Some(answer.message.clone());
-                continue;
-            }
-            let last = answer.map_or("no answer yet".to_string(), |a| a.message.clone());
-            let limit = gate.hold_limit();
-            let deadline =
-                entry.started_at.0 + SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX);
-            if now >= deadline {
-                entry.phase = GatePhase::Failed;
-                entry.finished_at = Some(Time(now));
-                entry.message = Some(last.clone());
-                events.push(PlannedEvent {
+            match follow(entry, gate, answers.get(&k), now) {
+                Standing::Passed => {}
+                Standing::TimedOut { last, limit } => events.push(PlannedEvent {
                     warning: true,
                     reason: "GateFailed".into(),
                     action: format!("{}-{}-{}", gate.name, entry.point.as_str(), revision),
@@ -411,17 +385,58 @@ impl Gates {
                         entry.point.as_str(),
                         humantime::format_duration(limit)
                     ),
-                });
-                continue;
+                }),
+                Standing::Waiting { deadline, .. } => {
+                    wake.at(deadline);
+                    self.calls.push(GateCall {
+                        key: k,
+                        request: subject.request(gate, entry.point, None),
+                    });
+                }
             }
-            entry.message = answer.map(|a| a.message.clone());
-            wake.at(deadline);
-            self.calls.push(GateCall {
-                key: k,
-                request: subject.request(gate, entry.point, None),
-            });
         }
     }
+}
+
+/// Where a pending gate stands after its last answer, at `now`.
+enum Standing {
+    /// It answered 2xx.
+    Passed,
+    /// Its timeout passed first; `last` is its last answer.
+    TimedOut {
+        last: String,
+        limit: std::time::Duration,
+    },
+    /// Still to be called, until `deadline`.
+    Waiting { last: String, deadline: Timestamp },
+}
+
+/// Records in a pending gate's entry what its last answer and its timeout make of it:
+/// passed, failed, or still pending with that answer.
+fn follow(
+    entry: &mut GateStatus,
+    gate: &Gate,
+    answer: Option<&GateAnswer>,
+    now: Timestamp,
+) -> Standing {
+    if let Some(answer) = answer.filter(|a| a.passed) {
+        entry.phase = GatePhase::Passed;
+        entry.finished_at = Some(Time(now));
+        entry.message = Some(answer.message.clone());
+        return Standing::Passed;
+    }
+    let last = answer.map_or("no answer yet".to_string(), |a| a.message.clone());
+    let limit = gate.hold_limit();
+    let deadline =
+        entry.started_at.0 + SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX);
+    if now >= deadline {
+        entry.phase = GatePhase::Failed;
+        entry.finished_at = Some(Time(now));
+        entry.message = Some(last.clone());
+        return Standing::TimedOut { last, limit };
+    }
+    entry.message = answer.map(|a| a.message.clone());
+    Standing::Waiting { last, deadline }
 }
 
 fn drop_condition(status: &mut RolloutStatus, gate: &str) {
