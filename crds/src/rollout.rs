@@ -345,7 +345,7 @@ impl Default for CanaryBaseline {
 /// Exactly one traffic router.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.nginx) != has(self.gatewayAPI)").message("trafficRouting must set exactly one of nginx and gatewayAPI"))]
+#[x_kube(validation = Rule::new("(has(self.nginx) ? 1 : 0) + (has(self.gatewayAPI) ? 1 : 0) + (has(self.istio) ? 1 : 0) == 1").message("trafficRouting must set exactly one of nginx, gatewayAPI and istio"))]
 pub struct TrafficRouting {
     /// NGINX Ingress: sluice owns a second, canary Ingress next to the stable one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,6 +358,12 @@ pub struct TrafficRouting {
         skip_serializing_if = "Option::is_none"
     )]
     pub gateway_api: Option<GatewayApiTrafficRouting>,
+
+    /// Istio: sluice sets the weights of the canary and stable destinations of the
+    /// VirtualService's HTTP routes, and optionally points a DestinationRule's subsets at
+    /// the revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioTrafficRouting>,
 
     /// The routes `setHeaderRoute` and `setMirrorRoute` steps may create, in order of
     /// precedence (the first wins where two match the same request), as in Argo Rollouts.
@@ -397,6 +403,59 @@ pub struct GatewayApiTrafficRouting {
     /// Namespace of the HTTPRoute. Defaults to the Rollout's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+/// Istio routing, with Argo Rollouts' field names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioTrafficRouting {
+    /// The VirtualService (in the Rollout's namespace) whose HTTP routes get the weights.
+    pub virtual_service: IstioVirtualService,
+
+    /// A DestinationRule whose two subsets sluice points at the canary and stable
+    /// revisions (by `sluice.dev/pod-template-hash`). With it, the VirtualService's
+    /// destinations name the DestinationRule's host and the subsets; without it, they name
+    /// `canaryService` and `stableService`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_rule: Option<IstioDestinationRule>,
+}
+
+/// The VirtualService sluice weights.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IstioVirtualService {
+    /// The VirtualService's name.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("istio.virtualService.name must be a DNS subdomain name"))]
+    pub name: String,
+
+    /// Names of the HTTP routes to weight; each must route to both the canary and the
+    /// stable destination. Empty: every HTTP route that does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(r, size(r) > 0 && size(r) <= 253)").message("istio.virtualService.routes must be non-empty route names"))]
+    pub routes: Vec<String>,
+}
+
+/// The DestinationRule whose subsets select the revisions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.canarySubsetName != self.stableSubsetName").message("istio.destinationRule.canarySubsetName and stableSubsetName must differ"))]
+pub struct IstioDestinationRule {
+    /// The DestinationRule's name (in the Rollout's namespace).
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("istio.destinationRule.name must be a DNS subdomain name"))]
+    pub name: String,
+
+    /// The subset sluice points at the canary revision.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("istio.destinationRule.canarySubsetName must be a DNS label"))]
+    pub canary_subset_name: String,
+
+    /// The subset sluice points at the stable revision.
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("istio.destinationRule.stableSubsetName must be a DNS label"))]
+    pub stable_subset_name: String,
 }
 
 /// One canary step: exactly one of `setWeight`, `pause`, `setCanaryScale`, `analysis`.

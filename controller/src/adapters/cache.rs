@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use sluice_api::analysis::{AnalysisSpec, AnalysisTemplate, ClusterAnalysisTemplate};
 
 use super::router::gateway::http_route_resource;
+use super::router::istio::{destination_rule_resource, virtual_service_resource};
 
 /// Annotation `kubectl apply` keeps a whole copy of the object in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -32,6 +33,10 @@ pub struct Caches {
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     pub http_routes: Store<DynamicObject>,
+    /// Istio's VirtualServices and DestinationRules, watched only once a Rollout routes
+    /// through Istio (see `runtime`): most clusters have no Istio CRDs to watch.
+    pub virtual_services: Store<DynamicObject>,
+    pub destination_rules: Store<DynamicObject>,
     pub templates: Store<DeserializeGuard<AnalysisTemplate>>,
     pub cluster_templates: Store<DeserializeGuard<ClusterAnalysisTemplate>>,
 }
@@ -57,6 +62,16 @@ impl Caches {
     pub fn http_route(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
         self.http_routes
             .get(&ObjectRef::new_with(name, http_route_resource()).within(namespace))
+    }
+
+    pub fn virtual_service(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        self.virtual_services
+            .get(&ObjectRef::new_with(name, virtual_service_resource()).within(namespace))
+    }
+
+    pub fn destination_rule(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        self.destination_rules
+            .get(&ObjectRef::new_with(name, destination_rule_resource()).within(namespace))
     }
 
     /// The AnalysisTemplate `namespace/name`, or with `cluster_scope` the
@@ -111,6 +126,14 @@ pub mod testing {
             services: store_with((), of_kind(&objects, "Service")),
             ingresses: store_with((), of_kind(&objects, "Ingress")),
             http_routes: store_with(http_route_resource(), of_kind(&objects, "HTTPRoute")),
+            virtual_services: store_with(
+                virtual_service_resource(),
+                of_kind(&objects, "VirtualService"),
+            ),
+            destination_rules: store_with(
+                destination_rule_resource(),
+                of_kind(&objects, "DestinationRule"),
+            ),
             templates: store_with((), of_kind(&objects, "AnalysisTemplate")),
             cluster_templates: store_with((), of_kind(&objects, "ClusterAnalysisTemplate")),
         }

@@ -16,6 +16,8 @@ pub enum Cache {
     Service,
     Ingress,
     HttpRoute,
+    VirtualService,
+    DestinationRule,
     Pod,
     /// The Jobs of `job` metrics (the AnalysisRun controller's).
     Job,

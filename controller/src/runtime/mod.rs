@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 use crate::adapters::cache::Caches;
 use crate::adapters::router::Router;
 use crate::adapters::router::gateway::http_route_resource;
+use crate::adapters::router::istio::{destination_rule_resource, virtual_service_resource};
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, analysis as runs, status};
 use crate::adapters::{workload, workload_ref};
@@ -200,6 +201,9 @@ struct Context {
     /// that has one (set `want_deployments`), never before.
     deployments: Store<Deployment>,
     want_deployments: tokio::sync::watch::Sender<bool>,
+    /// Set once a Rollout routes through Istio: the VirtualService and DestinationRule
+    /// caches are started then, so a cluster without Istio's CRDs has no failing watch.
+    want_istio: tokio::sync::watch::Sender<bool>,
     notifier: notifier::Notifier,
     /// Calls the gates the plans want called (`spec.strategy.gates`).
     gatekeeper: gates::Gatekeeper,
@@ -235,6 +239,8 @@ impl Context {
             Cache::Service => version(self.caches.service(ns, name)),
             Cache::Ingress => version(self.caches.ingress(ns, name)),
             Cache::HttpRoute => version(self.caches.http_route(ns, name)),
+            Cache::VirtualService => version(self.caches.virtual_service(ns, name)),
+            Cache::DestinationRule => version(self.caches.destination_rule(ns, name)),
             Cache::Pod => version(self.pods.get(&ObjectRef::new(name).within(ns))),
             // Only the AnalysisRun controller writes Jobs, and waits for its own cache.
             Cache::Job => None,
@@ -375,10 +381,28 @@ pub async fn run(
         })
         .flatten()
     };
+    // Istio's objects only once a Rollout routes through Istio, like the Deployments.
+    let (want_istio, istio_wanted) = tokio::sync::watch::channel(false);
+    let on_demand = |resource: kube::api::ApiResource| {
+        let writer = reflector::store::Writer::new(resource.clone());
+        let reader = writer.as_reader();
+        let api = dynamic_api(&client, ns, &resource);
+        let mut wanted = istio_wanted.clone();
+        let stream = futures::stream::once(async move {
+            let _ = wanted.wait_for(|wanted| *wanted).await;
+            watches::cached_touched(api, watcher::Config::default(), writer)
+        })
+        .flatten();
+        (reader, stream)
+    };
+    let (virtual_services, vs_stream) = on_demand(virtual_service_resource());
+    let (destination_rules, dr_stream) = on_demand(destination_rule_resource());
     let caches = Caches {
         services,
         ingresses,
         http_routes,
+        virtual_services,
+        destination_rules,
         templates,
         cluster_templates,
     };
@@ -467,6 +491,7 @@ pub async fn run(
         gate,
         deployments,
         want_deployments,
+        want_istio,
         notifier: settings.notifier.clone(),
         gatekeeper,
     });
@@ -478,6 +503,10 @@ pub async fn run(
         }
     };
     let deployment_refs = referring(Referenced::Deployment);
+    let (vs_refs, dr_refs) = (
+        referring(Referenced::VirtualService),
+        referring(Referenced::DestinationRule),
+    );
     let (service_refs, ingress_refs, route_refs, template_refs, cluster_template_refs) = (
         referring(Referenced::Service),
         referring(Referenced::Ingress),
@@ -540,6 +569,16 @@ pub async fn run(
             move |route: kube::api::DynamicObject| route_refs(route.namespace(), route.name_any()),
             http_route_resource(),
         )
+        .watches_stream_with(
+            vs_stream,
+            move |vs: kube::api::DynamicObject| vs_refs(vs.namespace(), vs.name_any()),
+            virtual_service_resource(),
+        )
+        .watches_stream_with(
+            dr_stream,
+            move |dr: kube::api::DynamicObject| dr_refs(dr.namespace(), dr.name_any()),
+            destination_rule_resource(),
+        )
         .watches_stream(
             template_stream,
             move |t: DeserializeGuard<AnalysisTemplate>| template_refs(t.namespace(), t.name_any()),
@@ -563,10 +602,18 @@ pub async fn run(
 
 /// Every HTTPRoute the controller may route through (one namespace, or all).
 fn http_routes_api(client: &Client, namespace: Option<&str>) -> Api<kube::api::DynamicObject> {
-    let resource = http_route_resource();
+    dynamic_api(client, namespace, &http_route_resource())
+}
+
+/// Every object of `resource` the controller may read (one namespace, or all).
+fn dynamic_api(
+    client: &Client,
+    namespace: Option<&str>,
+    resource: &kube::api::ApiResource,
+) -> Api<kube::api::DynamicObject> {
     match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
+        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        None => Api::all_with(client.clone(), resource),
     }
 }
 
@@ -675,6 +722,26 @@ async fn reconcile_inner(
         (std::borrow::Cow::Borrowed(rollout), None)
     };
     let rollout = rollout.as_ref();
+    let routes_through_istio = rollout
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.traffic_routing.as_ref())
+        .is_some_and(|t| t.istio.is_some());
+    if routes_through_istio {
+        ctx.want_istio
+            .send_if_modified(|wanted| !std::mem::replace(wanted, true));
+        for (store, kind) in [
+            (&ctx.caches.virtual_services, "VirtualService"),
+            (&ctx.caches.destination_rules, "DestinationRule"),
+        ] {
+            tokio::time::timeout(CACHE_SYNC_WAIT, store.wait_until_ready())
+                .await
+                .map_err(|_| ReconcileError::CacheSyncing(kind))?
+                .map_err(|_| ReconcileError::CacheClosed)?;
+        }
+    }
     debug!(rollout = %rollout.name_any(), "observing");
     let mut observed = observe(&ctx, rollout);
     observed.workload = workload;
@@ -871,6 +938,20 @@ fn observe(ctx: &Context, rollout: &Rollout) -> Observed {
     if let Some(canary) = &strategy.canary
         && let Some(router) = Router::for_rollout(&ctx.client, &ctx.caches, rollout, canary)
     {
+        // A router that selects pods by itself (Istio's DestinationRule subsets) pins a
+        // revision only where it agrees with the Service: otherwise the Service reads as
+        // pinning none, the core points it again, and `execute` points both.
+        for service in [&canary.canary_service, &canary.stable_service]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(pinned) = observed.services.get_mut(service)
+                && let Ok(Some(subset)) = router.subset_hash(service)
+                && subset != *pinned
+            {
+                *pinned = None;
+            }
+        }
         // A reference of the wrong shape (a spec.rules that is no list, an Ingress name
         // taken by a foreign object) is reported as unusable, like a Service that selects
         // nothing, rather than failing every reconcile.
@@ -959,10 +1040,10 @@ async fn execute(
     router: Option<&Router>,
     planned: &sluice_api::rollout::RolloutStatus,
     action: &Action,
-) -> Result<Option<Written>, ReconcileError> {
+) -> Result<Vec<Written>, ReconcileError> {
     let client = &ctx.client;
     let namespace = rollout.namespace().unwrap_or_default();
-    Ok(match action {
+    let one = match action {
         Action::CreateReplicaSet {
             hash,
             revision,
@@ -998,7 +1079,15 @@ async fn execute(
             workload::delete_replica_set(client, &namespace, name).await?
         }
         Action::SetServiceSelector { service, hash } => {
-            workload::set_service_selector(client, &namespace, service, hash).await?
+            let mut out: Vec<Written> =
+                workload::set_service_selector(client, &namespace, service, hash)
+                    .await?
+                    .into_iter()
+                    .collect();
+            if let Some(router) = router {
+                out.extend(router.set_subset_hash(service, hash).await?);
+            }
+            return Ok(out);
         }
         Action::SetCanaryWeight { weight } => match router {
             Some(router) => router.set_weight(*weight).await?,
@@ -1056,7 +1145,8 @@ async fn execute(
             )
             .await?
         }
-    })
+    };
+    Ok(one.into_iter().collect())
 }
 
 async fn publish(ctx: &Context, rollout: &Rollout, planned: &core::PlannedEvent) {

@@ -128,6 +128,7 @@ fn context_with_rollouts(
         gate: super::queue::Gate::new(1),
         deployments: reflector::store::Writer::default().as_reader(),
         want_deployments: tokio::sync::watch::channel(false).0,
+        want_istio: tokio::sync::watch::channel(false).0,
         notifier: super::notifier::Notifier::disabled(),
         gatekeeper: super::gates::Gatekeeper::new(
             client.clone(),

@@ -13,6 +13,8 @@ pub enum Referenced {
     Service,
     Ingress,
     HttpRoute,
+    VirtualService,
+    DestinationRule,
     AnalysisTemplate,
     ClusterAnalysisTemplate,
     /// The Deployment of `workloadRef`.
@@ -70,6 +72,19 @@ pub fn refers_to(rollout: &Rollout, kind: Referenced, namespace: &str, name: &st
                     .unwrap_or(&own_namespace);
                 g.http_route == name && route_namespace == namespace
             }),
+        Referenced::VirtualService => {
+            own_namespace == namespace
+                && routing
+                    .and_then(|r| r.istio.as_ref())
+                    .is_some_and(|i| i.virtual_service.name == name)
+        }
+        Referenced::DestinationRule => {
+            own_namespace == namespace
+                && routing
+                    .and_then(|r| r.istio.as_ref())
+                    .and_then(|i| i.destination_rule.as_ref())
+                    .is_some_and(|d| d.name == name)
+        }
         Referenced::Deployment => {
             crate::adapters::workload_ref::refers_to(rollout, namespace, name)
         }

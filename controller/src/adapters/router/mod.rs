@@ -2,6 +2,7 @@
 //! reads back what it set, so the status can say whether the weight is verified.
 
 pub mod gateway;
+pub mod istio;
 pub mod nginx;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,7 @@ pub struct RouterContext {
 pub enum Router {
     Nginx(nginx::NginxRouter),
     GatewayApi(gateway::GatewayApiRouter),
+    Istio(istio::IstioRouter),
 }
 
 impl Router {
@@ -90,6 +92,8 @@ impl Router {
         };
         if let Some(nginx) = &routing.nginx {
             Some(Router::Nginx(nginx::NginxRouter::new(ctx, nginx.clone())))
+        } else if let Some(istio) = &routing.istio {
+            Some(Router::Istio(istio::IstioRouter::new(ctx, istio.clone())))
         } else {
             routing
                 .gateway_api
@@ -98,10 +102,34 @@ impl Router {
         }
     }
 
+    /// The revision the router's own selection of `service`'s pods pins (Istio's
+    /// DestinationRule subsets): None when the router selects through the Service alone,
+    /// `Some(None)` when it pins none.
+    pub fn subset_hash(&self, service: &str) -> Result<Option<Option<String>>, AdapterError> {
+        match self {
+            Router::Istio(r) => r.subset_hash(service),
+            Router::Nginx(_) | Router::GatewayApi(_) => Ok(None),
+        }
+    }
+
+    /// Points the router's own selection of `service`'s pods at revision `hash`, beside
+    /// the Service's selector; nothing for routers that select through the Service.
+    pub async fn set_subset_hash(
+        &self,
+        service: &str,
+        hash: &str,
+    ) -> Result<Option<Written>, AdapterError> {
+        match self {
+            Router::Istio(r) => r.set_subset_hash(service, hash).await,
+            Router::Nginx(_) | Router::GatewayApi(_) => Ok(None),
+        }
+    }
+
     pub fn current_weight(&self) -> Result<Option<i32>, AdapterError> {
         match self {
             Router::Nginx(r) => r.current_weight(),
             Router::GatewayApi(r) => r.current_weight(),
+            Router::Istio(r) => r.current_weight(),
         }
     }
 
@@ -109,6 +137,7 @@ impl Router {
         match self {
             Router::Nginx(r) => r.set_weight(weight).await,
             Router::GatewayApi(r) => r.set_weight(weight).await,
+            Router::Istio(r) => r.set_weight(weight).await,
         }
     }
 
@@ -116,6 +145,7 @@ impl Router {
         match self {
             Router::Nginx(r) => r.current_routes(),
             Router::GatewayApi(r) => r.current_routes(),
+            Router::Istio(r) => r.current_routes(),
         }
     }
 
@@ -126,6 +156,7 @@ impl Router {
         match self {
             Router::Nginx(r) => r.set_routes(routes).await,
             Router::GatewayApi(r) => r.set_routes(routes).await,
+            Router::Istio(r) => r.set_routes(routes).await,
         }
     }
 
@@ -133,6 +164,7 @@ impl Router {
         match self {
             Router::Nginx(r) => r.missing_references(),
             Router::GatewayApi(r) => r.missing_references(),
+            Router::Istio(r) => r.missing_references(),
         }
     }
 }
