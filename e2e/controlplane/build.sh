@@ -17,7 +17,8 @@ have_all() {
     for f in "$K8S_BIN/kube-apiserver" "$K8S_BIN/kube-controller-manager" \
         "$K8S_BIN/kube-scheduler" "$K8S_BIN/kubectl" "$ETCD_BIN/etcd" \
         "$KWOK_BIN/kwok" "$KWOK_BIN/kwokctl" "$HELM_BIN/helm" \
-        "$GATEWAY_API_DIR/standard-install.yaml" "$GITOPS_HEALTH_BIN/sluice-gitops-health"; do
+        "$GATEWAY_API_DIR/standard-install.yaml" "$ISTIO_API_DIR/crds.yaml" \
+        "$GITOPS_HEALTH_BIN/sluice-gitops-health"; do
         [ -x "$f" ] || [ -f "$f" ] || return 1
     done
 }
@@ -155,6 +156,19 @@ fetch_gateway_api() {
     rm -rf "$GATEWAY_API_DIR" && mv "$work" "$GATEWAY_API_DIR"
 }
 
+# Istio's CRDs, as its istio.io/api Go module publishes them (no Istio control plane: the
+# e2e's simulator plays the mesh, reading the VirtualServices and DestinationRules).
+fetch_istio_api() {
+    local dir
+    dir=$(module_dir "istio.io/api@$ISTIO_API_VERSION")
+    local crds="$dir/kubernetes/customresourcedefinitions.gen.yaml"
+    [ -f "$crds" ] || die "istio.io/api module has no kubernetes/customresourcedefinitions.gen.yaml"
+    local work="$scratch_root/istio-api"
+    rm -rf "$work" && mkdir -p "$work"
+    cp "$crds" "$work/crds.yaml"
+    rm -rf "$ISTIO_API_DIR" && mv "$work" "$ISTIO_API_DIR"
+}
+
 # The e2e's GitOps health tool (kstatus and Argo CD's gopher-lua), from its own module in
 # the repository with a committed go.sum.
 build_gitops_health() {
@@ -183,6 +197,7 @@ if [ ! -x "$KWOK_BIN/kwok" ] || [ ! -x "$KWOK_BIN/kwokctl" ]; then
 fi
 [ -x "$HELM_BIN/helm" ] || build_go_install "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 [ -f "$GATEWAY_API_DIR/standard-install.yaml" ] || fetch_gateway_api
+[ -f "$ISTIO_API_DIR/crds.yaml" ] || fetch_istio_api
 [ -x "$GITOPS_HEALTH_BIN/sluice-gitops-health" ] || build_gitops_health
 have_all || die "some control-plane binaries are still missing under $BIN_CACHE"
 log "all control-plane binaries are cached under $BIN_CACHE"

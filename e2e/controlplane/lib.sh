@@ -16,6 +16,7 @@ ETCD_BIN="$BIN_CACHE/etcd-$ETCD_VERSION"
 KWOK_BIN="$BIN_CACHE/kwok-$KWOK_VERSION"
 HELM_BIN="$BIN_CACHE/helm-$HELM_VERSION"
 GATEWAY_API_DIR="$SLUICE_CACHE/gateway-api-$GATEWAY_API_VERSION"
+ISTIO_API_DIR="$SLUICE_CACHE/istio-api-$ISTIO_API_VERSION"
 # Built from this repository's e2e/gitops-health, so keyed by its sources too: an edit of
 # the tool rebuilds it, an unchanged tool is reused by every checkout.
 GITOPS_HEALTH_SRC="$E2E_DIR/gitops-health"

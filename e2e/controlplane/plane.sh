@@ -402,6 +402,17 @@ start_gateway_api() {
     log "Gateway API $GATEWAY_API_VERSION CRDs established ($((SECONDS - T0))s)"
 }
 
+start_istio_api() {
+    local crds="$ISTIO_API_DIR/crds.yaml" out names
+    out=$(kc apply --server-side --force-conflicts -f "$crds" -o name 2>&1) ||
+        { printf '%s\n' "$out" >&2; die "applying Istio CRDs from $crds failed"; }
+    names=$(printf '%s\n' "$out" | grep '^customresourcedefinition')
+    # shellcheck disable=SC2086 # one argument per CRD
+    out=$(kc wait --for=condition=Established --timeout="${UP_TIMEOUT}s" $names 2>&1) ||
+        { printf '%s\n' "$out" >&2; fail_component kube-apiserver "Istio CRDs not Established"; }
+    log "Istio $ISTIO_API_VERSION CRDs established ($((SECONDS - T0))s)"
+}
+
 cmd_up() {
     T0=$SECONDS
     mkdir -p "$SLUICE_STATE" "$LOG_DIR"
@@ -412,6 +423,8 @@ cmd_up() {
 
     if healthy; then
         log "plane already up (kube-apiserver :$APISERVER_PORT, prometheus :$PROMETHEUS_PORT)"
+        # A plane started before the Istio CRDs were part of it gets them now.
+        kc get crd virtualservices.networking.istio.io >/dev/null 2>&1 || start_istio_api
         return 0
     fi
     if [ -d "$WORKDIR" ] || [ -f "$PROM_PID" ] || [ -f "$PLANE_ENV" ]; then
@@ -431,6 +444,7 @@ cmd_up() {
         fail_component kube-scheduler "/healthz not ok within ${UP_TIMEOUT}s"
     start_nodes
     start_gateway_api
+    start_istio_api
     printf 'APISERVER_PORT=%s\nPROMETHEUS_PORT=%s\nNODES=%s\nAUDIT=%s\n' \
         "$APISERVER_PORT" "$PROMETHEUS_PORT" "$NODES" "$AUDIT" >"$PLANE_ENV"
     if [ "$AUDIT" = 1 ]; then log "audit log of group $AUDIT_GROUP: $AUDIT_DIR/audit.log"; fi

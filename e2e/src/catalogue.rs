@@ -451,7 +451,38 @@ pub fn rollout_cases() -> Vec<Case> {
                     json!({ "httpRoute": "web" }),
                 )],
             ),
-            "trafficRouting must set exactly one of nginx and gatewayAPI",
+            "trafficRouting must set exactly one of nginx, gatewayAPI and istio",
+        ),
+        (
+            "istio subsets the same",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting/nginx"), Value::Null),
+                    (
+                        &p("/trafficRouting/istio"),
+                        json!({
+                            "virtualService": { "name": "web" },
+                            "destinationRule": { "name": "web", "canarySubsetName": "web", "stableSubsetName": "web" },
+                        }),
+                    ),
+                ],
+            ),
+            "istio.destinationRule.canarySubsetName and stableSubsetName must differ",
+        ),
+        (
+            "istio VirtualService name not a DNS name",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting/nginx"), Value::Null),
+                    (
+                        &p("/trafficRouting/istio"),
+                        json!({ "virtualService": { "name": "Web_1" } }),
+                    ),
+                ],
+            ),
+            "istio.virtualService.name must be a DNS subdomain name",
         ),
         (
             "step with two actions",

@@ -2,7 +2,8 @@
 //!
 //! kwok pods serve no traffic and export no metrics, so this stands in for the
 //! application: every tick it reads the routing state sluice wrote for one Rollout (the
-//! canary Ingress weight, the HTTPRoute weights, or, without a router, the available pods
+//! canary Ingress weight, the HTTPRoute weights, the VirtualService weights resolved to
+//! revisions through the Services' selectors or the DestinationRule's subsets, or, without a router, the available pods
 //! of each ReplicaSet; for blue-green, what `activeService` and `previewService` select),
 //! splits a synthetic request stream accordingly, and counts
 //! per-version requests, errors and latencies. It serves them in the Prometheus text
@@ -367,6 +368,169 @@ fn gateway_outcome(rules: &[serde_json::Value], canary: &str, headers: &[(&str, 
     }
 }
 
+fn istio_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("networking.istio.io", "v1", kind),
+        plural,
+    )
+}
+
+/// What the mesh would resolve a VirtualService destination to: the pod-template hash of
+/// the pods it reaches, through a DestinationRule subset's labels or a Service's selector.
+struct IstioHashes {
+    /// The DestinationRule's host (resolved) and its subsets' hash labels by name.
+    subsets: Option<(String, BTreeMap<String, String>)>,
+    /// The canary and stable Services' selector hashes by name.
+    services: BTreeMap<String, String>,
+}
+
+fn fqdn(ns: &str, host: &str) -> String {
+    if host.contains('.') {
+        host.to_string()
+    } else {
+        format!("{host}.{ns}.svc.cluster.local")
+    }
+}
+
+impl IstioHashes {
+    fn resolve(&self, ns: &str, destination: &serde_json::Value) -> Option<String> {
+        let host = fqdn(ns, destination["host"].as_str()?);
+        match (destination["subset"].as_str(), &self.subsets) {
+            (Some(subset), Some((dr_host, subsets))) if *dr_host == host => {
+                subsets.get(subset).cloned()
+            }
+            (Some(_), _) => None,
+            (None, _) => self
+                .services
+                .iter()
+                .find(|(name, _)| fqdn(ns, name) == host)
+                .map(|(_, hash)| hash.clone()),
+        }
+    }
+}
+
+async fn istio_hashes(
+    client: &Client,
+    ns: &str,
+    ro: &Rollout,
+    istio: &sluice_api::rollout::IstioTrafficRouting,
+) -> Result<IstioHashes> {
+    let subsets = match &istio.destination_rule {
+        Some(dr) => {
+            let dr = Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                ns,
+                &istio_resource("DestinationRule", "destinationrules"),
+            )
+            .get(&dr.name)
+            .await?;
+            let host = fqdn(ns, dr.data["spec"]["host"].as_str().unwrap_or_default());
+            let subsets = dr.data["spec"]["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| {
+                    Some((
+                        s["name"].as_str()?.to_string(),
+                        s["labels"][POD_TEMPLATE_HASH_LABEL].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            Some((host, subsets))
+        }
+        None => None,
+    };
+    let services_api = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns);
+    let mut services = BTreeMap::new();
+    let canary = ro.spec.strategy.canary.as_ref();
+    let names: Vec<String> = canary
+        .iter()
+        .flat_map(|c| [c.canary_service.clone(), c.stable_service.clone()])
+        .flatten()
+        .collect();
+    for name in &names {
+        if let Some(hash) = services_api
+            .get_opt(name)
+            .await?
+            .and_then(|s| s.spec?.selector?.get(POD_TEMPLATE_HASH_LABEL).cloned())
+        {
+            services.insert(name.clone(), hash);
+        }
+    }
+    Ok(IstioHashes { subsets, services })
+}
+
+/// An Istio StringMatch against `value`. Regular expressions: only the literal forms
+/// [`header_value_matches`] understands.
+fn istio_string_matches(m: &serde_json::Value, value: &str) -> bool {
+    if let Some(v) = m["exact"].as_str() {
+        v == value
+    } else if let Some(v) = m["prefix"].as_str() {
+        value.starts_with(v)
+    } else if let Some(v) = m["regex"].as_str() {
+        header_value_matches("RegularExpression", v, value)
+    } else {
+        true
+    }
+}
+
+/// Which HTTP route of a VirtualService serves `GET /` with `headers` (Istio takes the
+/// first that matches), and the share of it sent and mirrored to pod-template hash
+/// `current`, each destination resolved by `resolve`.
+fn istio_outcome(
+    routes: &[serde_json::Value],
+    resolve: &impl Fn(&serde_json::Value) -> Option<String>,
+    current: &str,
+    headers: &[(&str, &str)],
+) -> Outcome {
+    let matches_request = |m: &serde_json::Value| -> bool {
+        let uri_ok = m.get("uri").is_none_or(|u| istio_string_matches(u, "/"));
+        let method_ok = m
+            .get("method")
+            .is_none_or(|u| istio_string_matches(u, "GET"));
+        let headers_ok = m["headers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(name, want)| {
+                headers
+                    .iter()
+                    .any(|(n, v)| n.eq_ignore_ascii_case(name) && istio_string_matches(want, v))
+            });
+        let others_ok = ["queryParams", "authority", "scheme", "port", "sourceLabels"]
+            .iter()
+            .all(|k| m.get(*k).is_none());
+        uri_ok && method_ok && headers_ok && others_ok
+    };
+    let Some(route) = routes.iter().find(|r| match r["match"].as_array() {
+        Some(ms) if !ms.is_empty() => ms.iter().any(matches_request),
+        _ => true,
+    }) else {
+        return Outcome::default();
+    };
+    let dests = route["route"].as_array().cloned().unwrap_or_default();
+    let single = dests.len() == 1;
+    let (mut c, mut total) = (0.0, 0.0);
+    for d in &dests {
+        let w = d["weight"]
+            .as_f64()
+            .unwrap_or(if single { 100.0 } else { 0.0 });
+        total += w;
+        if resolve(&d["destination"]).as_deref() == Some(current) {
+            c += w;
+        }
+    }
+    let mirrored = if resolve(&route["mirror"]).as_deref() == Some(current) {
+        route["mirrorPercentage"]["value"].as_f64().unwrap_or(100.0) / 100.0
+    } else {
+        0.0
+    };
+    Outcome {
+        canary: if total > 0.0 { c / total } else { 0.0 },
+        mirrored,
+    }
+}
+
 /// Each version's share of the traffic right now, from what sluice wrote.
 async fn routing_split(
     client: &Client,
@@ -498,6 +662,29 @@ async fn routing_split(
             let plain = gateway_outcome(&rules, &canary, &[]);
             let tester = match testers {
                 Some(t) => gateway_outcome(&rules, &canary, &[(&t.header, &t.value)]),
+                None => plain,
+            };
+            mirrored = (1.0 - tester_share) * plain.mirrored + tester_share * tester.mirrored;
+            (1.0 - tester_share) * plain.canary + tester_share * tester.canary
+        }
+        Some(r) if r.istio.is_some() => {
+            let istio = r.istio.as_ref().expect("checked");
+            let hashes = istio_hashes(client, ns, &ro, istio).await?;
+            let vs = Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                ns,
+                &istio_resource("VirtualService", "virtualservices"),
+            )
+            .get(&istio.virtual_service.name)
+            .await?;
+            let routes = vs.data["spec"]["http"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let resolve = |d: &serde_json::Value| hashes.resolve(ns, d);
+            let plain = istio_outcome(&routes, &resolve, &current, &[]);
+            let tester = match testers {
+                Some(t) => istio_outcome(&routes, &resolve, &current, &[(&t.header, &t.value)]),
                 None => plain,
             };
             mirrored = (1.0 - tester_share) * plain.mirrored + tester_share * tester.mirrored;

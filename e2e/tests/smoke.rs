@@ -271,6 +271,61 @@ async fn gateway_api_crds_are_installed() -> Result<()> {
     Ok(())
 }
 
+/// The Istio router's objects are served at `networking.istio.io/v1` and admit what sluice
+/// writes (weights summing to 100, a mirror with a percentage, subsets with labels).
+#[tokio::test]
+async fn istio_virtual_service_and_destination_rule_crds_are_served() -> Result<()> {
+    let (client, ns) = setup("istio-crds").await?;
+    for crd in [
+        "virtualservices.networking.istio.io",
+        "destinationrules.networking.istio.io",
+    ] {
+        wait_crd_established(&client, crd).await?;
+    }
+    let resource = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("networking.istio.io", "v1", kind),
+            plural,
+        )
+    };
+    let vs = resource("VirtualService", "virtualservices");
+    let dr = resource("DestinationRule", "destinationrules");
+    let vs_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &vs);
+    let dr_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &dr);
+    let vs_object = to_object(&json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "web"},
+        "spec": {"hosts": ["web"], "http": [
+            {"name": "sluice-x", "match": [{"headers": {"x-canary": {"prefix": "yes"}}}],
+             "route": [{"destination": {"host": "web", "subset": "canary"}, "weight": 100}]},
+            {"name": "primary",
+             "route": [{"destination": {"host": "web", "subset": "stable"}, "weight": 70},
+                       {"destination": {"host": "web", "subset": "canary"}, "weight": 30}],
+             "mirror": {"host": "web", "subset": "canary"}, "mirrorPercentage": {"value": 25.0}}
+        ]}
+    }));
+    vs_api.create(&PostParams::default(), &vs_object).await?;
+    let dr_object = to_object(&json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "web"},
+        "spec": {"host": "web", "subsets": [
+            {"name": "stable", "labels": {"sluice.dev/pod-template-hash": "aaa"}},
+            {"name": "canary", "labels": {"sluice.dev/pod-template-hash": "bbb"}}
+        ]}
+    }));
+    dr_api.create(&PostParams::default(), &dr_object).await?;
+    let stored = vs_api.get("web").await?;
+    assert_eq!(
+        stored.data["spec"]["http"][1]["route"][1]["weight"],
+        json!(30)
+    );
+    assert_eq!(
+        dr_api.get("web").await?.data["spec"]["subsets"][1]["labels"]["sluice.dev/pod-template-hash"],
+        json!("bbb")
+    );
+    ns.delete().await
+}
+
 #[tokio::test]
 async fn fake_nodes_are_ready() -> Result<()> {
     let client = client().await?;
