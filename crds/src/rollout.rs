@@ -489,7 +489,7 @@ pub struct CanaryStep {
 
     /// Mirror (copy) a share of the requests that match to the canary; the responses of
     /// the copies are discarded, so users are always served by the normal split. Without
-    /// `match` the route is removed. Gateway API only.
+    /// `match` the route is removed. Gateway API and Istio only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_mirror_route: Option<SetMirrorRoute>,
 }

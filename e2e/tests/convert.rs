@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use sluice_api::Rollout;
 use sluice_api::analysis::{AnalysisPhase, AnalysisRun};
 use sluice_api::rollout::RolloutPhase;
@@ -322,6 +322,77 @@ async fn header_route_through_the_gateway_api_plugin() -> Result<()> {
     env.finish().await
 }
 
+fn istio_api(env: &Env, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", kind);
+    Api::namespaced_with(
+        env.client.clone(),
+        env.ns(),
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+#[tokio::test]
+async fn istio_canary_through_the_virtual_service_and_subsets_with_managed_routes() -> Result<()> {
+    let env = Env::new("convert-istio").await?;
+    convert_and_apply(&env, "canary-istio")?;
+    let name = "rollout-example";
+    wait_healthy(&env, name).await?;
+    let new = new_revision(&env, name).await?;
+    let r = wait_step(&env, name, 3, RolloutPhase::Paused).await?;
+    assert_eq!(weight(&r), 20);
+    let vss = istio_api(&env, "VirtualService", "virtualservices");
+    let drs = istio_api(&env, "DestinationRule", "destinationrules");
+    let vs = vss.get("rollout-vsvc").await?;
+    let http = vs.data["spec"]["http"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let primary = http
+        .iter()
+        .find(|r| r["name"] == "primary")
+        .context("the primary route")?;
+    assert_eq!(
+        primary["route"],
+        json!([
+            { "destination": { "host": "rollout-example", "subset": "stable" }, "weight": 80 },
+            { "destination": { "host": "rollout-example", "subset": "canary" }, "weight": 20 },
+        ])
+    );
+    let ours: Vec<&Value> = http
+        .iter()
+        .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("sluice-")))
+        .collect();
+    assert_eq!(ours.len(), 2, "{:#}", vs.data["spec"]);
+    assert_eq!(
+        ours[0]["match"],
+        json!([{ "headers": { "x-canary": { "exact": "yes" } } }]),
+        "the header value stayed the string yes through kubectl's YAML"
+    );
+    assert_eq!(
+        ours[1]["mirror"],
+        json!({ "host": "rollout-example", "subset": "canary" })
+    );
+    let dr = drs.get("rollout-destrule").await?;
+    let canary_subset = dr.data["spec"]["subsets"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "canary").cloned())
+        .context("the canary subset")?;
+    assert_eq!(
+        canary_subset["labels"]["sluice.dev/pod-template-hash"],
+        json!(new)
+    );
+    promote(&env, name).await?;
+    wait_healthy(&env, name).await?;
+    let vs = vss.get("rollout-vsvc").await?;
+    assert!(
+        !vs.data["spec"]["http"].to_string().contains("sluice-"),
+        "managed routes removed: {:#}",
+        vs.data["spec"]
+    );
+    assert_eq!(vs.data["spec"]["http"][0]["route"][0]["weight"], 100);
+    env.finish().await
+}
+
 #[tokio::test]
 async fn blue_green_with_pre_and_post_promotion_analysis() -> Result<()> {
     let env = Env::new("convert-bluegreen").await?;
@@ -433,7 +504,7 @@ async fn the_whole_corpus_is_admitted_and_the_refusals_exit_1() -> Result<()> {
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("spec.strategy.canary.trafficRouting.istio"),
+        stderr.contains("spec.strategy.canary.trafficRouting.alb"),
         "{stderr}"
     );
 
@@ -451,6 +522,7 @@ async fn the_whole_corpus_is_admitted_and_the_refusals_exit_1() -> Result<()> {
         "canary-nginx",
         "canary-gatewayapi",
         "canary-header-route",
+        "canary-istio",
         "bluegreen-analysis",
         "background-analysis",
         "unsupported-fields",

@@ -601,6 +601,7 @@ enum Router {
     None,
     Nginx,
     GatewayApi,
+    Istio,
 }
 
 fn canary(value: Value, path: &str, report: &mut Report) -> Option<Value> {
@@ -664,6 +665,10 @@ fn traffic_routing(value: Value, path: &str, report: &mut Report) -> Option<(Val
         out.insert("nginx".into(), nginx(n, &t.child("nginx"), report)?);
         router = Router::Nginx;
     }
+    if let Some(i) = t.take("istio") {
+        out.insert("istio".into(), istio(i, &t.child("istio"), report)?);
+        router = Router::Istio;
+    }
     if let Some(plugins) = t.take("plugins") {
         let path = t.child("plugins");
         let mut p = Fields::of(plugins, &path, report)?;
@@ -698,18 +703,23 @@ fn traffic_routing(value: Value, path: &str, report: &mut Report) -> Option<(Val
         report.error(
             &join(path, &key),
             format!(
-                "the {key} traffic router is not supported by sluice (nginx and the Gateway \
-                 API are): the canary's traffic would not be shifted"
+                "the {key} traffic router is not supported by sluice (nginx, the Gateway \
+                 API and Istio are): the canary's traffic would not be shifted"
             ),
         );
     }
     if router == Router::None && !report.failed() {
         report.error(path, "trafficRouting names no router sluice supports");
     }
-    if out.contains_key("nginx") && out.contains_key("gatewayAPI") {
+    if ["nginx", "gatewayAPI", "istio"]
+        .iter()
+        .filter(|k| out.contains_key(**k))
+        .count()
+        > 1
+    {
         report.error(
             path,
-            "sluice routes through one router: nginx or the Gateway API, not both",
+            "sluice routes through one router: nginx, the Gateway API or Istio, not several",
         );
     }
     Some((Value::Object(out), router))
@@ -766,6 +776,94 @@ fn nginx(value: Value, path: &str, report: &mut Report) -> Option<Value> {
     }
     n.finish(report);
     Some(Value::Object(out))
+}
+
+/// Argo's `istio`: one VirtualService (`virtualService`, or `virtualServices` with one
+/// entry) with its HTTP `routes`, and the optional `destinationRule`, field for field.
+fn istio(value: Value, path: &str, report: &mut Report) -> Option<Value> {
+    let mut i = Fields::of(value, path, report)?;
+    let mut out = Map::new();
+    let virtual_service = |v: Value, vpath: &str, report: &mut Report| -> Option<Value> {
+        let mut f = Fields::of(v, vpath, report)?;
+        let mut o = Map::new();
+        f.copy("name", &mut o);
+        match o.get("name").and_then(Value::as_str) {
+            None => report.error(&f.child("name"), "the VirtualService needs a name"),
+            Some(n) if n.contains('.') => report.error(
+                &f.child("name"),
+                "sluice reads the VirtualService in the Rollout's namespace; a \
+                 <name>.<namespace> reference has no equivalent",
+            ),
+            Some(_) => {}
+        }
+        f.copy("routes", &mut o);
+        for key in ["tlsRoutes", "tcpRoutes"] {
+            if f.take(key).is_some() {
+                report.error(
+                    &f.child(key),
+                    "sluice weights a VirtualService's HTTP routes only; these routes would \
+                     not be shifted",
+                );
+            }
+        }
+        f.finish(report);
+        Some(Value::Object(o))
+    };
+    if let Some(v) = i.take("virtualService") {
+        let vpath = i.child("virtualService");
+        out.insert("virtualService".into(), virtual_service(v, &vpath, report)?);
+    }
+    if let Some(list) = i.take("virtualServices") {
+        let p = i.child("virtualServices");
+        match list.as_array().map(Vec::as_slice) {
+            Some([one]) if !out.contains_key("virtualService") => {
+                let vpath = format!("{p}[0]");
+                out.insert(
+                    "virtualService".into(),
+                    virtual_service(one.clone(), &vpath, report)?,
+                );
+            }
+            _ => report.error(
+                &p,
+                "sluice sets the weights of one VirtualService; more than one has no equivalent",
+            ),
+        }
+    }
+    if !out.contains_key("virtualService") {
+        // Reported once: a refused virtualServices list already said why.
+        if !report.failed() {
+            report.error(
+                &i.child("virtualService"),
+                "istio routing needs a virtualService",
+            );
+        }
+        return None;
+    }
+    if let Some(d) = i.take("destinationRule") {
+        let dpath = i.child("destinationRule");
+        out.insert(
+            "destinationRule".into(),
+            object_with(
+                d,
+                &dpath,
+                &["name", "canarySubsetName", "stableSubsetName"],
+                report,
+            )?,
+        );
+    }
+    i.finish(report);
+    Some(Value::Object(out))
+}
+
+/// An object whose fields `keys` are copied as they are; any other is refused.
+fn object_with(value: Value, path: &str, keys: &[&str], report: &mut Report) -> Option<Value> {
+    let mut f = Fields::of(value, path, report)?;
+    let mut o = Map::new();
+    for key in keys {
+        f.copy(key, &mut o);
+    }
+    f.finish(report);
+    Some(Value::Object(o))
 }
 
 fn gateway_api(value: Value, path: &str, report: &mut Report) -> Option<Value> {
@@ -847,10 +945,10 @@ fn canary_step(value: Value, path: &str, router: Router, report: &mut Report) ->
         out.insert("setCanaryScale".into(), scale);
     }
     if let Some(mirror) = s.take("setMirrorRoute") {
-        if router != Router::GatewayApi {
+        if !matches!(router, Router::GatewayApi | Router::Istio) {
             report.error(
                 &s.child("setMirrorRoute"),
-                "sluice mirrors traffic through the Gateway API only",
+                "sluice mirrors traffic through the Gateway API and Istio only",
             );
         }
         out.insert("setMirrorRoute".into(), mirror);

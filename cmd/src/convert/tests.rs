@@ -143,6 +143,75 @@ fn gateway_api_plugin_becomes_gateway_api_routing() {
 }
 
 #[test]
+fn istio_virtual_service_and_destination_rule_convert_with_header_and_mirror_routes() {
+    let all = app("canary-istio");
+    assert!(one(&all, "Rollout").findings.is_empty(), "{all:#?}");
+    let canary = &output(&all, "Rollout")["spec"]["strategy"]["canary"];
+    assert_eq!(
+        canary["trafficRouting"],
+        json!({
+            "istio": {
+                "virtualService": { "name": "rollout-vsvc", "routes": ["primary"] },
+                "destinationRule": {
+                    "name": "rollout-destrule",
+                    "canarySubsetName": "canary",
+                    "stableSubsetName": "stable",
+                },
+            },
+            "managedRoutes": [{ "name": "set-header" }, { "name": "mirror-route" }],
+        })
+    );
+    assert_eq!(
+        canary["steps"][2],
+        json!({ "setMirrorRoute": { "name": "mirror-route", "percentage": 35, "match": [
+            { "method": { "exact": "GET" }, "path": { "prefix": "/" } }
+        ] } })
+    );
+    assert_eq!(one(&all, "VirtualService").outcome, Outcome::PassedThrough);
+    assert_eq!(one(&all, "DestinationRule").outcome, Outcome::PassedThrough);
+}
+
+#[test]
+fn istio_shapes_sluice_cannot_route_are_refused() {
+    let refused = |istio: Value| -> Vec<String> {
+        let doc = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": { "name": "web" },
+            "spec": {
+                "selector": { "matchLabels": { "app": "web" } },
+                "template": { "metadata": { "labels": { "app": "web" } },
+                              "spec": { "containers": [{ "name": "web", "image": "web:1" }] } },
+                "strategy": { "canary": {
+                    "canaryService": "web-canary", "stableService": "web-stable",
+                    "trafficRouting": { "istio": istio },
+                } },
+            },
+        });
+        let c = convert_all(vec![doc]).pop().unwrap();
+        assert_eq!(c.outcome, Outcome::Refused, "{c:#?}");
+        paths(&c)
+            .into_iter()
+            .filter(|(s, _)| *s == Severity::Error)
+            .map(|(_, p)| p)
+            .collect()
+    };
+    let at = |p: &str| format!("spec.strategy.canary.trafficRouting.istio.{p}");
+    assert_eq!(
+        refused(json!({ "virtualServices": [{ "name": "a" }, { "name": "b" }] })),
+        [at("virtualServices")]
+    );
+    assert_eq!(
+        refused(json!({ "virtualService": { "name": "a", "tlsRoutes": [{ "port": 443 }] } })),
+        [at("virtualService.tlsRoutes")]
+    );
+    assert_eq!(
+        refused(json!({ "virtualService": { "name": "a.other-namespace" } })),
+        [at("virtualService.name")]
+    );
+    assert_eq!(refused(json!({})), [at("virtualService")]);
+}
+
+#[test]
 fn header_route_steps_and_managed_routes_carry_over() {
     let all = app("canary-header-route");
     assert!(one(&all, "Rollout").findings.is_empty());
@@ -353,7 +422,7 @@ fn what_cannot_be_converted_is_refused_with_every_reason() {
         errors("Rollout"),
         [
             "spec.strategy.canary.steps[0].experiment",
-            "spec.strategy.canary.trafficRouting.istio",
+            "spec.strategy.canary.trafficRouting.alb",
         ]
     );
     assert_eq!(
@@ -802,7 +871,7 @@ fn exit_codes_and_outputs_of_the_command() {
     assert_eq!(out, "");
     assert!(
         err.contains(
-            "rollout.yaml: error: Rollout reviews: spec.strategy.canary.trafficRouting.istio:"
+            "rollout.yaml: error: Rollout reviews: spec.strategy.canary.trafficRouting.alb:"
         ),
         "{err}"
     );
