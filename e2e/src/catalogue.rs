@@ -485,6 +485,62 @@ pub fn rollout_cases() -> Vec<Case> {
             "istio.virtualService.name must be a DNS subdomain name",
         ),
         (
+            "istio VirtualService route name empty",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting/nginx"), Value::Null),
+                    (
+                        &p("/trafficRouting/istio"),
+                        json!({ "virtualService": { "name": "web", "routes": [""] } }),
+                    ),
+                ],
+            ),
+            "istio.virtualService.routes must be non-empty route names",
+        ),
+        (
+            "istio DestinationRule name not a DNS name",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting/nginx"), Value::Null),
+                    (
+                        &p("/trafficRouting/istio"),
+                        json!({ "virtualService": { "name": "web" }, "destinationRule": { "name": "Web_1", "canarySubsetName": "canary", "stableSubsetName": "stable" } }),
+                    ),
+                ],
+            ),
+            "istio.destinationRule.name must be a DNS subdomain name",
+        ),
+        (
+            "istio canary subset not a DNS label",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting/nginx"), Value::Null),
+                    (
+                        &p("/trafficRouting/istio"),
+                        json!({ "virtualService": { "name": "web" }, "destinationRule": { "name": "web", "canarySubsetName": "Canary", "stableSubsetName": "stable" } }),
+                    ),
+                ],
+            ),
+            "istio.destinationRule.canarySubsetName must be a DNS label",
+        ),
+        (
+            "istio stable subset not a DNS label",
+            with(
+                canary(),
+                &[
+                    (&p("/trafficRouting/nginx"), Value::Null),
+                    (
+                        &p("/trafficRouting/istio"),
+                        json!({ "virtualService": { "name": "web" }, "destinationRule": { "name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable.v1" } }),
+                    ),
+                ],
+            ),
+            "istio.destinationRule.stableSubsetName must be a DNS label",
+        ),
+        (
             "step with two actions",
             with(
                 canary(),

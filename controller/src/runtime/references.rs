@@ -182,6 +182,38 @@ mod tests {
     }
 
     #[test]
+    fn istio_objects_are_matched_by_name_in_the_rollouts_namespace() {
+        let r = canary(json!({ "istio": {
+            "virtualService": { "name": "web-vs" },
+            "destinationRule": { "name": "web-dr", "canarySubsetName": "c", "stableSubsetName": "s" },
+        } }));
+        assert!(refers_to(&r, Referenced::VirtualService, "shop", "web-vs"));
+        assert!(!refers_to(
+            &r,
+            Referenced::VirtualService,
+            "other",
+            "web-vs"
+        ));
+        assert!(!refers_to(&r, Referenced::VirtualService, "shop", "web-dr"));
+        assert!(refers_to(&r, Referenced::DestinationRule, "shop", "web-dr"));
+        assert!(!refers_to(
+            &r,
+            Referenced::DestinationRule,
+            "shop",
+            "web-vs"
+        ));
+        let no_dr = canary(json!({ "istio": { "virtualService": { "name": "web-vs" } } }));
+        assert!(!refers_to(
+            &no_dr,
+            Referenced::DestinationRule,
+            "shop",
+            "web-vs"
+        ));
+        let g = canary(json!({ "gatewayAPI": { "httpRoute": "web-vs" } }));
+        assert!(!refers_to(&g, Referenced::VirtualService, "shop", "web-vs"));
+    }
+
+    #[test]
     fn templates_are_matched_by_scope_in_every_analysis() {
         let named = |scope: &str| json!({ "templates": [{ "templateName": "errors", "clusterScope": scope == "cluster" }] });
         let step = rollout(
