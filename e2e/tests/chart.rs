@@ -765,6 +765,76 @@ async fn as_the_chart_identity_a_gateway_api_canary_walks_its_steps() -> Result<
     env.finish().await
 }
 
+/// Istio's objects are read from caches only (list, watch) and written by patches: the
+/// chart grants exactly that, and no `get`.
+#[tokio::test]
+async fn as_the_chart_identity_an_istio_canary_weights_the_virtual_service_and_points_the_subsets()
+-> Result<()> {
+    let env = as_chart("chart-istio").await?;
+    env.services(&["web", "web-stable", "web-canary"]).await?;
+    env.apply(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": { "name": "web" },
+        "spec": { "host": "web", "subsets": [
+            { "name": "stable", "labels": { "app": "web" } },
+            { "name": "canary", "labels": { "app": "web" } },
+        ] },
+    }))
+    .await?;
+    env.apply(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": { "name": "web" },
+        "spec": { "hosts": ["web"], "http": [{ "name": "primary", "route": [
+            { "destination": { "host": "web", "subset": "stable" }, "weight": 100 },
+            { "destination": { "host": "web", "subset": "canary" }, "weight": 0 },
+        ] }] },
+    }))
+    .await?;
+    env.rollout(
+        4,
+        json!({
+            "canaryService": "web-canary", "stableService": "web-stable",
+            "trafficRouting": { "istio": {
+                "virtualService": { "name": "web", "routes": ["primary"] },
+                "destinationRule": { "name": "web", "canarySubsetName": "canary", "stableSubsetName": "stable" },
+            } },
+            "steps": [{ "setWeight": 20 }, { "pause": {} }],
+        }),
+    )
+    .await?;
+    env.wait_healthy_on_new_revision().await?;
+    let api = |kind: &str, plural: &str| -> kube::Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("networking.istio.io", "v1", kind);
+        kube::Api::namespaced_with(
+            env.client.clone(),
+            env.ns(),
+            &ApiResource::from_gvk_with_plural(&gvk, plural),
+        )
+    };
+    let (vss, drs) = (
+        api("VirtualService", "virtualservices"),
+        api("DestinationRule", "destinationrules"),
+    );
+    let weights = |vs: &DynamicObject| {
+        let route = &vs.data["spec"]["http"][0]["route"];
+        (route[1]["weight"].as_i64(), route[0]["weight"].as_i64())
+    };
+    let canary_subset = |dr: &DynamicObject| {
+        dr.data["spec"]["subsets"][1]["labels"]["sluice.dev/pod-template-hash"]
+            .as_str()
+            .map(str::to_string)
+    };
+    env.set_version("v2").await?;
+    let r = env.wait_step(1, RolloutPhase::Paused).await?;
+    let (v2, _) = sluice_e2e::rollout_env::hashes(&r);
+    assert_eq!(weights(&vss.get("web").await?), (Some(20), Some(80)));
+    assert_eq!(canary_subset(&drs.get("web").await?), Some(v2));
+    env.act(UserAction::Promote).await?;
+    env.wait_healthy_on_new_revision().await?;
+    assert_eq!(weights(&vss.get("web").await?), (Some(0), Some(100)));
+    env.finish().await
+}
+
 #[tokio::test]
 async fn as_the_chart_identity_an_nginx_canary_makes_and_removes_its_ingress() -> Result<()> {
     let env = as_chart("chart-nginx").await?;
