@@ -17,6 +17,30 @@ fn example_rollouts(file: &str) -> Vec<Rollout> {
 }
 
 #[test]
+fn istio_example_reads_as_an_istio_canary_with_subsets() {
+    let rollouts = example_rollouts("canary-istio-rollout.yaml");
+    assert_eq!(rollouts.len(), 1);
+    let canary = rollouts[0].spec.strategy.canary.as_ref().expect("canary");
+    let istio = canary
+        .traffic_routing
+        .as_ref()
+        .and_then(|t| t.istio.as_ref())
+        .expect("istio routing");
+    assert_eq!(istio.virtual_service.name, "shop");
+    assert_eq!(istio.virtual_service.routes, ["primary"]);
+    let dr = istio.destination_rule.as_ref().expect("a DestinationRule");
+    assert_eq!(
+        (
+            dr.canary_subset_name.as_str(),
+            dr.stable_subset_name.as_str()
+        ),
+        ("canary", "stable")
+    );
+    assert_eq!(canary.steps.len(), 5);
+    assert!(canary.steps[1].set_header_route.is_some());
+}
+
+#[test]
 fn canary_example_reads_as_a_canary_with_five_steps() {
     let rollouts = example_rollouts("canary-rollout.yaml");
     assert_eq!(rollouts.len(), 1);
