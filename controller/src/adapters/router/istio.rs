@@ -715,11 +715,6 @@ impl TrafficRouter for IstioRouter {
             );
             ops.push(json!({"op": "remove", "path": at}));
         }
-        if http_routes(&vs).is_empty() && !desired.is_empty() {
-            // Cannot happen with desired routes (they are made from user routes), but a
-            // patch adding into a missing list would fail obscurely.
-            return Err(AdapterError::Invalid(self.no_route_message()));
-        }
         for (i, route) in desired.into_iter().enumerate() {
             ops.push(json!({"op": "add", "path": format!("/spec/http/{i}"), "value": route}));
         }
