@@ -6,7 +6,7 @@
 //! has installed: it only needs `spec.rules[*].backendRefs[*].{name,weight}`, which every
 //! `v1` release has.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use kube::Api;
@@ -14,7 +14,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use serde_json::{Value, json};
 use sluice_api::rollout::{GatewayApiTrafficRouting, HeaderRoutingMatch, RouteMatch, StringMatch};
 
-use super::{RouterContext, TrafficRouter};
+use super::{RouterContext, TrafficRouter, managed};
 use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, FIELD_MANAGER};
@@ -23,8 +23,6 @@ use crate::core::routes::{RouteKind, RouteSetting, as_regex};
 
 /// Most rules an HTTPRoute may have (the CRD's `maxItems`).
 const MAX_RULES: usize = 16;
-/// Length of a fingerprint in a managed rule's name (`core::hash::value_hash`).
-const HASH_LEN: usize = 10;
 
 /// The weight of a backendRef that does not set one, per the Gateway API spec.
 const DEFAULT_BACKEND_WEIGHT: u64 = 1;
@@ -200,8 +198,7 @@ impl GatewayApiRouter {
         let mut found = Vec::new();
         for (rule_index, rule) in rules.iter().enumerate() {
             // Another Rollout's managed rules are its own business.
-            if rule_name(rule).is_some_and(|n| n.starts_with(MANAGED_PREFIX) && !self.is_own(rule))
-            {
+            if rule_name(rule).is_some_and(|n| managed::is_another_rollouts(&self.ctx.rollout, n)) {
                 continue;
             }
             let refs = match rule.get("backendRefs") {
@@ -270,17 +267,6 @@ impl GatewayApiRouter {
         }
         ops
     }
-}
-
-/// Every managed rule's name starts with this.
-const MANAGED_PREFIX: &str = "sluice-";
-
-/// What a managed rule's name says.
-struct ManagedName {
-    fingerprint: String,
-    base: String,
-    route: String,
-    k: usize,
 }
 
 /// `spec.rules` of a route (empty when absent or not a list).
@@ -372,27 +358,8 @@ fn copy_rule_fields(user: &Value, rule: &mut Value) {
 }
 
 impl GatewayApiRouter {
-    fn own_prefix(&self) -> String {
-        format!("{MANAGED_PREFIX}{}-", value_hash(&self.ctx.rollout))
-    }
-
     fn is_own(&self, rule: &Value) -> bool {
-        rule_name(rule).is_some_and(|n| n.starts_with(&self.own_prefix()))
-    }
-
-    fn parse_name(&self, name: &str) -> Option<ManagedName> {
-        let rest = name.strip_prefix(&self.own_prefix())?;
-        let fingerprint = rest.get(..HASH_LEN)?.to_string();
-        let rest = rest.get(HASH_LEN..)?.strip_prefix('-')?;
-        let base = rest.get(..HASH_LEN)?.to_string();
-        let rest = rest.get(HASH_LEN..)?.strip_prefix('-')?;
-        let (route, k) = rest.rsplit_once('-')?;
-        Some(ManagedName {
-            fingerprint,
-            base,
-            route: route.to_string(),
-            k: k.parse().ok()?,
-        })
+        rule_name(rule).is_some_and(|n| managed::is_own(&self.ctx.rollout, n))
     }
 
     /// The user's rules that route to both Services, in route order: what managed rules
@@ -435,13 +402,7 @@ impl GatewayApiRouter {
         user: &Value,
         k: usize,
     ) -> Result<Value, AdapterError> {
-        let name = format!(
-            "{}{}-{}-{}-{k}",
-            self.own_prefix(),
-            r.fingerprint(),
-            base_hash(user),
-            r.name
-        );
+        let name = managed::name(&self.ctx.rollout, r, &base_hash(user), k);
         let canary = self.canary_ref(user)?;
         let mut rule = match &r.kind {
             RouteKind::Header { matches } => {
@@ -553,27 +514,12 @@ impl TrafficRouter for GatewayApiRouter {
     fn current_routes(&self) -> Result<BTreeMap<String, String>, AdapterError> {
         let route = self.get_route()?;
         let users = self.user_rules(&route)?;
-        let mut seen: BTreeMap<String, (String, BTreeSet<usize>)> = BTreeMap::new();
-        let mut broken: BTreeSet<String> = BTreeSet::new();
-        for rule in spec_rules(&route).iter().filter(|r| self.is_own(r)) {
-            let Some(parsed) = self.parse_name(rule_name(rule).unwrap_or_default()) else {
-                continue;
-            };
-            let fresh = users
-                .get(parsed.k)
-                .is_some_and(|u| base_hash(u) == parsed.base);
-            let entry = seen
-                .entry(parsed.route.clone())
-                .or_insert_with(|| (parsed.fingerprint.clone(), BTreeSet::new()));
-            if !fresh || entry.0 != parsed.fingerprint || !entry.1.insert(parsed.k) {
-                broken.insert(parsed.route);
-            }
-        }
-        Ok(seen
-            .into_iter()
-            .filter(|(name, (_, ks))| !broken.contains(name) && ks.len() == users.len())
-            .map(|(name, (fingerprint, _))| (name, fingerprint))
-            .collect())
+        let bases: Vec<String> = users.iter().map(base_hash).collect();
+        let own = spec_rules(&route)
+            .iter()
+            .filter_map(rule_name)
+            .filter(|n| managed::is_own(&self.ctx.rollout, n));
+        Ok(managed::in_place(&self.ctx.rollout, own, &bases))
     }
 
     /// Replaces sluice's managed rules with those of `routes`, put before the user's

@@ -16,7 +16,7 @@
 //! reconcile is retried from a fresh read, instead of putting a weight on whatever
 //! destination now sits at that index.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use kube::Api;
@@ -25,17 +25,13 @@ use serde_json::{Map, Value, json};
 use sluice_api::labels::POD_TEMPLATE_HASH_LABEL;
 use sluice_api::rollout::{IstioTrafficRouting, RouteMatch, StringMatch};
 
-use super::{RouterContext, TrafficRouter};
+use super::{RouterContext, TrafficRouter, managed};
 use crate::adapters::workload::written;
 use crate::adapters::written::{Cache, Written};
 use crate::adapters::{AdapterError, FIELD_MANAGER};
 use crate::core::hash::value_hash;
 use crate::core::routes::{RouteKind, RouteSetting};
 
-/// Every managed route's name starts with this.
-const MANAGED_PREFIX: &str = "sluice-";
-/// Length of a fingerprint in a managed route's name (`core::hash::value_hash`).
-const HASH_LEN: usize = 10;
 /// What Istio requires the weights of a route's destinations to sum to.
 const TOTAL_WEIGHT: i64 = 100;
 
@@ -93,14 +89,6 @@ impl MatchedDest {
     fn effective_weight(&self) -> i64 {
         self.weight.unwrap_or(0)
     }
-}
-
-/// What a managed route's name says.
-struct ManagedName {
-    fingerprint: String,
-    base: String,
-    route: String,
-    k: usize,
 }
 
 impl IstioRouter {
@@ -265,31 +253,12 @@ impl IstioRouter {
         }
     }
 
-    fn own_prefix(&self) -> String {
-        format!("{MANAGED_PREFIX}{}-", value_hash(&self.ctx.rollout))
-    }
-
     fn is_own(&self, route: &Value) -> bool {
-        route_name(route).is_some_and(|n| n.starts_with(&self.own_prefix()))
+        route_name(route).is_some_and(|n| managed::is_own(&self.ctx.rollout, n))
     }
 
     fn is_managed_by_another(&self, route: &Value) -> bool {
-        route_name(route).is_some_and(|n| n.starts_with(MANAGED_PREFIX)) && !self.is_own(route)
-    }
-
-    fn parse_name(&self, name: &str) -> Option<ManagedName> {
-        let rest = name.strip_prefix(&self.own_prefix())?;
-        let fingerprint = rest.get(..HASH_LEN)?.to_string();
-        let rest = rest.get(HASH_LEN..)?.strip_prefix('-')?;
-        let base = rest.get(..HASH_LEN)?.to_string();
-        let rest = rest.get(HASH_LEN..)?.strip_prefix('-')?;
-        let (route, k) = rest.rsplit_once('-')?;
-        Some(ManagedName {
-            fingerprint,
-            base,
-            route: route.to_string(),
-            k: k.parse().ok()?,
-        })
+        route_name(route).is_some_and(|n| managed::is_another_rollouts(&self.ctx.rollout, n))
     }
 
     /// The canary and stable destinations of every route sluice weights (the configured
@@ -438,13 +407,7 @@ impl IstioRouter {
         user: &Value,
         k: usize,
     ) -> Result<Value, AdapterError> {
-        let name = format!(
-            "{}{}-{}-{}-{k}",
-            self.own_prefix(),
-            r.fingerprint(),
-            base_hash(user),
-            r.name
-        );
+        let name = managed::name(&self.ctx.rollout, r, &base_hash(user), k);
         let canary = self.canary_destination(user)?;
         let mut route = user.clone();
         let o = route
@@ -657,27 +620,12 @@ impl TrafficRouter for IstioRouter {
     fn current_routes(&self) -> Result<BTreeMap<String, String>, AdapterError> {
         let vs = self.get_vs()?;
         let users = self.user_routes(&vs)?;
-        let mut seen: BTreeMap<String, (String, BTreeSet<usize>)> = BTreeMap::new();
-        let mut broken: BTreeSet<String> = BTreeSet::new();
-        for route in http_routes(&vs).iter().filter(|r| self.is_own(r)) {
-            let Some(parsed) = self.parse_name(route_name(route).unwrap_or_default()) else {
-                continue;
-            };
-            let fresh = users
-                .get(parsed.k)
-                .is_some_and(|u| base_hash(u) == parsed.base);
-            let entry = seen
-                .entry(parsed.route.clone())
-                .or_insert_with(|| (parsed.fingerprint.clone(), BTreeSet::new()));
-            if !fresh || entry.0 != parsed.fingerprint || !entry.1.insert(parsed.k) {
-                broken.insert(parsed.route);
-            }
-        }
-        Ok(seen
-            .into_iter()
-            .filter(|(name, (_, ks))| !broken.contains(name) && ks.len() == users.len())
-            .map(|(name, (fingerprint, _))| (name, fingerprint))
-            .collect())
+        let bases: Vec<String> = users.iter().map(base_hash).collect();
+        let own = http_routes(&vs)
+            .iter()
+            .filter_map(route_name)
+            .filter(|n| managed::is_own(&self.ctx.rollout, n));
+        Ok(managed::in_place(&self.ctx.rollout, own, &bases))
     }
 
     /// Replaces sluice's managed routes with those of `routes`, put before the user's

@@ -3,6 +3,7 @@
 
 pub mod gateway;
 pub mod istio;
+mod managed;
 pub mod nginx;
 
 use std::collections::BTreeMap;
